@@ -1,0 +1,46 @@
+#!/bin/bash
+# Installs every Debian 12 package the project needs to build, test and run the
+# pipeline. Idempotent: packages already present are left alone; apt lists are
+# refreshed only when something is missing.
+set -euo pipefail
+
+PACKAGES=(
+    # build: Rust FFI and the system libraries we link
+    build-essential pkg-config libclang-dev clang
+    libglib2.0-dev libostree-dev libdnf-dev librepo-dev librpm-dev libsolv-dev
+    libgpgme-dev libarchive-dev libzstd-dev liblzma-dev
+    # compose: rpm tooling, ostree CLI, sandboxing
+    rpm createrepo-c ostree bubblewrap cpio gnupg
+    # the compose benchmark's baseline
+    dnf
+    # demo stream recipes: fetch Debian binaries and repackage them
+    busybox-static kmod
+    # images (later stages)
+    e2fsprogs xfsprogs dosfstools mtools gdisk fdisk squashfs-tools erofs-utils
+    xorriso zstd xz-utils grub-pc-bin grub-efi-amd64-bin grub-common
+    # VMs
+    qemu-system-x86 qemu-utils ovmf seabios
+    # containers
+    skopeo podman runc
+    # misc test helpers
+    jq python3-jsonschema git
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#PACKAGES[@]} packages present"
+    exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# Some machines carry a newer qemu-utils than Debian 12 ships, which qemu-system-x86
+# cannot sit beside: take both from bookworm together.
+apt-get install -y -qq --no-install-recommends --allow-downgrades "${missing[@]}" qemu-utils/bookworm

@@ -1,0 +1,1 @@
+//! Workdir and build history (placeholder).

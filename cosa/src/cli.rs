@@ -1,0 +1,158 @@
+//! The command line: one `Cmd` enum, one options struct per command.
+//!
+//! `--help` is the reference for every command; keep the doc comments exact.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cosa",
+    version,
+    about = "Build and test image-based Linux operating systems"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Options every workdir command takes.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalOpts {
+    /// The working directory (made by `cosa init`).
+    #[arg(
+        long,
+        short = 'C',
+        global = true,
+        default_value = ".",
+        env = "COSA_DIR"
+    )]
+    pub workdir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Make a working directory: builds/ cache/ tmp/ overrides/ src/config.
+    Init(InitOpts),
+    /// Print the fully resolved treefile (includes, variables, conditionals applied).
+    Manifest(ManifestOpts),
+    /// Resolve the package set with libdnf, download it, write the generated lockfile.
+    Fetch(FetchOpts),
+    /// Compose the packages into an ostree commit and record a new build.
+    Build(BuildOpts),
+    /// List the builds, newest first.
+    List(ListOpts),
+    /// Print a build's meta.json, or one key of it.
+    Meta(MetaOpts),
+    /// Compare two builds.
+    Diff(DiffOpts),
+    /// Delete old builds, keeping the newest N and every tagged build.
+    Prune(PruneOpts),
+    /// Add, remove or list tags on builds.
+    Tag(TagOpts),
+}
+
+#[derive(Debug, Args)]
+pub struct InitOpts {
+    /// Stream config: a directory or a git URL (default: this project's demo stream).
+    pub config: Option<String>,
+    /// Directory to initialize.
+    #[arg(long, short = 'C', default_value = ".", env = "COSA_DIR")]
+    pub workdir: PathBuf,
+    /// Git branch to check out when CONFIG is a URL.
+    #[arg(long)]
+    pub branch: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestOpts {
+    /// Treefile to resolve (default: src/config/manifest.yaml of the workdir).
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// Print JSON (the default is YAML).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchOpts {
+    /// Refuse any package that the config's lockfile does not pin.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildOpts {
+    /// Build even when no input changed.
+    #[arg(long)]
+    pub force: bool,
+    /// Version to give the build (default: derived from automatic-version-prefix).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Refuse any package that the config's lockfile does not pin.
+    #[arg(long)]
+    pub strict: bool,
+    /// Wait for another build in this workdir to finish instead of failing.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListOpts {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MetaOpts {
+    /// Build ID (default: latest).
+    #[arg(long)]
+    pub build: Option<String>,
+    /// Print only this key (dotted path, e.g. `images.qemu.path`).
+    #[arg(long)]
+    pub get: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffOpts {
+    /// Compare the package sets.
+    #[arg(long)]
+    pub rpms: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// Older build (default: the one before NEW).
+    pub from: Option<String>,
+    /// Newer build (default: latest).
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneOpts {
+    /// How many of the newest builds to keep.
+    #[arg(long, default_value_t = 3)]
+    pub keep: usize,
+    /// Say what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TagOpts {
+    #[command(subcommand)]
+    pub action: TagAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TagAction {
+    /// Tag a build (default: latest).
+    Add { tag: String, build: Option<String> },
+    /// Remove a tag.
+    Delete { tag: String },
+    /// List tags.
+    List,
+}

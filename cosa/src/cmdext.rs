@@ -1,0 +1,121 @@
+//! Running subprocesses: failures carry the command line and the tail of its stderr.
+
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// How many bytes of a failed command's stderr go into the error.
+const STDERR_TAIL: usize = 4096;
+
+pub trait CommandRunExt {
+    /// Run to completion; on failure the error names the command and quotes its stderr tail.
+    fn run(&mut self) -> Result<()>;
+    /// Run and return stdout as a string (stderr quoted on failure).
+    fn run_get_string(&mut self) -> Result<String>;
+    /// Run and parse stdout as JSON.
+    fn run_get_json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T>;
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    if s.len() > 300 {
+        s.truncate(300);
+        s.push('…');
+    }
+    s
+}
+
+fn tail(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(STDERR_TAIL);
+    String::from_utf8_lossy(&bytes[start..]).trim().to_string()
+}
+
+fn check(cmd: &Command, out: &Output) -> Result<()> {
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = tail(&out.stderr);
+    if err.is_empty() {
+        bail!("`{}` failed: {}", describe(cmd), out.status);
+    }
+    bail!("`{}` failed: {}:\n{}", describe(cmd), out.status, err)
+}
+
+impl CommandRunExt for Command {
+    fn run(&mut self) -> Result<()> {
+        // stdout is left to the parent so progress of long tools stays visible;
+        // stderr is captured for the error and replayed when the command succeeds.
+        self.stdin(Stdio::null()).stderr(Stdio::piped());
+        let mut child = self
+            .spawn()
+            .with_context(|| format!("starting `{}`", describe(self)))?;
+        let mut stderr = Vec::new();
+        if let Some(mut e) = child.stderr.take() {
+            e.read_to_end(&mut stderr)
+                .with_context(|| format!("reading stderr of `{}`", describe(self)))?;
+        }
+        let status = child
+            .wait()
+            .with_context(|| format!("waiting for `{}`", describe(self)))?;
+        let out = Output {
+            status,
+            stdout: Vec::new(),
+            stderr,
+        };
+        check(self, &out)?;
+        if !out.stderr.is_empty() {
+            tracing::debug!(
+                "{}: {}",
+                describe(self),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    fn run_get_string(&mut self) -> Result<String> {
+        let out = self
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("starting `{}`", describe(self)))?;
+        check(self, &out)?;
+        String::from_utf8(out.stdout)
+            .with_context(|| format!("output of `{}` is not UTF-8", describe(self)))
+    }
+
+    fn run_get_json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T> {
+        let s = self.run_get_string()?;
+        serde_json::from_str(&s)
+            .with_context(|| format!("parsing JSON output of `{}`", describe(self)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_quotes_stderr() {
+        let e = Command::new("sh")
+            .args(["-c", "echo boom >&2; exit 3"])
+            .run()
+            .unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("boom"), "{msg}");
+        assert!(msg.contains("sh -c"), "{msg}");
+    }
+
+    #[test]
+    fn json_output_parses() {
+        let v: serde_json::Value = Command::new("echo")
+            .arg(r#"{"a": 1}"#)
+            .run_get_json()
+            .unwrap();
+        assert_eq!(v["a"], 1);
+    }
+}

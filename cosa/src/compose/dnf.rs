@@ -1,0 +1,1 @@
+//! libdnf wrapper (placeholder).

@@ -1,0 +1,3 @@
+//! Compose: packages into an ostree commit.
+
+pub mod dnf;

@@ -1,0 +1,1 @@
+//! Lockfiles (placeholder).

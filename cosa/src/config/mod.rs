@@ -1,0 +1,4 @@
+//! The stream's configuration files: treefile, repo files, lockfiles.
+
+pub mod lockfile;
+pub mod treefile;

@@ -1,0 +1,1 @@
+//! rpm-ostree treefiles (owned by the treefile work; placeholder).
