@@ -1,0 +1,1 @@
+#include <libdnf/libdnf.h>
