@@ -1,0 +1,136 @@
+//! Rendering a [`Package`] as a spec file whose `%install` copies a staged tree.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{bail, ensure, Result};
+
+use crate::{FileEntry, Package};
+
+/// The spec text for `pkg`; `stage` holds the files, already written by the caller.
+pub(crate) fn render(pkg: &Package, stage: &Path) -> Result<String> {
+    for (what, value) in [
+        ("name", &pkg.name),
+        ("version", &pkg.version),
+        ("release", &pkg.release),
+        ("arch", &pkg.arch),
+    ] {
+        ensure!(
+            !value.is_empty()
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._+~^-".contains(c))
+                && (what == "name" || !value.contains('-')),
+            "invalid {what} {value:?}"
+        );
+    }
+    let summary = pkg.summary.lines().next().unwrap_or_default().trim();
+    let summary = if summary.is_empty() {
+        pkg.name.as_str()
+    } else {
+        summary
+    };
+
+    let mut s = String::new();
+    let w = &mut s;
+    // Writing to a String cannot fail.
+    let _ = writeln!(w, "Name: {}", pkg.name);
+    if let Some(epoch) = pkg.epoch {
+        let _ = writeln!(w, "Epoch: {epoch}");
+    }
+    let _ = writeln!(w, "Version: {}", pkg.version);
+    let _ = writeln!(w, "Release: {}", pkg.release);
+    let _ = writeln!(w, "Summary: {}", escape_macros(summary));
+    let _ = writeln!(w, "License: MIT");
+    let _ = writeln!(w, "BuildArch: {}", pkg.arch);
+    // Dependencies are exactly what the test declares.
+    let _ = writeln!(w, "AutoReqProv: no");
+    for (tag, deps) in [
+        ("Requires", &pkg.requires),
+        ("Provides", &pkg.provides),
+        ("Conflicts", &pkg.conflicts),
+        ("Obsoletes", &pkg.obsoletes),
+        ("Recommends", &pkg.recommends),
+    ] {
+        for dep in deps {
+            ensure!(
+                !dep.trim().is_empty() && !dep.contains('\n'),
+                "invalid {tag} {dep:?}"
+            );
+            let _ = writeln!(w, "{tag}: {}", escape_macros(dep));
+        }
+    }
+    let _ = writeln!(w, "\n%description\n{}\n", escape_macros(summary));
+    let _ = writeln!(w, "%install");
+    let _ = writeln!(w, "cp -a '{}'/. \"$RPM_BUILD_ROOT\"/\n", stage.display());
+    for (section, body) in [
+        ("pre", &pkg.pre),
+        ("post", &pkg.post),
+        ("posttrans", &pkg.posttrans),
+    ] {
+        if let Some(body) = body {
+            let _ = writeln!(w, "%{section}\n{}\n", escape_macros(body.trim_end()));
+        }
+    }
+    let _ = writeln!(w, "%files\n%defattr(-,root,root,-)");
+    for dir in &pkg.dirs {
+        let _ = writeln!(w, "%dir %attr(0755,root,root) {}", files_path(dir)?);
+    }
+    for entry in &pkg.files {
+        match entry {
+            FileEntry::File { path, mode, .. } | FileEntry::Copy { path, mode, .. } => {
+                let _ = writeln!(
+                    w,
+                    "%attr({:04o},root,root) {}",
+                    mode & 0o7777,
+                    files_path(path)?
+                );
+            }
+            FileEntry::Symlink { path, .. } => {
+                let _ = writeln!(w, "{}", files_path(path)?);
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// Spec bodies are macro-expanded: a literal `%` must be written `%%`.
+fn escape_macros(s: &str) -> String {
+    s.replace('%', "%%")
+}
+
+/// A path as a `%files` line wants it: quoted, macros escaped, no glob characters.
+fn files_path(path: &str) -> Result<String> {
+    ensure!(path.starts_with('/'), "path {path:?} is not absolute");
+    if let Some(c) = path.chars().find(|c| "*?[]{}\"\\\n".contains(*c)) {
+        bail!("path {path:?}: character {c:?} is not supported in %files");
+    }
+    Ok(format!("\"{}\"", escape_macros(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_deps_scripts_and_files() {
+        let pkg = Package::new("foo", "1.0", "1")
+            .requires("bar >= 2")
+            .file("/etc/foo 100%.conf", "x")
+            .symlink("/usr/bin/foo", "../lib/foo")
+            .post("echo 50% > /etc/done");
+        let spec = render(&pkg, Path::new("/stage")).unwrap();
+        assert!(spec.contains("Requires: bar >= 2\n"));
+        assert!(spec.contains("%attr(0644,root,root) \"/etc/foo 100%%.conf\"\n"));
+        assert!(spec.contains("\n\"/usr/bin/foo\"\n"));
+        assert!(spec.contains("%post\necho 50%% > /etc/done\n"));
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let stage = Path::new("/stage");
+        assert!(render(&Package::new("foo", "1-2", "1"), stage).is_err());
+        assert!(render(&Package::new("foo", "1", "1").file("/a*", ""), stage).is_err());
+        assert!(render(&Package::new("foo", "1", "1").file("rel", ""), stage).is_err());
+    }
+}
