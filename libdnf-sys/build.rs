@@ -25,7 +25,7 @@ fn main() {
     let mut builder = bindgen::Builder::default()
         .header("src/wrapper.h")
         .allowlist_function("dnf_.*|hy_.*")
-        .allowlist_type("Dnf.*|Hy.*")
+        .allowlist_type("Dnf.*|Hy.*|_hy_.*")
         .allowlist_var("DNF_.*|HY_.*")
         // GLib, GObject and GIO types come from the glib-sys family (see src/lib.rs).
         .blocklist_type("_?G[A-Z].*")
