@@ -1,0 +1,306 @@
+//! One treefile as written, before includes are followed.
+//!
+//! Keys are checked while the parser still knows where it is, so an unknown
+//! key is reported with its line (YAML) or the line where it ends (JSON).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::keys::{classify, Field, KeyKind, Merge};
+use super::layer::Layer;
+use super::vars::{Conditions, ReleaseVer, VarValue};
+
+/// A parsed treefile: the mergeable content plus what steers include resolution.
+#[derive(Debug, Default)]
+pub(super) struct Fragment {
+    pub(super) layer: Layer,
+    /// `packages` and the deprecated `bootstrap-packages`, not yet split.
+    pub(super) packages: Vec<String>,
+    /// `packages-<basearch>`, by basearch, not yet split.
+    pub(super) arch_packages: BTreeMap<String, Vec<String>>,
+    pub(super) variables: BTreeMap<String, VarValue>,
+    pub(super) include: Vec<String>,
+    pub(super) arch_include: BTreeMap<String, Vec<String>>,
+    pub(super) conditional_include: Vec<ConditionalInclude>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConditionalInclude {
+    #[serde(rename = "if")]
+    pub(super) condition: Conditions,
+    pub(super) include: IncludeTarget,
+}
+
+/// What a conditional include pulls in: files, or a treefile written inline.
+#[derive(Debug)]
+pub(super) enum IncludeTarget {
+    Files(Vec<String>),
+    Inline(Box<Fragment>),
+}
+
+/// Parse one treefile; the format follows the file name's extension.
+pub(super) fn parse(path: &Path, text: &str) -> Result<Fragment> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => Ok(serde_json::from_str(text)?),
+        Some("yaml" | "yml") => match serde_yaml::from_str(text) {
+            Ok(f) => Ok(f),
+            // A file of only comments is an empty treefile, not an error.
+            Err(_) if matches!(serde_yaml::from_str(text), Ok(serde_yaml::Value::Null)) => {
+                Ok(Fragment::default())
+            }
+            Err(e) => Err(e.into()),
+        },
+        _ => bail!("unknown treefile format: the name must end in .yaml, .yml or .json"),
+    }
+}
+
+impl Fragment {
+    /// Make the file-relative paths absolute against `dir` (the declaring
+    /// file's directory) and check that the files exist.
+    pub(super) fn resolve_paths(&mut self, dir: &Path) -> Result<()> {
+        let existing = |what: &str, p: &Path| -> Result<PathBuf> {
+            let abs = dir.join(p);
+            std::fs::metadata(&abs).with_context(|| format!("{what}: {}", abs.display()))?;
+            Ok(abs)
+        };
+        for (src, dest) in &mut self.layer.add_files {
+            *src = existing(&format!("add-files entry for {dest}"), src)?;
+        }
+        if let Some(script) = &mut self.layer.postprocess_script {
+            *script = existing("postprocess-script", script)?;
+        }
+        // rpm-ostree reads these passwd/group files relative to the treefile too.
+        for key in ["check-passwd", "check-groups"] {
+            let Some(Value::Object(check)) = self.layer.unsupported.get_mut(key) else {
+                continue;
+            };
+            if check.get("type").and_then(Value::as_str) != Some("file") {
+                continue;
+            }
+            if let Some(Value::String(name)) = check.get_mut("filename") {
+                let abs = existing(&format!("{key} filename"), Path::new(name))?;
+                *name = abs.to_string_lossy().into_owned();
+            }
+        }
+        for ci in &mut self.conditional_include {
+            if let IncludeTarget::Inline(inline) = &mut ci.include {
+                inline.resolve_paths(dir)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for Fragment {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(FragmentVisitor { inline: false })
+    }
+}
+
+/// Keys that only make sense at the top of a file, not in an inline include.
+const NOT_INLINE: &[&str] = &[
+    "include",
+    "arch-include",
+    "conditional-include",
+    "variables",
+];
+
+struct FragmentVisitor {
+    inline: bool,
+}
+
+impl<'de> Visitor<'de> for FragmentVisitor {
+    type Value = Fragment;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a treefile (a mapping of keys to values)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fragment, A::Error> {
+        let mut f = Fragment::default();
+        let mut seen = BTreeMap::new();
+        while let Some(kind) = map.next_key_seed(KeySeed {
+            seen: &mut seen,
+            inline: self.inline,
+        })? {
+            match kind {
+                KeyKind::Supported(_, field) => read_field(&mut map, &mut f, field)?,
+                KeyKind::ArchPackages(arch) => {
+                    f.arch_packages.insert(arch, map.next_value()?);
+                }
+                KeyKind::Unsupported(name, merge) => {
+                    let v = match merge {
+                        Merge::Scalar => map.next_value()?,
+                        Merge::List | Merge::Set => Value::Array(map.next_value()?),
+                        Merge::Map | Merge::MapOfSets => Value::Object(map.next_value()?),
+                    };
+                    f.layer.unsupported.insert(name.to_string(), v);
+                }
+                // KeySeed has already refused these.
+                KeyKind::DeriveOnly | KeyKind::Unknown => {
+                    return Err(de::Error::custom("unexpected key"));
+                }
+            }
+        }
+        Ok(f)
+    }
+}
+
+fn read_field<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    f: &mut Fragment,
+    field: Field,
+) -> Result<(), A::Error> {
+    let l = &mut f.layer;
+    match field {
+        Field::Ref => l.r#ref = Some(map.next_value()?),
+        Field::Basearch => l.basearch = Some(map.next_value()?),
+        Field::Repos => l.repos = map.next_value()?,
+        Field::Packages | Field::BootstrapPackages => {
+            f.packages.extend(map.next_value::<Vec<String>>()?)
+        }
+        Field::ExcludePackages => l.exclude_packages = map.next_value()?,
+        Field::Releasever => l.releasever = Some(map.next_value::<ReleaseVer>()?.0),
+        Field::Variables => f.variables = map.next_value()?,
+        Field::Include => f.include = map.next_value::<FileList>()?.0,
+        Field::ArchInclude => {
+            let m: BTreeMap<String, FileList> = map.next_value()?;
+            f.arch_include = m.into_iter().map(|(k, v)| (k, v.0)).collect();
+        }
+        Field::ConditionalInclude => f.conditional_include = map.next_value()?,
+        Field::AddFiles => l.add_files = map.next_value()?,
+        Field::RemoveFiles => l.remove_files = map.next_value()?,
+        Field::RemoveFromPackages => l.remove_from_packages = map.next_value()?,
+        Field::Postprocess => l.postprocess = map.next_value()?,
+        Field::PostprocessScript => l.postprocess_script = Some(map.next_value()?),
+        Field::Units => l.units = map.next_value()?,
+        Field::DefaultTarget => l.default_target = Some(map.next_value()?),
+        Field::EtcGroupMembers => l.etc_group_members = map.next_value()?,
+        Field::InitramfsArgs => l.initramfs_args = map.next_value()?,
+        Field::InitramfsGenerator => l.initramfs_generator = Some(map.next_value()?),
+        Field::MachineidCompat => l.machineid_compat = Some(map.next_value()?),
+        Field::AutomaticVersionPrefix => l.automatic_version_prefix = Some(map.next_value()?),
+        Field::AddCommitMetadata => l.add_commit_metadata = map.next_value()?,
+        Field::OstreeLayers => l.ostree_layers = map.next_value()?,
+        Field::Recommends => l.recommends = Some(map.next_value()?),
+        Field::Documentation => l.documentation = Some(map.next_value()?),
+    }
+    Ok(())
+}
+
+/// Reads one key and judges it, so that errors carry the key's position.
+struct KeySeed<'a> {
+    /// Current key name -> the spelling used, to catch duplicates and legacy+new pairs.
+    seen: &'a mut BTreeMap<String, String>,
+    inline: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = KeyKind;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<KeyKind, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeySeed<'_> {
+    type Value = KeyKind;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a treefile key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<KeyKind, E> {
+        let kind = classify(key);
+        let name = match &kind {
+            KeyKind::Supported(name, _) | KeyKind::Unsupported(name, _) => name.to_string(),
+            KeyKind::ArchPackages(_) => key.to_string(),
+            KeyKind::DeriveOnly => {
+                return Err(E::custom(format!(
+                    "key `{key}` belongs to client-side treefiles; composes do not accept it"
+                )))
+            }
+            KeyKind::Unknown => return Err(E::custom(format!("unknown key `{key}`"))),
+        };
+        if self.inline && NOT_INLINE.contains(&name.as_str()) {
+            return Err(E::custom(format!(
+                "key `{key}` is not allowed in an inline conditional include"
+            )));
+        }
+        if let Some(prev) = self.seen.insert(name, key.to_string()) {
+            return Err(if prev == key {
+                E::custom(format!("duplicate key `{key}`"))
+            } else {
+                E::custom(format!("keys `{prev}` and `{key}` are the same setting"))
+            });
+        }
+        Ok(kind)
+    }
+}
+
+/// A file name or a list of them (`include`, `arch-include` values).
+struct FileList(Vec<String>);
+
+struct FileListVisitor;
+
+impl<'de> Visitor<'de> for FileListVisitor {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a file name or a list of file names")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
+        Ok(vec![v.to_string()])
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+        let mut v = Vec::new();
+        while let Some(s) = seq.next_element()? {
+            v.push(s);
+        }
+        Ok(v)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FileListVisitor).map(FileList)
+    }
+}
+
+struct IncludeTargetVisitor;
+
+impl<'de> Visitor<'de> for IncludeTargetVisitor {
+    type Value = IncludeTarget;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a file name, a list of file names, or an inline treefile")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<IncludeTarget, E> {
+        FileListVisitor.visit_str(v).map(IncludeTarget::Files)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<IncludeTarget, A::Error> {
+        FileListVisitor.visit_seq(seq).map(IncludeTarget::Files)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<IncludeTarget, A::Error> {
+        let inline = FragmentVisitor { inline: true }.visit_map(map)?;
+        Ok(IncludeTarget::Inline(Box::new(inline)))
+    }
+}
+
+impl<'de> Deserialize<'de> for IncludeTarget {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(IncludeTargetVisitor)
+    }
+}
