@@ -1,0 +1,131 @@
+//! `demo-agent firstboot`: Ignition spec 3.0.0–3.4.0, the subset a VM of the
+//! demo stream needs. Parse, then validate everything against the target root
+//! (plan), then apply: an invalid config writes nothing.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::console::Console;
+
+mod apply;
+mod dataurl;
+mod passwd;
+mod plan;
+mod schema;
+
+pub use plan::UNITS_D;
+
+/// Where QEMU's `-fw_cfg name=opt/com.coreos/config,file=…` shows up.
+pub const FW_CFG_CONFIG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/com.coreos/config/raw";
+
+#[derive(Debug, clap::Args)]
+pub struct FirstbootOpts {
+    /// Root of the system to provision.
+    #[arg(long, default_value = "/")]
+    root: PathBuf,
+    /// Read the config from this file instead of fw_cfg.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+/// Totals printed on success.
+pub use plan::Counts;
+
+/// Parses and version-checks a config; returns it with its spec minor version.
+fn parse(bytes: &[u8]) -> Result<(schema::Config, u32)> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).context("config is not valid JSON")?;
+    let version = v
+        .get("ignition")
+        .and_then(|i| i.get("version"))
+        .ok_or_else(|| anyhow!("ignition.version: missing"))?;
+    let version = version
+        .as_str()
+        .ok_or_else(|| anyhow!("ignition.version: not a string"))?;
+    if !schema::VERSIONS.iter().any(|(s, _)| *s == version) {
+        bail!(
+            "ignition.version: unsupported config version {version:?} (accepted: {})",
+            schema::VERSIONS
+                .iter()
+                .map(|(s, _)| *s)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let cfg: schema::Config = serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        anyhow!("{path}: {}", e.into_inner())
+    })?;
+    let minor = schema::VERSIONS
+        .iter()
+        .find(|(s, _)| *s == cfg.ignition.version)
+        .map(|(_, m)| *m)
+        .ok_or_else(|| anyhow!("ignition.version: changed while parsing"))?;
+    Ok((cfg, minor))
+}
+
+/// Validates and applies `bytes` under `root`.
+pub fn provision(bytes: &[u8], root: &Path, console: Console) -> Result<Counts> {
+    let (cfg, minor) = parse(bytes)?;
+    let plan = plan::plan(&cfg, minor, root)?;
+    for w in &plan.warnings {
+        console.say(&format!("ignition: warning: {w}"));
+    }
+    let applier = apply::Applier::new(root);
+    for op in &plan.ops {
+        applier.apply(op)?;
+    }
+    Ok(plan.counts)
+}
+
+/// Reads the config: `--config`, else fw_cfg (loading qemu_fw_cfg if needed).
+fn read_config(opts: &FirstbootOpts) -> Result<Option<Vec<u8>>> {
+    let path = match &opts.config {
+        Some(p) => p.clone(),
+        None => {
+            if !Path::new("/sys/firmware/qemu_fw_cfg").exists() {
+                // Usually built in or loaded by the initramfs; try once, quietly.
+                let _ = std::process::Command::new("modprobe")
+                    .arg("qemu_fw_cfg")
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+            PathBuf::from(FW_CFG_CONFIG)
+        }
+    };
+    match std::fs::read(&path) {
+        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(None),
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.config.is_none() => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+pub fn firstboot(opts: &FirstbootOpts) -> Result<()> {
+    let console = if opts.root == Path::new("/") {
+        Console::System
+    } else {
+        Console::Stderr
+    };
+    let r = read_config(opts).and_then(|c| match c {
+        None => Ok(None),
+        Some(bytes) => provision(&bytes, &opts.root, console).map(Some),
+    });
+    match r {
+        Ok(None) => {
+            console.say("ignition: no config provided, nothing to do");
+            Ok(())
+        }
+        Ok(Some(c)) => {
+            console.say(&format!(
+                "ignition: applied {} files, {} users, {} units",
+                c.files, c.users, c.units
+            ));
+            Ok(())
+        }
+        Err(e) => {
+            console.say(&format!("ignition: FAILED: {e:#}"));
+            Err(e.context("first-boot provisioning failed"))
+        }
+    }
+}

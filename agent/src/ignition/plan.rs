@@ -1,0 +1,926 @@
+//! Validation: turns a parsed config plus the target root's current state into
+//! a list of filesystem operations. Every check that can fail is made here,
+//! so an invalid config writes nothing.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+use sha2::{Digest, Sha256, Sha512};
+
+use super::dataurl;
+use super::passwd::{Accounts, GroupEntry, PasswdEntry};
+use super::schema::{self, Config, Owner, Resource};
+
+/// Where enabled units are recorded for `demo-agent serve` (see the doc).
+pub const UNITS_D: &str = "/etc/demo-agent/units.d";
+const SYSTEMD_DIR: &str = "/etc/systemd/system";
+const UNIT_SUFFIXES: &[&str] = &[
+    ".service",
+    ".socket",
+    ".target",
+    ".timer",
+    ".path",
+    ".mount",
+    ".automount",
+    ".swap",
+    ".slice",
+    ".scope",
+    ".device",
+];
+
+/// One filesystem change; paths are absolute paths in the target system.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Op {
+    Dir {
+        path: PathBuf,
+        mode: u32,
+        owner: (u32, u32),
+        replace: bool,
+    },
+    File {
+        path: PathBuf,
+        data: Vec<u8>,
+        mode: u32,
+        owner: (u32, u32),
+        replace: bool,
+    },
+    Symlink {
+        path: PathBuf,
+        target: String,
+        owner: (u32, u32),
+        replace: bool,
+    },
+    Hardlink {
+        path: PathBuf,
+        target: PathBuf,
+        replace: bool,
+    },
+    Remove {
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// files, directories and links
+    pub files: usize,
+    pub users: usize,
+    pub units: usize,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub ops: Vec<Op>,
+    pub warnings: Vec<String>,
+    pub counts: Counts,
+}
+
+struct Planner<'a> {
+    root: &'a Path,
+    minor: u32,
+    ops: Vec<Op>,
+    warnings: Vec<String>,
+    accounts: Accounts,
+    /// Paths some entry of this config writes: a second writer is an error.
+    claimed: BTreeSet<PathBuf>,
+}
+
+/// Validates `cfg` (spec minor version `minor`) against `root`.
+pub fn plan(cfg: &Config, minor: u32, root: &Path) -> Result<Plan> {
+    let mut p = Planner {
+        root,
+        minor,
+        ops: Vec::new(),
+        warnings: Vec::new(),
+        accounts: Accounts::load(&root.join("etc"))?,
+        claimed: BTreeSet::new(),
+    };
+    let mut counts = Counts::default();
+    p.refuse_unsupported(cfg)?;
+    if let Some(pw) = &cfg.passwd {
+        counts.users = p.passwd(pw)?;
+    }
+    if let Some(st) = &cfg.storage {
+        counts.files = p.storage(st)?;
+    }
+    if let Some(units) = cfg.systemd.as_ref().and_then(|s| s.units.as_ref()) {
+        for (i, u) in units.iter().enumerate() {
+            p.unit(u)
+                .with_context(|| format!("systemd.units[{i}] ({})", u.name))?;
+        }
+        counts.units = units.len();
+    }
+    Ok(Plan {
+        ops: p.ops,
+        warnings: p.warnings,
+        counts,
+    })
+}
+
+/// Null, `""`, `[]`, `{}` or an object of only such values.
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(is_empty),
+        Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+/// Absolute, lexically cleaned path (like Go's `filepath.Clean`).
+fn clean_path(p: &str) -> Result<PathBuf> {
+    if !p.starts_with('/') {
+        bail!("path {p:?} is not absolute");
+    }
+    let mut out = PathBuf::from("/");
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    if out == Path::new("/") {
+        bail!("path {p:?} names the root directory");
+    }
+    Ok(out)
+}
+
+fn decompress(data: Vec<u8>, compression: Option<&str>) -> Result<Vec<u8>> {
+    match compression.unwrap_or("") {
+        "" => Ok(data),
+        "gzip" => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&data[..])
+                .read_to_end(&mut out)
+                .context("invalid gzip data")?;
+            Ok(out)
+        }
+        other => bail!("unsupported compression {other:?} (null or \"gzip\")"),
+    }
+}
+
+fn verify(data: &[u8], hash: &str) -> Result<()> {
+    let (kind, want) = hash
+        .split_once('-')
+        .ok_or_else(|| anyhow!("hash {hash:?} is not <type>-<value>"))?;
+    let got = match kind {
+        "sha512" => hex(&Sha512::digest(data)),
+        "sha256" => hex(&Sha256::digest(data)),
+        _ => bail!("unsupported hash type {kind:?} (sha512 or sha256)"),
+    };
+    if !got.eq_ignore_ascii_case(want) {
+        bail!("{kind} mismatch: config says {want}, contents have {got}");
+    }
+    Ok(())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The command of a unit's single plain `ExecStart=`, reading the unit file
+/// and then its drop-ins (where `ExecStart=` with no value resets the list).
+pub fn plain_exec_start<'a>(texts: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut execs: Vec<String> = Vec::new();
+    for text in texts {
+        let mut section = String::new();
+        let mut pending = String::new();
+        for raw in text.lines() {
+            if let Some(cont) = raw.strip_suffix('\\') {
+                pending.push_str(cont);
+                pending.push(' ');
+                continue;
+            }
+            pending.push_str(raw);
+            let line = std::mem::take(&mut pending);
+            let line = line.trim();
+            if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+                continue;
+            }
+            if line.starts_with('[') {
+                section = line.to_string();
+                continue;
+            }
+            if section != "[Service]" {
+                continue;
+            }
+            if let Some((k, v)) = line.split_once('=') {
+                if k.trim() == "ExecStart" {
+                    let v = v.trim();
+                    if v.is_empty() {
+                        execs.clear();
+                    } else {
+                        execs.push(v.to_string());
+                    }
+                }
+            }
+        }
+    }
+    match execs.as_slice() {
+        [one] if !one.starts_with(['@', '-', ':', '+', '!', '|']) => Some(one.clone()),
+        _ => None,
+    }
+}
+
+impl Planner<'_> {
+    /// Host path of the target path `p`.
+    fn host(&self, p: &Path) -> PathBuf {
+        self.root.join(p.strip_prefix("/").unwrap_or(p))
+    }
+
+    fn since(&self, minor: u32, present: bool, field: &str) -> Result<()> {
+        if present && self.minor < minor {
+            bail!(
+                "{field}: not in spec 3.{}.0 (added in 3.{minor}.0)",
+                self.minor
+            );
+        }
+        Ok(())
+    }
+
+    fn refuse_unsupported(&self, cfg: &Config) -> Result<()> {
+        let schema::Ignition {
+            config, security, ..
+        } = &cfg.ignition;
+        if config.as_ref().is_some_and(|v| !is_empty(v)) {
+            bail!("ignition.config: merging or replacing configs is not supported");
+        }
+        if security.as_ref().is_some_and(|v| !is_empty(v)) {
+            bail!("ignition.security: TLS settings are not supported (no remote fetches)");
+        }
+        if let Some(k) = &cfg.kernel_arguments {
+            self.since(3, true, "kernelArguments")?;
+            let n = k.should_exist.as_ref().map_or(0, Vec::len)
+                + k.should_not_exist.as_ref().map_or(0, Vec::len);
+            if n > 0 {
+                bail!("kernelArguments: not supported on this stream (the agent does not manage the bootloader config); use the image's kernel arguments");
+            }
+        }
+        if let Some(st) = &cfg.storage {
+            self.since(2, st.luks.is_some(), "storage.luks")?;
+            for (name, v) in [
+                ("disks", &st.disks),
+                ("raid", &st.raid),
+                ("filesystems", &st.filesystems),
+                ("luks", &st.luks),
+            ] {
+                if v.as_ref().is_some_and(|v| !is_empty(v)) {
+                    bail!("storage.{name}: not supported (the agent only writes files, directories and links)");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn claim(&mut self, p: &Path) -> Result<()> {
+        if !self.claimed.insert(p.to_path_buf()) {
+            bail!("path {} is written twice by this config", p.display());
+        }
+        Ok(())
+    }
+
+    /// Every existing ancestor of `p` must be a directory (or a link to one).
+    fn check_parents(&self, p: &Path) -> Result<()> {
+        for a in p.ancestors().skip(1) {
+            if a == Path::new("/") {
+                break;
+            }
+            if self.claimed.contains(a) && !self.will_be_dir(a) {
+                bail!(
+                    "parent {} of {} is a file of this config",
+                    a.display(),
+                    p.display()
+                );
+            }
+            match fs::metadata(self.host(a)) {
+                Ok(m) if !m.is_dir() => bail!(
+                    "parent {} of {} exists and is not a directory",
+                    a.display(),
+                    p.display()
+                ),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn will_be_dir(&self, p: &Path) -> bool {
+        self.ops
+            .iter()
+            .any(|op| matches!(op, Op::Dir { path, .. } if path == p))
+    }
+
+    fn resource(&self, field: &str, r: &Resource) -> Result<Option<Vec<u8>>> {
+        let Resource {
+            source,
+            compression,
+            http_headers,
+            verification,
+        } = r;
+        self.since(1, http_headers.is_some(), &format!("{field}.httpHeaders"))?;
+        if http_headers.as_ref().is_some_and(|v| !is_empty(v)) {
+            bail!("{field}.httpHeaders: not supported (no remote fetches)");
+        }
+        let Some(source) = source else {
+            return Ok(None);
+        };
+        let data = dataurl::decode(source).with_context(|| format!("{field}.source"))?;
+        let data = decompress(data, compression.as_deref())
+            .with_context(|| format!("{field}.compression"))?;
+        if let Some(h) = verification.as_ref().and_then(|v| v.hash.as_deref()) {
+            verify(&data, h).with_context(|| format!("{field}.verification.hash"))?;
+        }
+        Ok(Some(data))
+    }
+
+    fn owner(
+        &self,
+        field: &str,
+        user: &Option<Owner>,
+        group: &Option<Owner>,
+    ) -> Result<(u32, u32)> {
+        let uid = match user {
+            None => 0,
+            Some(Owner {
+                id: Some(_),
+                name: Some(_),
+            }) => {
+                bail!("{field}.user: set id or name, not both")
+            }
+            Some(Owner { id: Some(id), .. }) => *id,
+            Some(Owner { name: Some(n), .. }) => {
+                self.accounts
+                    .user(n)
+                    .ok_or_else(|| anyhow!("{field}.user.name: no user {n:?}"))?
+                    .uid
+            }
+            Some(Owner { .. }) => 0,
+        };
+        let gid = match group {
+            None => 0,
+            Some(Owner {
+                id: Some(_),
+                name: Some(_),
+            }) => {
+                bail!("{field}.group: set id or name, not both")
+            }
+            Some(Owner { id: Some(id), .. }) => *id,
+            Some(Owner { name: Some(n), .. }) => {
+                self.accounts
+                    .group(n)
+                    .ok_or_else(|| anyhow!("{field}.group.name: no group {n:?}"))?
+                    .gid
+            }
+            Some(Owner { .. }) => 0,
+        };
+        Ok((uid, gid))
+    }
+
+    fn mode(field: &str, mode: Option<u32>, default: u32) -> Result<u32> {
+        match mode {
+            Some(m) if m > 0o7777 => bail!(
+                "{field}.mode: {m} is not a valid mode (decimal {}, max 4095)",
+                m
+            ),
+            Some(m) => Ok(m),
+            None => Ok(default),
+        }
+    }
+
+    fn passwd(&mut self, pw: &schema::Passwd) -> Result<usize> {
+        let before = (
+            self.accounts.render_passwd(),
+            self.accounts.render_group(),
+            self.accounts.render_shadow(),
+        );
+        for (i, g) in pw.groups.iter().flatten().enumerate() {
+            self.group(g)
+                .with_context(|| format!("passwd.groups[{i}] ({})", g.name))?;
+        }
+        let mut home_ops = Vec::new();
+        let users = pw.users.as_deref().unwrap_or_default();
+        for (i, u) in users.iter().enumerate() {
+            self.user(u, &mut home_ops)
+                .with_context(|| format!("passwd.users[{i}] ({})", u.name))?;
+        }
+        let after = (
+            self.accounts.render_passwd(),
+            self.accounts.render_group(),
+            self.accounts.render_shadow(),
+        );
+        for (name, old, new, default_mode) in [
+            ("passwd", &before.0, after.0, 0o644),
+            ("group", &before.1, after.1, 0o644),
+            ("shadow", &before.2, after.2, 0o600),
+        ] {
+            if *old != new {
+                let path = Path::new("/etc").join(name);
+                let mode = fs::metadata(self.host(&path))
+                    .map(|m| m.mode() & 0o7777)
+                    .unwrap_or(default_mode);
+                self.claim(&path)?;
+                self.ops.push(Op::File {
+                    path,
+                    data: new.into_bytes(),
+                    mode,
+                    owner: (0, 0),
+                    replace: false,
+                });
+            }
+        }
+        self.ops.append(&mut home_ops);
+        Ok(users.len())
+    }
+
+    fn group(&mut self, g: &schema::Group) -> Result<()> {
+        let schema::Group {
+            name,
+            gid,
+            password_hash,
+            system,
+            should_exist,
+        } = g;
+        self.since(2, should_exist.is_some(), "shouldExist")?;
+        if *should_exist == Some(false) {
+            self.accounts.groups.retain(|x| x.name != *name);
+            return Ok(());
+        }
+        if let Some(existing) = self.accounts.group_mut(name) {
+            if gid.is_some_and(|id| id != existing.gid) {
+                bail!("gid: group exists with gid {}", existing.gid);
+            }
+            if let Some(h) = password_hash {
+                existing.password = h.clone();
+            }
+            return Ok(());
+        }
+        let range = if system.unwrap_or(false) {
+            100..1000
+        } else {
+            1000..60000
+        };
+        let gid = match gid {
+            Some(id) if self.accounts.groups.iter().any(|x| x.gid == *id) => {
+                bail!("gid: {id} is already used")
+            }
+            Some(id) => *id,
+            None => self
+                .accounts
+                .free_gid(range)
+                .ok_or_else(|| anyhow!("no free gid"))?,
+        };
+        self.accounts.groups.push(GroupEntry {
+            name: name.clone(),
+            gid,
+            password: password_hash.clone().unwrap_or_else(|| "x".into()),
+            members: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn user(&mut self, u: &schema::User, home_ops: &mut Vec<Op>) -> Result<()> {
+        let schema::User {
+            name,
+            password_hash,
+            ssh_authorized_keys,
+            uid,
+            gecos,
+            home_dir,
+            no_create_home,
+            primary_group,
+            groups,
+            no_user_group,
+            _no_log_init: _,
+            shell,
+            system,
+            should_exist,
+        } = u;
+        self.since(2, should_exist.is_some(), "shouldExist")?;
+        if name.is_empty() || name.contains([':', '\n', '/']) {
+            bail!("name: invalid user name {name:?}");
+        }
+        if *should_exist == Some(false) {
+            self.accounts.remove_user(name);
+            return Ok(());
+        }
+        let primary_gid = match primary_group {
+            Some(g) => Some(
+                self.accounts
+                    .group(g)
+                    .ok_or_else(|| anyhow!("primaryGroup: no group {g:?}"))?
+                    .gid,
+            ),
+            None => None,
+        };
+        let new = self.accounts.user(name).is_none();
+        if new {
+            let range = if system.unwrap_or(false) {
+                100..1000
+            } else {
+                1000..60000
+            };
+            let uid = match uid {
+                Some(id) if self.accounts.users.iter().any(|x| x.uid == *id) => {
+                    bail!("uid: {id} is already used")
+                }
+                Some(id) => *id,
+                None => self
+                    .accounts
+                    .free_uid(range.clone())
+                    .ok_or_else(|| anyhow!("no free uid"))?,
+            };
+            let gid = match primary_gid {
+                Some(g) => g,
+                None if no_user_group.unwrap_or(false) => {
+                    self.accounts.group("users").map_or(100, |g| g.gid)
+                }
+                None => match self.accounts.group(name) {
+                    Some(g) => g.gid,
+                    None => {
+                        let gid = if self.accounts.groups.iter().any(|g| g.gid == uid) {
+                            self.accounts
+                                .free_gid(range)
+                                .ok_or_else(|| anyhow!("no free gid"))?
+                        } else {
+                            uid
+                        };
+                        self.accounts.groups.push(GroupEntry {
+                            name: name.clone(),
+                            gid,
+                            password: "x".into(),
+                            members: Vec::new(),
+                        });
+                        gid
+                    }
+                },
+            };
+            self.accounts.users.push(PasswdEntry {
+                name: name.clone(),
+                uid,
+                gid,
+                gecos: gecos.clone().unwrap_or_default(),
+                home: home_dir.clone().unwrap_or_else(|| format!("/home/{name}")),
+                shell: shell.clone().unwrap_or_else(|| "/bin/sh".into()),
+            });
+            if !self.accounts.has_shadow(name) {
+                self.accounts.set_shadow_password(name, "!");
+            }
+        } else {
+            let e = self.accounts.user_mut(name).expect("checked above");
+            if uid.is_some_and(|id| id != e.uid) {
+                bail!(
+                    "uid: user exists with uid {}; changing it is not supported",
+                    e.uid
+                );
+            }
+            if let Some(g) = gecos {
+                e.gecos = g.clone();
+            }
+            if let Some(h) = home_dir {
+                e.home = h.clone();
+            }
+            if let Some(s) = shell {
+                e.shell = s.clone();
+            }
+            if let Some(g) = primary_gid {
+                e.gid = g;
+            }
+        }
+        if let Some(h) = password_hash {
+            self.accounts.set_shadow_password(name, h);
+        }
+        for g in groups.iter().flatten() {
+            let grp = self
+                .accounts
+                .group_mut(g)
+                .ok_or_else(|| anyhow!("groups: no group {g:?}"))?;
+            if !grp.members.contains(name) {
+                grp.members.push(name.clone());
+            }
+        }
+        let e = self.accounts.user(name).expect("added above").clone();
+        let home = clean_path(&e.home).context("homeDir")?;
+        let owner = (e.uid, e.gid);
+        let host_home = self.host(&home);
+        if new && !no_create_home.unwrap_or(false) && !host_home.exists() {
+            home_ops.push(Op::Dir {
+                path: home.clone(),
+                mode: 0o700,
+                owner,
+                replace: false,
+            });
+        }
+        let keys = ssh_authorized_keys.as_deref().unwrap_or_default();
+        if !keys.is_empty() {
+            let ssh = home.join(".ssh");
+            let file = ssh.join("authorized_keys");
+            self.claim(&file)?;
+            // Keep keys already there; add ours once each.
+            let mut text = fs::read_to_string(self.host(&file)).unwrap_or_default();
+            for k in keys {
+                let k = k.trim();
+                if !k.is_empty() && !text.lines().any(|l| l.trim() == k) {
+                    if !text.is_empty() && !text.ends_with('\n') {
+                        text.push('\n');
+                    }
+                    text.push_str(k);
+                    text.push('\n');
+                }
+            }
+            home_ops.push(Op::Dir {
+                path: ssh,
+                mode: 0o700,
+                owner,
+                replace: false,
+            });
+            home_ops.push(Op::File {
+                path: file,
+                data: text.into_bytes(),
+                mode: 0o600,
+                owner,
+                replace: false,
+            });
+        }
+        Ok(())
+    }
+
+    fn storage(&mut self, st: &schema::Storage) -> Result<usize> {
+        // Parents before children, as Ignition does: order by depth.
+        enum Entry<'a> {
+            Dir(usize, &'a schema::Directory),
+            File(usize, &'a schema::File),
+            Link(usize, &'a schema::Link),
+        }
+        let mut entries = Vec::new();
+        for (i, d) in st.directories.iter().flatten().enumerate() {
+            entries.push((
+                clean_path(&d.path).with_context(|| format!("storage.directories[{i}].path"))?,
+                Entry::Dir(i, d),
+            ));
+        }
+        for (i, f) in st.files.iter().flatten().enumerate() {
+            entries.push((
+                clean_path(&f.path).with_context(|| format!("storage.files[{i}].path"))?,
+                Entry::File(i, f),
+            ));
+        }
+        for (i, l) in st.links.iter().flatten().enumerate() {
+            entries.push((
+                clean_path(&l.path).with_context(|| format!("storage.links[{i}].path"))?,
+                Entry::Link(i, l),
+            ));
+        }
+        entries.sort_by_key(|(p, _)| p.components().count());
+        let n = entries.len();
+        for (path, e) in entries {
+            match e {
+                Entry::Dir(i, d) => {
+                    let field = format!("storage.directories[{i}]");
+                    self.directory(&field, path, d)
+                        .with_context(|| field.clone())?
+                }
+                Entry::File(i, f) => {
+                    let field = format!("storage.files[{i}]");
+                    self.file(&field, path, f).with_context(|| field.clone())?
+                }
+                Entry::Link(i, l) => {
+                    let field = format!("storage.links[{i}]");
+                    self.link(&field, path, l).with_context(|| field.clone())?
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn directory(&mut self, field: &str, path: PathBuf, d: &schema::Directory) -> Result<()> {
+        self.claim(&path)?;
+        self.check_parents(&path)?;
+        let overwrite = d.overwrite.unwrap_or(false);
+        let replace = match fs::symlink_metadata(self.host(&path)) {
+            Ok(m) if m.is_dir() => false,
+            Ok(_) if !overwrite => {
+                bail!(
+                    "{} exists and is not a directory (overwrite is false)",
+                    path.display()
+                )
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        let mode = Self::mode(field, d.mode, 0o755)?;
+        let owner = self.owner(field, &d.user, &d.group)?;
+        self.ops.push(Op::Dir {
+            path,
+            mode,
+            owner,
+            replace,
+        });
+        Ok(())
+    }
+
+    fn file(&mut self, field: &str, path: PathBuf, f: &schema::File) -> Result<()> {
+        self.claim(&path)?;
+        self.check_parents(&path)?;
+        let overwrite = f.overwrite.unwrap_or(false);
+        let contents = match &f.contents {
+            Some(r) => self.resource(&format!("{field}.contents"), r)?,
+            None => None,
+        };
+        if overwrite && contents.is_none() {
+            bail!("overwrite is true but contents.source is not set");
+        }
+        let host = self.host(&path);
+        let (mut data, kept_mode, replace) = match fs::symlink_metadata(&host) {
+            Ok(m) if overwrite => (contents.unwrap_or_default(), None, !m.is_file()),
+            Ok(m) if !m.is_file() => {
+                bail!(
+                    "{} exists and is not a regular file (overwrite is false)",
+                    path.display()
+                )
+            }
+            Ok(_) if contents.is_some() => {
+                bail!("{} already exists and overwrite is false", path.display())
+            }
+            Ok(m) => (
+                fs::read(&host).with_context(|| format!("reading {}", path.display()))?,
+                Some(m.mode() & 0o7777),
+                false,
+            ),
+            Err(_) => (contents.unwrap_or_default(), None, false),
+        };
+        for (i, r) in f.append.iter().flatten().enumerate() {
+            let af = format!("{field}.append[{i}]");
+            let more = self
+                .resource(&af, r)?
+                .ok_or_else(|| anyhow!("{af}.source: required"))?;
+            data.extend_from_slice(&more);
+        }
+        let mode = Self::mode(field, f.mode, kept_mode.unwrap_or(0o644))?;
+        let owner = self.owner(field, &f.user, &f.group)?;
+        self.ops.push(Op::File {
+            path,
+            data,
+            mode,
+            owner,
+            replace,
+        });
+        Ok(())
+    }
+
+    fn link(&mut self, field: &str, path: PathBuf, l: &schema::Link) -> Result<()> {
+        self.claim(&path)?;
+        self.check_parents(&path)?;
+        if l.target.is_empty() {
+            bail!("target: empty");
+        }
+        let overwrite = l.overwrite.unwrap_or(false);
+        let hard = l.hard.unwrap_or(false);
+        let existing = fs::symlink_metadata(self.host(&path)).ok();
+        let same_symlink = !hard
+            && existing
+                .as_ref()
+                .is_some_and(|m| m.file_type().is_symlink())
+            && fs::read_link(self.host(&path)).is_ok_and(|t| t == Path::new(&l.target));
+        let replace = match existing {
+            None => false,
+            Some(_) if same_symlink => true,
+            Some(_) if overwrite => true,
+            Some(_) => bail!("{} already exists and overwrite is false", path.display()),
+        };
+        if hard {
+            if l.user.is_some() || l.group.is_some() {
+                bail!("user/group cannot be set on a hard link (it shares the target's inode)");
+            }
+            let target = clean_path(&l.target).context("target")?;
+            let exists = fs::symlink_metadata(self.host(&target)).is_ok()
+                || self.ops.iter().any(|op| {
+                    matches!(op, Op::File { path, .. } | Op::Symlink { path, .. } if *path == target)
+                });
+            if !exists {
+                bail!(
+                    "target: hard link target {} does not exist",
+                    target.display()
+                );
+            }
+            self.ops.push(Op::Hardlink {
+                path,
+                target,
+                replace,
+            });
+        } else {
+            let owner = self.owner(field, &l.user, &l.group)?;
+            self.ops.push(Op::Symlink {
+                path,
+                target: l.target.clone(),
+                owner,
+                replace,
+            });
+        }
+        Ok(())
+    }
+
+    fn unit(&mut self, u: &schema::Unit) -> Result<()> {
+        let schema::Unit {
+            name,
+            enabled,
+            mask,
+            contents,
+            dropins,
+        } = u;
+        if name.contains('/')
+            || !UNIT_SUFFIXES
+                .iter()
+                .any(|s| name.len() > s.len() && name.ends_with(s))
+        {
+            bail!("name: {name:?} is not a unit name (e.g. foo.service)");
+        }
+        let unit_path = Path::new(SYSTEMD_DIR).join(name);
+        let mask = mask.unwrap_or(false);
+        if mask && contents.is_some() {
+            bail!("mask and contents are both set");
+        }
+        if mask && *enabled == Some(true) {
+            bail!("a unit cannot be both masked and enabled");
+        }
+        if let Some(c) = contents {
+            self.claim(&unit_path)?;
+            self.ops.push(Op::File {
+                path: unit_path.clone(),
+                data: c.clone().into_bytes(),
+                mode: 0o644,
+                owner: (0, 0),
+                replace: true,
+            });
+        }
+        if mask {
+            self.claim(&unit_path)?;
+            self.ops.push(Op::Symlink {
+                path: unit_path.clone(),
+                target: "/dev/null".into(),
+                owner: (0, 0),
+                replace: true,
+            });
+        }
+        let mut texts = vec![match contents {
+            Some(c) => c.clone(),
+            None => fs::read_to_string(self.host(&unit_path)).unwrap_or_default(),
+        }];
+        for (i, d) in dropins.iter().flatten().enumerate() {
+            if !d.name.ends_with(".conf") || d.name.contains('/') {
+                bail!(
+                    "dropins[{i}].name: {:?} must be a file name ending in .conf",
+                    d.name
+                );
+            }
+            if let Some(c) = &d.contents {
+                let p = Path::new(SYSTEMD_DIR)
+                    .join(format!("{name}.d"))
+                    .join(&d.name);
+                self.claim(&p)?;
+                self.ops.push(Op::File {
+                    path: p,
+                    data: c.clone().into_bytes(),
+                    mode: 0o644,
+                    owner: (0, 0),
+                    replace: true,
+                });
+                texts.push(c.clone());
+            }
+        }
+        let record = Path::new(UNITS_D).join(name);
+        match enabled {
+            Some(true) => match plain_exec_start(texts.iter().map(String::as_str)) {
+                Some(cmd) => {
+                    self.claim(&record)?;
+                    self.ops.push(Op::File {
+                        path: record,
+                        data: format!("{cmd}\n").into_bytes(),
+                        mode: 0o644,
+                        owner: (0, 0),
+                        replace: true,
+                    });
+                }
+                None => self.warnings.push(format!(
+                    "unit {name} is enabled but has no single plain ExecStart= in [Service]: written, not started"
+                )),
+            },
+            Some(false) | None
+                if (mask || *enabled == Some(false))
+                    && fs::symlink_metadata(self.host(&record)).is_ok() =>
+            {
+                self.ops.push(Op::Remove { path: record });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,142 @@
+//! The virtio-serial port: opened (and re-opened) by a reader thread, written
+//! by a writer thread, so the main loop never blocks on the host.
+//!
+//! A virtio-serial port reads end-of-file while no host is connected and
+//! writes block until one is: on EOF we re-open after a short pause.
+//! `--port` may also name a Unix socket (tests), which we connect to.
+
+use std::collections::VecDeque;
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
+use std::time::Duration;
+
+use agent_protocol::framing::FrameError;
+use agent_protocol::{FrameReader, GuestMessage, HostMessage};
+
+use super::Event;
+
+type Reader = Box<dyn Read + Send>;
+type Writer = Box<dyn Write + Send>;
+
+enum WriterCmd {
+    Port(Writer),
+    Line(Vec<u8>),
+    Flush(Sender<()>),
+}
+
+/// Queue of outgoing messages; cheap to clone into threads.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: Sender<WriterCmd>,
+}
+
+impl Outbox {
+    pub fn send(&self, msg: &GuestMessage) {
+        match serde_json::to_vec(msg) {
+            Ok(mut line) => {
+                line.push(b'\n');
+                let _ = self.tx.send(WriterCmd::Line(line));
+            }
+            Err(e) => eprintln!("demo-agent: cannot encode message: {e}"),
+        }
+    }
+
+    /// Waits (at most `max`) until everything queued so far was written.
+    pub fn flush(&self, max: Duration) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.send(WriterCmd::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(max);
+        }
+    }
+}
+
+fn open(path: &Path) -> std::io::Result<(Reader, Writer)> {
+    if fs::metadata(path)?.file_type().is_socket() {
+        let s = UnixStream::connect(path)?;
+        let w = s.try_clone()?;
+        Ok((Box::new(s), Box::new(w)))
+    } else {
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        let w = f.try_clone()?;
+        Ok((Box::new(f), Box::new(w)))
+    }
+}
+
+/// Starts the reader and writer threads; host messages arrive on `events`.
+pub fn start(path: PathBuf, events: Sender<Event>) -> Outbox {
+    let (tx, rx) = mpsc::channel();
+    let outbox = Outbox { tx: tx.clone() };
+    thread::spawn(move || writer_loop(rx));
+    thread::spawn(move || reader_loop(&path, &tx, &events));
+    outbox
+}
+
+fn reader_loop(path: &Path, writer: &Sender<WriterCmd>, events: &Sender<Event>) {
+    let mut said_waiting = false;
+    loop {
+        let (r, w) = match open(path) {
+            Ok(p) => p,
+            Err(e) => {
+                if !said_waiting {
+                    eprintln!("demo-agent: waiting for {}: {e}", path.display());
+                    said_waiting = true;
+                }
+                thread::sleep(Duration::from_millis(250));
+                continue;
+            }
+        };
+        said_waiting = false;
+        if writer.send(WriterCmd::Port(w)).is_err() {
+            return;
+        }
+        let mut frames = FrameReader::new(r);
+        loop {
+            let ev = match frames.read::<HostMessage>() {
+                Ok(Some(m)) => Event::Host(m),
+                Err(FrameError::Decode { line, error }) => Event::BadFrame(format!(
+                    "invalid message ({error}): {}",
+                    line.chars().take(200).collect::<String>()
+                )),
+                // EOF: no host connected (virtio) or peer gone (socket).
+                Ok(None) | Err(FrameError::Io(_)) => break,
+            };
+            if events.send(ev).is_err() {
+                return;
+            }
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn writer_loop(rx: Receiver<WriterCmd>) {
+    let mut port: Option<Writer> = None;
+    let mut pending: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut flushes: Vec<Sender<()>> = Vec::new();
+    while let Ok(cmd) = rx.recv() {
+        match cmd {
+            WriterCmd::Port(w) => port = Some(w),
+            WriterCmd::Line(l) => pending.push_back(l),
+            WriterCmd::Flush(done) => flushes.push(done),
+        }
+        if let Some(w) = port.as_mut() {
+            while let Some(line) = pending.front() {
+                if w.write_all(line).and_then(|()| w.flush()).is_err() {
+                    // Keep the line for the next port the reader opens.
+                    port = None;
+                    break;
+                }
+                pending.pop_front();
+            }
+        }
+        if pending.is_empty() {
+            for f in flushes.drain(..) {
+                let _ = f.send(());
+            }
+        }
+    }
+}
