@@ -257,12 +257,15 @@ fn build_rpm_inner(pkg: &Package, out_dir: &Path) -> Result<PathBuf> {
     let stage = scratch.path().join("stage");
     stage_files(pkg, &stage)?;
     let spec_path = scratch.path().join(format!("{}.spec", pkg.name));
-    std::fs::write(&spec_path, spec::render(pkg, &stage)?)
+    std::fs::write(&spec_path, spec::render(pkg)?)
         .with_context(|| format!("writing {}", spec_path.display()))?;
 
     let topdir = scratch.path().join("top");
     let mut cmd = Command::new("rpmbuild");
-    cmd.arg("-bb").arg("--quiet");
+    // The staged tree is the buildroot: kept as is (no `rm -rf` before %install, no
+    // %clean), not copied.
+    cmd.args(["-bb", "--quiet", "--noclean", "--buildroot"])
+        .arg(&stage);
     for (name, value) in [
         ("_topdir", topdir.to_str()),
         ("_dbpath", scratch.path().join("rpmdb").to_str()),
@@ -270,7 +273,12 @@ fn build_rpm_inner(pkg: &Package, out_dir: &Path) -> Result<PathBuf> {
         ("_binary_payload", Some("w2.zstdio")),
         // No debuginfo, stripping, build-id links or other brp scripts: the payload is
         // exactly the staged tree.
+        ("__spec_install_pre", Some("%{___build_pre}")),
         ("__spec_install_post", Some("%{nil}")),
+        // The buildroot holds exactly the listed files.
+        ("__check_files", Some("%{nil}")),
+        // Parallelism comes from running several rpmbuilds; one thread each.
+        ("_smp_build_nthreads", Some("1")),
         ("__os_install_post", Some("%{nil}")),
         ("debug_package", Some("%{nil}")),
         ("_build_id_links", Some("none")),

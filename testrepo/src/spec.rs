@@ -1,14 +1,14 @@
-//! Rendering a [`Package`] as a spec file whose `%install` copies a staged tree.
+//! Rendering a [`Package`] as a spec file. The payload is staged by the caller
+//! directly as the buildroot, so `%install` is empty.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use anyhow::{bail, ensure, Result};
 
 use crate::{FileEntry, Package};
 
-/// The spec text for `pkg`; `stage` holds the files, already written by the caller.
-pub(crate) fn render(pkg: &Package, stage: &Path) -> Result<String> {
+/// The spec text for `pkg`.
+pub(crate) fn render(pkg: &Package) -> Result<String> {
     for (what, value) in [
         ("name", &pkg.name),
         ("version", &pkg.version),
@@ -61,8 +61,7 @@ pub(crate) fn render(pkg: &Package, stage: &Path) -> Result<String> {
         }
     }
     let _ = writeln!(w, "\n%description\n{}\n", escape_macros(summary));
-    let _ = writeln!(w, "%install");
-    let _ = writeln!(w, "cp -a '{}'/. \"$RPM_BUILD_ROOT\"/\n", stage.display());
+    let _ = writeln!(w, "%install\n");
     for (section, body) in [
         ("pre", &pkg.pre),
         ("post", &pkg.post),
@@ -119,7 +118,7 @@ mod tests {
             .file("/etc/foo 100%.conf", "x")
             .symlink("/usr/bin/foo", "../lib/foo")
             .post("echo 50% > /etc/done");
-        let spec = render(&pkg, Path::new("/stage")).unwrap();
+        let spec = render(&pkg).unwrap();
         assert!(spec.contains("Requires: bar >= 2\n"));
         assert!(spec.contains("%attr(0644,root,root) \"/etc/foo 100%%.conf\"\n"));
         assert!(spec.contains("\n\"/usr/bin/foo\"\n"));
@@ -128,9 +127,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        let stage = Path::new("/stage");
-        assert!(render(&Package::new("foo", "1-2", "1"), stage).is_err());
-        assert!(render(&Package::new("foo", "1", "1").file("/a*", ""), stage).is_err());
-        assert!(render(&Package::new("foo", "1", "1").file("rel", ""), stage).is_err());
+        assert!(render(&Package::new("foo", "1-2", "1")).is_err());
+        assert!(render(&Package::new("foo", "1", "1").file("/a*", "")).is_err());
+        assert!(render(&Package::new("foo", "1", "1").file("rel", "")).is_err());
     }
 }
