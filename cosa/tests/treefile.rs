@@ -153,7 +153,10 @@ fn fcos_like_tree_resolves_for_x86_64() {
     let out = serde_json::to_value(&tf).unwrap();
     assert_eq!(out["ref"], json!("demo/x86_64/os/testing-devel"));
     assert_eq!(out["mutate-os-release"], json!("41"));
-    assert_eq!(out["remove-from-packages"][1], json!(["cracklib-dicts", ".*"]));
+    assert_eq!(
+        out["remove-from-packages"][1],
+        json!(["cracklib-dicts", ".*"])
+    );
     assert!(out.get("source-files").is_none());
 }
 
@@ -172,7 +175,10 @@ fn fcos_like_tree_follows_basearch() {
 
     let s = load("s390x");
     // The `basearch != "s390x"` conditional include is skipped.
-    assert!(!s.source_files.iter().any(|p| p.ends_with("bootloader-cleanup.yaml")));
+    assert!(!s
+        .source_files
+        .iter()
+        .any(|p| p.ends_with("bootloader-cleanup.yaml")));
     assert_eq!(s.remove_from_packages.len(), 2);
     assert!(s.packages.iter().any(|x| x == "qemu-user-static-x86"));
     assert!(!s.packages.iter().any(|x| x == "irqbalance" || x == "grub2"));

@@ -44,9 +44,9 @@ mod vars;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::ser::{SerializeSeq, Serializer};
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use include::Loader;
@@ -130,6 +130,19 @@ pub struct RemoveFromPackage {
     pub patterns: Vec<String>,
 }
 
+impl<'de> Deserialize<'de> for RemoveFromPackage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut entry = Vec::<String>::deserialize(d)?.into_iter();
+        let package = entry
+            .next()
+            .ok_or_else(|| serde::de::Error::invalid_length(0, &"[package, regex...]"))?;
+        Ok(RemoveFromPackage {
+            package,
+            patterns: entry.collect(),
+        })
+    }
+}
+
 impl Serialize for RemoveFromPackage {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(1 + self.patterns.len()))?;
@@ -159,13 +172,12 @@ impl Treefile {
         let layer = loader.load(&path)?;
         let config_dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
         let variables = std::mem::take(&mut loader.variables);
-        let mut tf = Treefile::from_layer(layer, basearch, config_dir, loader.source_files)?;
+        let mut tf = Treefile::from_layer(layer, basearch, config_dir, loader.source_files);
         tf.substitute(&variables)?;
         tf.variables = variables
             .iter()
             .map(|(k, v)| (k.clone(), v.to_json()))
             .collect();
-        tf.validate()?;
         Ok(tf)
     }
 
@@ -174,22 +186,8 @@ impl Treefile {
         basearch: &str,
         config_dir: PathBuf,
         source_files: Vec<PathBuf>,
-    ) -> Result<Treefile> {
-        let remove_from_packages = l
-            .remove_from_packages
-            .into_iter()
-            .map(|entry| {
-                let mut it = entry.into_iter();
-                let package = it.next().context(
-                    "remove-from-packages: an entry is empty; expected [package, regex...]",
-                )?;
-                Ok(RemoveFromPackage {
-                    package,
-                    patterns: it.collect(),
-                })
-            })
-            .collect::<Result<_>>()?;
-        Ok(Treefile {
+    ) -> Treefile {
+        Treefile {
             r#ref: l.r#ref,
             basearch: basearch.to_string(),
             repos: l.repos,
@@ -199,7 +197,7 @@ impl Treefile {
             variables: BTreeMap::new(),
             add_files: l.add_files,
             remove_files: l.remove_files,
-            remove_from_packages,
+            remove_from_packages: l.remove_from_packages,
             postprocess: l.postprocess,
             postprocess_script: l.postprocess_script,
             units: l.units,
@@ -216,7 +214,7 @@ impl Treefile {
             unsupported: l.unsupported,
             source_files,
             config_dir,
-        })
+        }
     }
 
     /// `${name}` substitution, in the fields where rpm-ostree does it.
@@ -256,26 +254,6 @@ impl Treefile {
                 if let Value::String(s) = v {
                     subst(&format!("{key}: {k}"), s)?;
                 }
-            }
-        }
-        Ok(())
-    }
-
-    fn validate(&self) -> Result<()> {
-        for (_, dest) in &self.add_files {
-            // The directories ostree manages, as rpm-ostree checks them.
-            let rel = dest.trim_start_matches('/');
-            let managed = (rel.starts_with("usr/") && !rel.starts_with("usr/local/"))
-                || ["etc/", "bin/", "sbin/", "lib/", "lib64/"]
-                    .iter()
-                    .any(|p| rel.starts_with(p));
-            if !managed {
-                bail!("add-files: unsupported destination {dest}: only /usr (not /usr/local) and /etc are managed by ostree");
-            }
-        }
-        if let Some(g) = &self.initramfs_generator {
-            if !g.starts_with('/') {
-                bail!("initramfs-generator: {g} must be an absolute path inside the tree");
             }
         }
         Ok(())

@@ -48,7 +48,15 @@ pub(super) enum IncludeTarget {
 /// Parse one treefile; the format follows the file name's extension.
 pub(super) fn parse(path: &Path, text: &str) -> Result<Fragment> {
     match path.extension().and_then(|e| e.to_str()) {
-        Some("json") => Ok(serde_json::from_str(text)?),
+        Some("json") => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let f = de.deserialize_map(FragmentVisitor {
+                inline: false,
+                json: true,
+            })?;
+            de.end()?;
+            Ok(f)
+        }
         Some("yaml" | "yml") => match serde_yaml::from_str(text) {
             Ok(f) => Ok(f),
             // A file of only comments is an empty treefile, not an error.
@@ -63,15 +71,30 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Fragment> {
 
 impl Fragment {
     /// Make the file-relative paths absolute against `dir` (the declaring
-    /// file's directory) and check that the files exist.
-    pub(super) fn resolve_paths(&mut self, dir: &Path) -> Result<()> {
+    /// file's directory), check that the files exist, and check the values
+    /// that the parser's types cannot.
+    pub(super) fn prepare(&mut self, dir: &Path) -> Result<()> {
         let existing = |what: &str, p: &Path| -> Result<PathBuf> {
             let abs = dir.join(p);
             std::fs::metadata(&abs).with_context(|| format!("{what}: {}", abs.display()))?;
             Ok(abs)
         };
         for (src, dest) in &mut self.layer.add_files {
+            // Only the directories ostree manages, as rpm-ostree checks them.
+            let rel = dest.trim_start_matches('/');
+            let managed = (rel.starts_with("usr/") && !rel.starts_with("usr/local/"))
+                || ["etc/", "bin/", "sbin/", "lib/", "lib64/"]
+                    .iter()
+                    .any(|p| rel.starts_with(p));
+            if !managed {
+                bail!("add-files: unsupported destination {dest}: ostree manages only /usr (not /usr/local) and /etc");
+            }
             *src = existing(&format!("add-files entry for {dest}"), src)?;
+        }
+        if let Some(g) = &self.layer.initramfs_generator {
+            if !g.starts_with('/') {
+                bail!("initramfs-generator: {g} must be an absolute path inside the tree");
+            }
         }
         if let Some(script) = &mut self.layer.postprocess_script {
             *script = existing("postprocess-script", script)?;
@@ -91,7 +114,7 @@ impl Fragment {
         }
         for ci in &mut self.conditional_include {
             if let IncludeTarget::Inline(inline) = &mut ci.include {
-                inline.resolve_paths(dir)?;
+                inline.prepare(dir)?;
             }
         }
         Ok(())
@@ -100,7 +123,10 @@ impl Fragment {
 
 impl<'de> Deserialize<'de> for Fragment {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(FragmentVisitor { inline: false })
+        d.deserialize_map(FragmentVisitor {
+            inline: false,
+            json: false,
+        })
     }
 }
 
@@ -114,6 +140,8 @@ const NOT_INLINE: &[&str] = &[
 
 struct FragmentVisitor {
     inline: bool,
+    /// JSON has no comments; rpm-ostree lets `comment*` keys stand in for them.
+    json: bool,
 }
 
 impl<'de> Visitor<'de> for FragmentVisitor {
@@ -129,6 +157,7 @@ impl<'de> Visitor<'de> for FragmentVisitor {
         while let Some(kind) = map.next_key_seed(KeySeed {
             seen: &mut seen,
             inline: self.inline,
+            json: self.json,
         })? {
             match kind {
                 KeyKind::Supported(_, field) => read_field(&mut map, &mut f, field)?,
@@ -142,6 +171,9 @@ impl<'de> Visitor<'de> for FragmentVisitor {
                         Merge::Map | Merge::MapOfSets => Value::Object(map.next_value()?),
                     };
                     f.layer.unsupported.insert(name.to_string(), v);
+                }
+                KeyKind::JsonComment => {
+                    map.next_value::<de::IgnoredAny>()?;
                 }
                 // KeySeed has already refused these.
                 KeyKind::DeriveOnly | KeyKind::Unknown => {
@@ -200,6 +232,7 @@ struct KeySeed<'a> {
     /// Current key name -> the spelling used, to catch duplicates and legacy+new pairs.
     seen: &'a mut BTreeMap<String, String>,
     inline: bool,
+    json: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
@@ -218,6 +251,9 @@ impl Visitor<'_> for KeySeed<'_> {
     }
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<KeyKind, E> {
+        if self.json && key.starts_with("comment") {
+            return Ok(KeyKind::JsonComment);
+        }
         let kind = classify(key);
         let name = match &kind {
             KeyKind::Supported(name, _) | KeyKind::Unsupported(name, _) => name.to_string(),
@@ -227,7 +263,9 @@ impl Visitor<'_> for KeySeed<'_> {
                     "key `{key}` belongs to client-side treefiles; composes do not accept it"
                 )))
             }
-            KeyKind::Unknown => return Err(E::custom(format!("unknown key `{key}`"))),
+            KeyKind::Unknown | KeyKind::JsonComment => {
+                return Err(E::custom(format!("unknown key `{key}`")))
+            }
         };
         if self.inline && NOT_INLINE.contains(&name.as_str()) {
             return Err(E::custom(format!(
@@ -294,7 +332,12 @@ impl<'de> Visitor<'de> for IncludeTargetVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<IncludeTarget, A::Error> {
-        let inline = FragmentVisitor { inline: true }.visit_map(map)?;
+        // Inline includes take no `comment*` keys, even in a JSON file.
+        let inline = FragmentVisitor {
+            inline: true,
+            json: false,
+        }
+        .visit_map(map)?;
         Ok(IncludeTarget::Inline(Box::new(inline)))
     }
 }

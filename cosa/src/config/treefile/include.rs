@@ -71,7 +71,7 @@ impl<'a> Loader<'a> {
         let text = std::fs::read_to_string(path)?;
         let mut frag = fragment::parse(path, &text)?;
         let dir = path.parent().unwrap_or(Path::new("/"));
-        frag.resolve_paths(dir)?;
+        frag.prepare(dir)?;
         self.check_basearch(&frag.layer)?;
         self.fold_variables(&mut frag)?;
         let includes = self.select_includes(&mut frag)?;

@@ -153,6 +153,8 @@ pub(super) enum KeyKind {
     ArchPackages(String),
     Unsupported(&'static str, Merge),
     DeriveOnly,
+    /// `comment*` keys of JSON files, which has no comments (rpm-ostree ignores them).
+    JsonComment,
     Unknown,
 }
 

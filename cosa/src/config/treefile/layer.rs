@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::keys::{merge_kind, Merge};
 use super::vars::VarValue;
+use super::RemoveFromPackage;
 
 /// Everything of a treefile that survives include resolution. Lists and maps
 /// are empty when absent: for merging, absent and empty behave alike.
@@ -22,7 +23,7 @@ pub(super) struct Layer {
     pub(super) releasever: Option<VarValue>,
     pub(super) add_files: Vec<(PathBuf, String)>,
     pub(super) remove_files: Vec<String>,
-    pub(super) remove_from_packages: Vec<Vec<String>>,
+    pub(super) remove_from_packages: Vec<RemoveFromPackage>,
     pub(super) postprocess: Vec<String>,
     pub(super) postprocess_script: Option<PathBuf>,
     pub(super) units: Vec<String>,

@@ -238,6 +238,8 @@ fn unknown_key_names_file_key_and_line() {
         "{e}"
     );
 
+    let d = tree(&[("t.yaml", "comment: not in YAML\n")]);
+    assert!(err(&d, "t.yaml").contains("unknown key `comment`"));
     let d = tree(&[("t.yaml", "packages: [a]\npackages: [b]\n")]);
     let e = err(&d, "t.yaml");
     assert!(
@@ -281,7 +283,7 @@ fn json_treefiles() {
     let d = tree(&[
         (
             "t.json",
-            r#"{"ref": "j", "include": "y.yaml", "packages": ["j1 j2"], "releasever": 39,
+            r#"{"ref": "j", "include": "y.yaml", "comment-ref": "JSON has no comments", "packages": ["j1 j2"], "releasever": 39,
                "packages-x86_64": ["jx"], "remove-from-packages": [["p", "/usr/share/.*"]]}"#,
         ),
         ("y.yaml", "packages: [y]\n"),
