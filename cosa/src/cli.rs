@@ -82,6 +82,9 @@ pub struct FetchOpts {
     /// Refuse any package that the config's lockfile does not pin.
     #[arg(long)]
     pub strict: bool,
+    /// Also write the resolved set as the config's manifest-lock.<arch>.json.
+    #[arg(long)]
+    pub update_lockfile: bool,
 }
 
 #[derive(Debug, Args)]

@@ -50,7 +50,7 @@ impl CommandRunExt for Command {
     fn run(&mut self) -> Result<()> {
         // stdout is left to the parent so progress of long tools stays visible;
         // stderr is captured for the error and replayed when the command succeeds.
-        self.stdin(Stdio::null()).stderr(Stdio::piped());
+        self.stderr(Stdio::piped());
         let mut child = self
             .spawn()
             .with_context(|| format!("starting `{}`", describe(self)))?;
@@ -80,7 +80,6 @@ impl CommandRunExt for Command {
 
     fn run_get_string(&mut self) -> Result<String> {
         let out = self
-            .stdin(Stdio::null())
             .output()
             .with_context(|| format!("starting `{}`", describe(self)))?;
         check(self, &out)?;

@@ -1,1 +1,9 @@
-//! Workdir and build history (placeholder).
+//! The workdir and its build history: `builds.json`, `meta.json`, versions, the lock.
+
+pub mod history;
+pub mod meta;
+pub mod workdir;
+
+pub use history::History;
+pub use meta::Meta;
+pub use workdir::Workdir;

@@ -1,17 +1,226 @@
-use crate::cli::*;
-use anyhow::{bail, Result};
-pub fn list(_g: &GlobalOpts, _o: &ListOpts) -> Result<()> {
-    bail!("not yet")
+//! Build-history chores: `cosa list`, `meta`, `diff`, `prune`, `tag`.
+
+use std::collections::BTreeSet;
+
+use anyhow::{bail, Context, Result};
+
+use crate::builds::history::{now_rfc3339, Tag};
+use crate::builds::{History, Workdir};
+use crate::cli::{DiffOpts, GlobalOpts, ListOpts, MetaOpts, PruneOpts, TagAction, TagOpts};
+use crate::compose::{fetch, pkgcache};
+use crate::config::lockfile::Lockfile;
+
+use super::basearch;
+
+fn open(g: &GlobalOpts) -> Result<(Workdir, History)> {
+    let wd = Workdir::open(&g.workdir)?;
+    let h = History::new(wd.builds_dir());
+    Ok((wd, h))
 }
-pub fn meta(_g: &GlobalOpts, _o: &MetaOpts) -> Result<()> {
-    bail!("not yet")
+
+pub fn list(g: &GlobalOpts, o: &ListOpts) -> Result<()> {
+    let (_, h) = open(g)?;
+    let b = h.load()?;
+    let arch = basearch();
+    let mut rows = Vec::new();
+    for e in &b.builds {
+        let m = h.load_meta(&e.id, arch)?;
+        let tags: Vec<&str> = b
+            .tags
+            .iter()
+            .filter(|t| t.target == e.id)
+            .map(|t| t.name.as_str())
+            .collect();
+        let images: Vec<String> =
+            m.0.get("images")
+                .and_then(|i| i.as_object())
+                .map(|i| i.keys().cloned().collect())
+                .unwrap_or_default();
+        rows.push(serde_json::json!({
+            "id": e.id, "arches": e.arches, "timestamp": m.get_str("coreos-assembler.build-timestamp"),
+            "commit": m.ostree_commit(), "tags": tags, "images": images,
+        }));
+    }
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("No builds.");
+    }
+    for r in rows {
+        println!("{}", r["id"].as_str().unwrap_or_default());
+        println!("   Timestamp: {}", r["timestamp"].as_str().unwrap_or("-"));
+        println!("   Commit: {}", r["commit"].as_str().unwrap_or("-"));
+        let list = |k: &str| {
+            r[k].as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default()
+        };
+        if !list("tags").is_empty() {
+            println!("   Tags: {}", list("tags"));
+        }
+        if !list("images").is_empty() {
+            println!("   Artifacts: {}", list("images"));
+        }
+    }
+    Ok(())
 }
-pub fn diff(_g: &GlobalOpts, _o: &DiffOpts) -> Result<()> {
-    bail!("not yet")
+
+pub fn meta(g: &GlobalOpts, o: &MetaOpts) -> Result<()> {
+    let (_, h) = open(g)?;
+    let id = h.resolve_id(o.build.as_deref())?;
+    let m = h.load_meta(&id, basearch())?;
+    match &o.get {
+        None => println!("{}", serde_json::to_string_pretty(&m.0)?),
+        Some(k) => match m.get_path(k) {
+            Some(serde_json::Value::String(s)) => println!("{s}"),
+            Some(v) => println!("{}", serde_json::to_string_pretty(v)?),
+            None => bail!("build {id} has no key {k} in meta.json"),
+        },
+    }
+    Ok(())
 }
-pub fn prune(_g: &GlobalOpts, _o: &PruneOpts) -> Result<()> {
-    bail!("not yet")
+
+pub fn diff(g: &GlobalOpts, o: &DiffOpts) -> Result<()> {
+    let (_, h) = open(g)?;
+    if !o.rpms {
+        bail!("say what to compare: --rpms");
+    }
+    let b = h.load()?;
+    let to = h.resolve_id(o.to.as_deref())?;
+    let from = match &o.from {
+        Some(f) => h.resolve_id(Some(f))?,
+        None => {
+            let i = b
+                .builds
+                .iter()
+                .position(|e| e.id == to)
+                .context("build not in builds.json")?;
+            b.builds
+                .get(i + 1)
+                .map(|e| e.id.clone())
+                .with_context(|| format!("build {to} has no older build to compare with"))?
+        }
+    };
+    let arch = basearch();
+    let load = |id: &str| {
+        Lockfile::load(
+            &h.build_dir(id, arch)
+                .join(fetch::generated_lockfile_name(arch)),
+        )
+    };
+    let d = super::build::pkgdiff(&load(&from)?, &load(&to)?);
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+        return Ok(());
+    }
+    for e in &d {
+        let name = e[0].as_str().unwrap_or_default();
+        let evr = |k: &str| e[2][k][1].as_str().unwrap_or_default().to_string();
+        match e[1].as_u64() {
+            Some(1) => println!("+ {name} {}", evr("NewPackage")),
+            Some(2) => println!("- {name} {}", evr("PreviousPackage")),
+            _ => println!(
+                "~ {name} {} -> {}",
+                evr("PreviousPackage"),
+                evr("NewPackage")
+            ),
+        }
+    }
+    if d.is_empty() {
+        println!("No package differences between {from} and {to}.");
+    }
+    Ok(())
 }
-pub fn tag(_g: &GlobalOpts, _o: &TagOpts) -> Result<()> {
-    bail!("not yet")
+
+pub fn prune(g: &GlobalOpts, o: &PruneOpts) -> Result<()> {
+    let (wd, h) = open(g)?;
+    let _lock = wd.lock("prune", true)?;
+    let mut b = h.load()?;
+    let tagged: BTreeSet<&str> = b.tags.iter().map(|t| t.target.as_str()).collect();
+    let doomed: Vec<String> = b
+        .builds
+        .iter()
+        .skip(o.keep)
+        .filter(|e| !tagged.contains(e.id.as_str()))
+        .map(|e| e.id.clone())
+        .collect();
+    if doomed.is_empty() {
+        println!("Nothing to prune.");
+        return Ok(());
+    }
+    for id in &doomed {
+        println!(
+            "{} build {id}",
+            if o.dry_run {
+                "Would delete"
+            } else {
+                "Deleting"
+            }
+        );
+    }
+    if o.dry_run {
+        return Ok(());
+    }
+    // builds.json first: a build it no longer lists is garbage even if removal stops halfway.
+    b.builds.retain(|e| !doomed.contains(&e.id));
+    h.save(&b)?;
+    let repo = pkgcache::open_repo(&wd.repo_path())?;
+    for id in &doomed {
+        let dir = wd.builds_dir().join(id);
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        repo.set_ref_immediate(
+            None,
+            &super::build::build_ref(id),
+            None,
+            gio::Cancellable::NONE,
+        )?;
+    }
+    let (_, _, freed) = repo
+        .prune(ostree::RepoPruneFlags::REFS_ONLY, 0, gio::Cancellable::NONE)
+        .context("pruning the ostree repo")?;
+    println!(
+        "Pruned {} builds; freed {freed} bytes of ostree objects",
+        doomed.len()
+    );
+    Ok(())
+}
+
+pub fn tag(g: &GlobalOpts, o: &TagOpts) -> Result<()> {
+    let (wd, h) = open(g)?;
+    let _lock = wd.lock("tag", true)?;
+    let mut b = h.load()?;
+    match &o.action {
+        TagAction::List => {
+            for t in &b.tags {
+                println!("{}\t{}\t{}", t.name, t.target, t.created);
+            }
+            return Ok(());
+        }
+        TagAction::Add { tag, build } => {
+            let target = h.resolve_id(build.as_deref())?;
+            b.tags.retain(|t| &t.name != tag);
+            b.tags.push(Tag {
+                name: tag.clone(),
+                created: now_rfc3339(),
+                target: target.clone(),
+            });
+            println!("Tagged {target} as {tag}");
+        }
+        TagAction::Delete { tag } => {
+            let n = b.tags.len();
+            b.tags.retain(|t| &t.name != tag);
+            if b.tags.len() == n {
+                bail!("no tag named {tag}");
+            }
+            println!("Deleted tag {tag}");
+        }
+    }
+    h.save(&b)
 }

@@ -1,4 +1,20 @@
-use anyhow::{bail, Result};
-pub fn run(_g: &crate::cli::GlobalOpts, _o: &crate::cli::ManifestOpts) -> Result<()> {
-    bail!("manifest: not yet")
+//! `cosa manifest`: print the fully resolved treefile.
+
+use anyhow::Result;
+
+use crate::builds::Workdir;
+use crate::cli::{GlobalOpts, ManifestOpts};
+use crate::config::treefile::Treefile;
+
+pub fn run(g: &GlobalOpts, o: &ManifestOpts) -> Result<()> {
+    let tf = match &o.path {
+        Some(p) => Treefile::load(p, super::basearch())?,
+        None => super::load_treefile(&Workdir::open(&g.workdir)?)?,
+    };
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&tf)?);
+    } else {
+        print!("{}", serde_yaml::to_string(&tf)?);
+    }
+    Ok(())
 }

@@ -1,6 +1,30 @@
-//! One module per command.
+//! One module per command; `main.rs` dispatches here.
+
 pub mod build;
 pub mod fetch;
 pub mod history;
 pub mod init;
 pub mod manifest;
+
+use anyhow::Result;
+
+use crate::builds::Workdir;
+use crate::config::treefile::Treefile;
+
+/// The architecture we build for: the host's.
+pub fn basearch() -> &'static str {
+    std::env::consts::ARCH
+}
+
+/// Load the workdir's treefile, warning by name about keys cosa does not act on.
+pub fn load_treefile(wd: &Workdir) -> Result<Treefile> {
+    let tf = Treefile::load(&wd.treefile_path()?, basearch())?;
+    let unsupported = tf.unsupported_keys();
+    if !unsupported.is_empty() {
+        tracing::warn!(
+            "treefile keys cosa does not act on: {}",
+            unsupported.join(", ")
+        );
+    }
+    Ok(tf)
+}

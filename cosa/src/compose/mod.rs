@@ -1,3 +1,183 @@
 //! Compose: packages into an ostree commit.
+//!
+//! `fetch` resolves and downloads; `pkgcache` imports each RPM once into the repo;
+//! `assemble` unions them into a tree and runs scriptlets; `treepost` applies the
+//! treefile's edits and ostree's conventions; `commit` writes the result.
 
+pub mod assemble;
+pub mod commit;
 pub mod dnf;
+pub mod fetch;
+pub mod pkgcache;
+pub mod rpmhdr;
+pub mod sandbox;
+pub mod treepost;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::builds::Workdir;
+use crate::config::treefile::Treefile;
+use dnf::Package;
+
+/// A config layer (overlay directory or overrides/rootfs) committed to the repo.
+pub struct Layer {
+    pub name: String,
+    pub commit: String,
+    pub content: String,
+}
+
+/// Where an `ostree-layers` entry `overlay/NAME` lives in the config.
+fn layer_dir(config_dir: &Path, name: &str) -> Result<PathBuf> {
+    let short = name
+        .strip_prefix("overlay/")
+        .with_context(|| format!("ostree-layers: {name} is not of the form overlay/NAME"))?;
+    for d in ["overlay.d", "overlays"] {
+        let p = config_dir.join(d).join(short);
+        if p.is_dir() {
+            return Ok(p);
+        }
+    }
+    bail!(
+        "ostree-layers: no directory overlay.d/{short} or overlays/{short} in {}",
+        config_dir.display()
+    )
+}
+
+/// Commit the treefile's `ostree-layers` and a non-empty overrides/rootfs, in the order applied.
+pub fn commit_layers(repo: &ostree::Repo, wd: &Workdir, tf: &Treefile) -> Result<Vec<Layer>> {
+    let mut dirs = Vec::new();
+    for name in &tf.ostree_layers {
+        dirs.push((name.clone(), layer_dir(&tf.config_dir, name)?));
+    }
+    let ov = wd.overrides_rootfs_dir();
+    if fs::read_dir(&ov).is_ok_and(|mut d| d.next().is_some()) {
+        dirs.push(("cosa/overrides/rootfs".to_string(), ov));
+    }
+    dirs.into_iter()
+        .map(|(name, dir)| {
+            let (commit, content) = commit::commit_layer(repo, &dir, &name)?;
+            Ok(Layer {
+                name,
+                commit,
+                content,
+            })
+        })
+        .collect()
+}
+
+/// The hash over everything that determines a build's content: if it matches the
+/// previous build's, there is nothing to do.
+pub fn input_hash(tf: &Treefile, pkgs: &[Package], layers: &[Layer]) -> Result<String> {
+    let mut h = Sha256::new();
+    h.update(format!("cosa {}\n", env!("CARGO_PKG_VERSION")));
+    // The resolved treefile carries inline scripts and file paths; hash the files' content too.
+    h.update(serde_json::to_vec(tf)?);
+    for (src, _) in &tf.add_files {
+        h.update(
+            fs::read(src).with_context(|| format!("reading add-files source {}", src.display()))?,
+        );
+    }
+    if let Some(p) = &tf.postprocess_script {
+        h.update(
+            fs::read(p).with_context(|| format!("reading postprocess-script {}", p.display()))?,
+        );
+    }
+    for p in pkgs {
+        h.update(format!("pkg {} {}\n", p.nevra(), p.checksum));
+    }
+    for l in layers {
+        h.update(format!("layer {} {}\n", l.name, l.content));
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+pub struct ComposeRequest<'a> {
+    pub tf: &'a Treefile,
+    pub packages: &'a [Package],
+    pub layers: &'a [Layer],
+    pub version: &'a str,
+    pub inputhash: &'a str,
+    pub parent: Option<&'a str>,
+    pub timestamp: u64,
+}
+
+pub struct Composed {
+    pub commit: String,
+    pub content_checksum: String,
+    pub kernel: Option<String>,
+    pub import: pkgcache::ImportStats,
+}
+
+/// Compose the packages and layers into a commit; `refs` are pointed at it.
+pub fn compose(
+    wd: &Workdir,
+    repo: &ostree::Repo,
+    req: &ComposeRequest,
+    refs: &[String],
+) -> Result<Composed> {
+    let scratch = wd.tmp_dir().join("compose");
+    if scratch.exists() {
+        fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
+    }
+    fs::create_dir_all(&scratch)?;
+    let rootfs = scratch.join("rootfs");
+    let (commits, import) = pkgcache::import_all(repo, req.packages, &scratch.join("import"))?;
+    let rpms: Vec<PathBuf> = req.packages.iter().map(|p| p.location.clone()).collect();
+    let hdrs = rpmhdr::query(&rpms)?;
+
+    tracing::info!("assembling {} packages", req.packages.len());
+    let devino = ostree::RepoDevInoCache::new();
+    assemble::checkout_packages(repo, &rootfs, req.packages, &commits, &hdrs, &devino)?;
+    for l in req.layers {
+        assemble::checkout_layer(repo, &rootfs, &l.commit, &devino)?;
+    }
+    assemble::unshare_etc(&rootfs)?;
+    let kernel = {
+        let tree = sandbox::ProtectedTree::mount(&rootfs, &scratch)?;
+        assemble::run_scriptlets(&tree, &hdrs, assemble::Phase::Pre)?;
+        assemble::apply_ownership(&rootfs, &hdrs)?;
+        let n = assemble::run_scriptlets(&tree, &hdrs, assemble::Phase::Post)?
+            + assemble::run_scriptlets(&tree, &hdrs, assemble::Phase::PostTrans)?;
+        tracing::info!("ran {n} scriptlets");
+        treepost::write_rpmdb(&rootfs, &rpms)?;
+        treepost::apply_file_edits(&rootfs, req.tf, &hdrs)?;
+        treepost::apply_system_config(&rootfs, req.tf)?;
+        treepost::run_postprocess(&tree, req.tf)?;
+        let kernels = treepost::kernels(&rootfs)?;
+        if kernels.len() > 1 {
+            bail!("the tree has more than one kernel: {}", kernels.join(", "));
+        }
+        if let Some(k) = kernels.first() {
+            tracing::info!("generating the initramfs for {k}");
+            treepost::make_initramfs(&tree, req.tf, k)?;
+        }
+        kernels.into_iter().next()
+    };
+    treepost::finalize_layout(&rootfs)?;
+
+    tracing::info!("committing");
+    let meta = commit::CommitMeta {
+        version: req.version,
+        inputhash: req.inputhash,
+        packages: req.packages,
+        kernel: kernel.as_deref(),
+        extra: &req.tf.add_commit_metadata,
+        parent: req.parent,
+        timestamp: req.timestamp,
+    };
+    let committed = commit::commit_tree(repo, &rootfs, &devino, &refs[0], &meta)?;
+    for r in &refs[1..] {
+        repo.set_ref_immediate(None, r, Some(&committed.commit), gio::Cancellable::NONE)?;
+    }
+    fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
+    Ok(Composed {
+        commit: committed.commit,
+        content_checksum: committed.content_checksum,
+        kernel,
+        import,
+    })
+}

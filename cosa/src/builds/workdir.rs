@@ -1,0 +1,191 @@
+//! The working directory `cosa init` makes, and the lock that serializes builds in it.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// The subdirectories every workdir has.
+const LAYOUT: &[&str] = &[
+    "builds",
+    "cache",
+    "tmp",
+    "overrides/rpm",
+    "overrides/rootfs",
+    "src",
+];
+
+/// A cosa working directory: `builds/ cache/ tmp/ overrides/{rpm,rootfs}/ src/config`.
+#[derive(Debug, Clone)]
+pub struct Workdir {
+    root: PathBuf,
+}
+
+impl Workdir {
+    /// Open an existing workdir (one `cosa init` made).
+    pub fn open(path: &Path) -> Result<Self> {
+        let root = fs::canonicalize(path)
+            .with_context(|| format!("opening workdir {}", path.display()))?;
+        let wd = Workdir { root };
+        if !wd.is_workdir() {
+            bail!(
+                "{} is not a cosa workdir (no builds/ and src/config); run `cosa init` there first",
+                wd.root.display()
+            );
+        }
+        Ok(wd)
+    }
+
+    fn is_workdir(&self) -> bool {
+        self.builds_dir().is_dir() && self.config_dir().exists()
+    }
+
+    /// Make the layout in `path`. Refuses a non-empty directory that is not a workdir;
+    /// returns the workdir and whether it already existed.
+    pub fn create(path: &Path) -> Result<(Self, bool)> {
+        fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+        let root = fs::canonicalize(path)?;
+        let wd = Workdir { root };
+        if wd.is_workdir() {
+            return Ok((wd, true));
+        }
+        let nonempty = fs::read_dir(&wd.root)
+            .with_context(|| format!("reading {}", wd.root.display()))?
+            .next()
+            .is_some();
+        if nonempty {
+            bail!(
+                "{} is not empty and is not a cosa workdir; refusing to initialize it",
+                wd.root.display()
+            );
+        }
+        for d in LAYOUT {
+            let p = wd.root.join(d);
+            fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
+        }
+        Ok((wd, false))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn builds_dir(&self) -> PathBuf {
+        self.root.join("builds")
+    }
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    /// `src/config`: the stream's config (a symlink to a directory, or a git clone).
+    pub fn config_dir(&self) -> PathBuf {
+        self.root.join("src/config")
+    }
+    pub fn overrides_rpm_dir(&self) -> PathBuf {
+        self.root.join("overrides/rpm")
+    }
+    pub fn overrides_rootfs_dir(&self) -> PathBuf {
+        self.root.join("overrides/rootfs")
+    }
+    /// The ostree repo holding the package import cache and every build's commit.
+    pub fn repo_path(&self) -> PathBuf {
+        self.cache_dir().join("repo")
+    }
+    /// Downloaded RPMs.
+    pub fn rpms_dir(&self) -> PathBuf {
+        self.cache_dir().join("rpms")
+    }
+    /// The top-level treefile of the config.
+    pub fn treefile_path(&self) -> Result<PathBuf> {
+        let dir = self.config_dir();
+        for name in ["manifest.yaml", "manifest.json"] {
+            let p = dir.join(name);
+            if p.exists() {
+                return Ok(p);
+            }
+        }
+        bail!("no manifest.yaml or manifest.json in {}", dir.display())
+    }
+
+    /// Take the workdir's lock for a command that changes builds/ or the caches.
+    /// With `wait`, block until the holder finishes; otherwise fail at once.
+    pub fn lock(&self, what: &str, wait: bool) -> Result<WorkdirLock> {
+        let path = self.root.join("tmp/.cosa.lock");
+        fs::create_dir_all(self.tmp_dir())?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening lock {}", path.display()))?;
+        if wait {
+            tracing::debug!("waiting for {}", path.display());
+            file.lock()
+                .with_context(|| format!("locking {}", path.display()))?;
+        } else if let Err(e) = file.try_lock() {
+            match e {
+                std::fs::TryLockError::WouldBlock => bail!(
+                    "{what}: another cosa command holds the lock on {} (use --wait to wait for it)",
+                    self.root.display()
+                ),
+                std::fs::TryLockError::Error(e) => {
+                    return Err(e).with_context(|| format!("locking {}", path.display()))
+                }
+            }
+        }
+        Ok(WorkdirLock { _file: file })
+    }
+}
+
+/// Held while a command changes the workdir; released on drop (or process exit).
+#[derive(Debug)]
+pub struct WorkdirLock {
+    _file: File,
+}
+
+/// Write a file atomically: to a temporary name beside it, then rename over.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = path.parent().context("path has no parent")?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating temporary file in {}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, contents)
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_refuses_foreign_nonempty_dir() {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(t.path().join("somefile"), "x").unwrap();
+        let e = Workdir::create(t.path()).unwrap_err();
+        assert!(format!("{e}").contains("not empty"), "{e}");
+    }
+
+    #[test]
+    fn create_is_idempotent_on_a_workdir() {
+        let t = tempfile::tempdir().unwrap();
+        let (wd, existed) = Workdir::create(t.path()).unwrap();
+        assert!(!existed);
+        fs::create_dir(wd.config_dir()).unwrap();
+        let (_, existed) = Workdir::create(t.path()).unwrap();
+        assert!(existed);
+        assert!(Workdir::open(t.path()).is_ok());
+    }
+
+    #[test]
+    fn second_lock_refuses_without_wait() {
+        let t = tempfile::tempdir().unwrap();
+        let (wd, _) = Workdir::create(t.path()).unwrap();
+        let _held = wd.lock("build", false).unwrap();
+        let e = wd.lock("build", false).unwrap_err();
+        assert!(format!("{e}").contains("holds the lock"), "{e}");
+    }
+}

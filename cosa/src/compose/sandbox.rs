@@ -1,0 +1,125 @@
+//! Running code from packages and configs against the tree being composed:
+//! bubblewrap rooted at the tree (no network, no host filesystem, no capabilities),
+//! through a `rofiles-fuse --copyup` view so that an in-place write to a file
+//! hardlinked from the package cache copies it first instead of corrupting the cache.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::cmdext::CommandRunExt;
+
+const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The tree, mounted through rofiles-fuse for as long as this lives.
+pub struct ProtectedTree {
+    mountpoint: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ProtectedTree {
+    pub fn mount(tree: &Path, scratch: &Path) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("rofiles-")
+            .tempdir_in(scratch)
+            .with_context(|| format!("creating a mountpoint in {}", scratch.display()))?;
+        let mountpoint = dir.path().join("root");
+        std::fs::create_dir(&mountpoint)?;
+        Command::new("rofiles-fuse")
+            .arg("--copyup")
+            .arg(tree)
+            .arg(&mountpoint)
+            .run()
+            .with_context(|| format!("mounting {} through rofiles-fuse", tree.display()))?;
+        Ok(ProtectedTree {
+            mountpoint,
+            _dir: dir,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Run `argv` inside the sandbox; `files` are host files bound read-only at the given paths.
+    pub fn run(
+        &self,
+        argv: &[String],
+        files: &[(&Path, &str)],
+        env: &[(&str, &str)],
+    ) -> Result<()> {
+        let mut cmd = Command::new("bwrap");
+        cmd.arg("--bind").arg(&self.mountpoint).arg("/");
+        cmd.args([
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
+        ]);
+        // Everything but the user namespace: the FUSE view is only reachable as the real root.
+        cmd.args([
+            "--unshare-net",
+            "--unshare-ipc",
+            "--unshare-pid",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+        ]);
+        cmd.args([
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--chdir",
+            "/",
+        ]);
+        cmd.args([
+            "--clearenv",
+            "--setenv",
+            "PATH",
+            PATH,
+            "--setenv",
+            "HOME",
+            "/root",
+            "--setenv",
+            "LANG",
+            "C.UTF-8",
+        ]);
+        for (k, v) in env {
+            cmd.args(["--setenv", k, v]);
+        }
+        for (host, inside) in files {
+            cmd.arg("--ro-bind").arg(host).arg(inside);
+        }
+        cmd.arg("--").args(argv);
+        cmd.run()
+    }
+}
+
+impl Drop for ProtectedTree {
+    fn drop(&mut self) {
+        // Lazy unmount: a straggling process in the tree must not keep the mount alive.
+        let r = Command::new("umount").arg("-l").arg(&self.mountpoint).run();
+        if let Err(e) = r {
+            tracing::warn!("unmounting {}: {e:#}", self.mountpoint.display());
+        }
+    }
+}
+
+/// Run a script body with interpreter `prog` in the sandbox, as rpm runs scriptlets
+/// (`prog… SCRIPT ARG`). `what` names the script in errors.
+pub fn run_script(
+    tree: &ProtectedTree,
+    what: &str,
+    prog: &[String],
+    body: &str,
+    arg: Option<&str>,
+    env: &[(&str, &str)],
+) -> Result<()> {
+    let mut f = tempfile::NamedTempFile::new()?;
+    std::io::Write::write_all(&mut f, body.as_bytes())?;
+    let mut argv: Vec<String> = prog.to_vec();
+    argv.push("/run/cosa-script".into());
+    if let Some(a) = arg {
+        argv.push(a.into());
+    }
+    tree.run(&argv, &[(f.path(), "/run/cosa-script")], env)
+        .with_context(|| format!("{what} failed"))
+}

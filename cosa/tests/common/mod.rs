@@ -1,0 +1,231 @@
+//! Shared fixtures for the integration tests: a throwaway rpm-md repo of small but
+//! real packages (a static busybox shell, a passwd, dependencies, scriptlets, a
+//! kernel-like package and an initramfs generator) and a stream config composing it.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use testrepo::Package;
+
+pub const KVER: &str = "6.0.0-test";
+
+/// Busybox applets the test scripts use.
+const APPLETS: &[&str] = &[
+    "sh", "mkdir", "cat", "cp", "ln", "rm", "touch", "ls", "chmod", "echo", "sed", "grep", "true",
+    "false", "printf", "head",
+];
+
+pub fn base_packages() -> Vec<Package> {
+    let mut shell = Package::new("shell", "1.36", "1")
+        .arch("x86_64")
+        .requires("filesystem")
+        .provides("/bin/sh")
+        .copy("/usr/bin/busybox", "/bin/busybox", 0o755);
+    for a in APPLETS {
+        shell = shell.symlink(format!("/usr/bin/{a}"), "busybox");
+    }
+    vec![
+        Package::new("filesystem", "1", "1")
+            .dir("/usr/bin")
+            .dir("/usr/lib")
+            .dir("/etc")
+            .dir("/var")
+            .dir("/boot")
+            .symlink("/bin", "usr/bin")
+            .symlink("/sbin", "usr/bin")
+            .symlink("/lib", "usr/lib")
+            .file("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
+            .file("/etc/group", "root:x:0:\nwheel:x:10:\n"),
+        shell,
+        Package::new("libfoo", "1.0", "1").provides("libfoo.so.1").file("/usr/lib/libfoo.so.1", "foo v1\n"),
+        Package::new("app", "2.0", "1")
+            .requires("libfoo.so.1")
+            .requires("/bin/sh")
+            .exec("/usr/bin/app", "#!/bin/sh\necho app\n")
+            .file("/usr/lib/systemd/system/app.service", "[Service]\nExecStart=/usr/bin/app\n[Install]\nWantedBy=multi-user.target\n")
+            .file("/usr/share/doc/app/README", "docs\n")
+            .pre("echo 'appuser:x:990:990::/:/bin/sh' >> /etc/passwd\n")
+            .post("mkdir -p /var/lib/app\necho state > /var/lib/app/state\necho \"configured $1\" > /etc/app.conf\n")
+            .posttrans("touch /etc/app.posttrans\n"),
+        kernel("6.0", "1"),
+        Package::new("mkinitramfs", "1", "1")
+            .requires("/bin/sh")
+            .exec("/usr/libexec/test-mkinitramfs", "#!/bin/sh\n# dracut-compatible: [args] OUTPUT KVER\nfor a; do out=$kver; kver=$a; done\necho \"initramfs for $kver args: $*\" > $out\n"),
+    ]
+}
+
+/// A kernel-like package: /usr/lib/modules/KVER/vmlinuz and a file naming its release.
+pub fn kernel(version: &str, release: &str) -> Package {
+    Package::new("kernel", version, release)
+        .arch("x86_64")
+        .file(
+            format!("/usr/lib/modules/{KVER}/vmlinuz"),
+            format!("not really a kernel {version}-{release}\n"),
+        )
+        .file(
+            format!("/usr/lib/modules/{KVER}/kernel-release"),
+            format!("{version}-{release}\n"),
+        )
+}
+
+pub const MANIFEST: &str = r#"
+ref: test/x86_64/stable
+repos: [test]
+automatic-version-prefix: "1.<date:%Y%m%d>"
+include: manifests/base.yaml
+packages:
+  - app
+initramfs-generator: /usr/libexec/test-mkinitramfs
+initramfs-args: [--test-arg]
+units: [app.service]
+documentation: false
+ostree-layers:
+  - overlay/10test
+add-files:
+  - [added.txt, /usr/share/added.txt]
+postprocess:
+  - |
+    #!/bin/sh
+    echo postprocessed > /usr/share/postprocessed
+"#;
+
+pub const BASE_MANIFEST: &str = "packages: [filesystem, shell, kernel, mkinitramfs]\n";
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub repo: testrepo::Repo,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self::with_packages(&base_packages())
+    }
+
+    pub fn with_packages(pkgs: &[Package]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = testrepo::build_repo(&dir.path().join("repo"), pkgs).unwrap();
+        let config = dir.path().join("config");
+        std::fs::create_dir_all(config.join("manifests")).unwrap();
+        std::fs::create_dir_all(config.join("overlays/10test/usr/lib")).unwrap();
+        std::fs::write(
+            config.join("overlays/10test/usr/lib/test-overlay"),
+            "from the overlay\n",
+        )
+        .unwrap();
+        std::fs::write(config.join("manifest.yaml"), MANIFEST).unwrap();
+        std::fs::write(config.join("manifests/base.yaml"), BASE_MANIFEST).unwrap();
+        std::fs::write(config.join("added.txt"), "added\n").unwrap();
+        repo.write_repo_file(&config.join("test.repo"), "test")
+            .unwrap();
+        let f = Fixture { dir, repo };
+        f.cosa(&[
+            "init",
+            f.config().to_str().unwrap(),
+            "-C",
+            f.workdir().to_str().unwrap(),
+        ])
+        .ok();
+        f
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    pub fn workdir(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    pub fn cosa(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_cosa"))
+            .args(args)
+            .env("COSA_DIR", self.workdir())
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        Run(out)
+    }
+
+    /// `ostree --repo=<workdir repo> ARGS`.
+    pub fn ostree(&self, args: &[&str]) -> String {
+        let out = Command::new("ostree")
+            .arg(format!(
+                "--repo={}",
+                self.workdir().join("cache/repo").display()
+            ))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ostree {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn builds_json(&self) -> serde_json::Value {
+        serde_json::from_slice(
+            &std::fs::read(self.workdir().join("builds/builds.json"))
+                .unwrap_or_else(|_| b"{}".to_vec()),
+        )
+        .unwrap()
+    }
+
+    pub fn latest_meta(&self) -> serde_json::Value {
+        let id = self.builds_json()["builds"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        serde_json::from_slice(
+            &std::fs::read(self.workdir().join(format!("builds/{id}/x86_64/meta.json"))).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// Check out a commit (hardlinks) into a fresh directory.
+    pub fn checkout(&self, commit: &str) -> PathBuf {
+        let dest = self.dir.path().join(format!("co-{}", &commit[..12]));
+        if !dest.exists() {
+            self.ostree(&["checkout", "-H", commit, dest.to_str().unwrap()]);
+        }
+        dest
+    }
+
+    pub fn build_count(&self) -> usize {
+        self.builds_json()["builds"]
+            .as_array()
+            .map_or(0, |a| a.len())
+    }
+}
+
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn ok(self) -> String {
+        assert!(
+            self.0.status.success(),
+            "cosa failed: {}\nstdout: {}",
+            String::from_utf8_lossy(&self.0.stderr),
+            String::from_utf8_lossy(&self.0.stdout)
+        );
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    pub fn err(self) -> String {
+        assert!(
+            !self.0.status.success(),
+            "cosa unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&self.0.stdout)
+        );
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+}
+
+pub fn path_exists(root: &Path, p: &str) -> bool {
+    root.join(p.trim_start_matches('/'))
+        .symlink_metadata()
+        .is_ok()
+}
