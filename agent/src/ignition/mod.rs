@@ -13,8 +13,12 @@ mod dataurl;
 mod passwd;
 mod plan;
 mod schema;
+#[cfg(test)]
+mod tests;
+mod units;
+mod users;
 
-pub use plan::UNITS_D;
+pub use units::UNITS_D;
 
 /// Where QEMU's `-fw_cfg name=opt/com.coreos/config,file=…` shows up.
 pub const FW_CFG_CONFIG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/com.coreos/config/raw";

@@ -13,27 +13,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256, Sha512};
 
 use super::dataurl;
-use super::passwd::{Accounts, GroupEntry, PasswdEntry};
+use super::passwd::Accounts;
 use super::schema::{self, Config, Owner, Resource};
 
-/// Where enabled units are recorded for `demo-agent serve` (see the doc).
-pub const UNITS_D: &str = "/etc/demo-agent/units.d";
-const SYSTEMD_DIR: &str = "/etc/systemd/system";
-const UNIT_SUFFIXES: &[&str] = &[
-    ".service",
-    ".socket",
-    ".target",
-    ".timer",
-    ".path",
-    ".mount",
-    ".automount",
-    ".swap",
-    ".slice",
-    ".scope",
-    ".device",
-];
-
-/// One filesystem change; paths are absolute paths in the target system.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Op {
     Dir {
@@ -80,14 +62,14 @@ pub struct Plan {
     pub counts: Counts,
 }
 
-struct Planner<'a> {
-    root: &'a Path,
-    minor: u32,
-    ops: Vec<Op>,
-    warnings: Vec<String>,
-    accounts: Accounts,
+pub(super) struct Planner<'a> {
+    pub(super) root: &'a Path,
+    pub(super) minor: u32,
+    pub(super) ops: Vec<Op>,
+    pub(super) warnings: Vec<String>,
+    pub(super) accounts: Accounts,
     /// Paths some entry of this config writes: a second writer is an error.
-    claimed: BTreeSet<PathBuf>,
+    pub(super) claimed: BTreeSet<PathBuf>,
 }
 
 /// Validates `cfg` (spec minor version `minor`) against `root`.
@@ -134,7 +116,7 @@ fn is_empty(v: &Value) -> bool {
 }
 
 /// Absolute, lexically cleaned path (like Go's `filepath.Clean`).
-fn clean_path(p: &str) -> Result<PathBuf> {
+pub(super) fn clean_path(p: &str) -> Result<PathBuf> {
     if !p.starts_with('/') {
         bail!("path {p:?} is not absolute");
     }
@@ -187,57 +169,13 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The command of a unit's single plain `ExecStart=`, reading the unit file
-/// and then its drop-ins (where `ExecStart=` with no value resets the list).
-pub fn plain_exec_start<'a>(texts: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    let mut execs: Vec<String> = Vec::new();
-    for text in texts {
-        let mut section = String::new();
-        let mut pending = String::new();
-        for raw in text.lines() {
-            if let Some(cont) = raw.strip_suffix('\\') {
-                pending.push_str(cont);
-                pending.push(' ');
-                continue;
-            }
-            pending.push_str(raw);
-            let line = std::mem::take(&mut pending);
-            let line = line.trim();
-            if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
-                continue;
-            }
-            if line.starts_with('[') {
-                section = line.to_string();
-                continue;
-            }
-            if section != "[Service]" {
-                continue;
-            }
-            if let Some((k, v)) = line.split_once('=') {
-                if k.trim() == "ExecStart" {
-                    let v = v.trim();
-                    if v.is_empty() {
-                        execs.clear();
-                    } else {
-                        execs.push(v.to_string());
-                    }
-                }
-            }
-        }
-    }
-    match execs.as_slice() {
-        [one] if !one.starts_with(['@', '-', ':', '+', '!', '|']) => Some(one.clone()),
-        _ => None,
-    }
-}
-
 impl Planner<'_> {
     /// Host path of the target path `p`.
-    fn host(&self, p: &Path) -> PathBuf {
+    pub(super) fn host(&self, p: &Path) -> PathBuf {
         self.root.join(p.strip_prefix("/").unwrap_or(p))
     }
 
-    fn since(&self, minor: u32, present: bool, field: &str) -> Result<()> {
+    pub(super) fn since(&self, minor: u32, present: bool, field: &str) -> Result<()> {
         if present && self.minor < minor {
             bail!(
                 "{field}: not in spec 3.{}.0 (added in 3.{minor}.0)",
@@ -281,7 +219,7 @@ impl Planner<'_> {
         Ok(())
     }
 
-    fn claim(&mut self, p: &Path) -> Result<()> {
+    pub(super) fn claim(&mut self, p: &Path) -> Result<()> {
         if !self.claimed.insert(p.to_path_buf()) {
             bail!("path {} is written twice by this config", p.display());
         }
@@ -319,7 +257,7 @@ impl Planner<'_> {
             .any(|op| matches!(op, Op::Dir { path, .. } if path == p))
     }
 
-    fn resource(&self, field: &str, r: &Resource) -> Result<Option<Vec<u8>>> {
+    pub(super) fn resource(&self, field: &str, r: &Resource) -> Result<Option<Vec<u8>>> {
         let Resource {
             source,
             compression,
@@ -342,7 +280,7 @@ impl Planner<'_> {
         Ok(Some(data))
     }
 
-    fn owner(
+    pub(super) fn owner(
         &self,
         field: &str,
         user: &Option<Owner>,
@@ -385,7 +323,7 @@ impl Planner<'_> {
         Ok((uid, gid))
     }
 
-    fn mode(field: &str, mode: Option<u32>, default: u32) -> Result<u32> {
+    pub(super) fn mode(field: &str, mode: Option<u32>, default: u32) -> Result<u32> {
         match mode {
             Some(m) if m > 0o7777 => bail!(
                 "{field}.mode: {m} is not a valid mode (decimal {}, max 4095)",
@@ -394,263 +332,6 @@ impl Planner<'_> {
             Some(m) => Ok(m),
             None => Ok(default),
         }
-    }
-
-    fn passwd(&mut self, pw: &schema::Passwd) -> Result<usize> {
-        let before = (
-            self.accounts.render_passwd(),
-            self.accounts.render_group(),
-            self.accounts.render_shadow(),
-        );
-        for (i, g) in pw.groups.iter().flatten().enumerate() {
-            self.group(g)
-                .with_context(|| format!("passwd.groups[{i}] ({})", g.name))?;
-        }
-        let mut home_ops = Vec::new();
-        let users = pw.users.as_deref().unwrap_or_default();
-        for (i, u) in users.iter().enumerate() {
-            self.user(u, &mut home_ops)
-                .with_context(|| format!("passwd.users[{i}] ({})", u.name))?;
-        }
-        let after = (
-            self.accounts.render_passwd(),
-            self.accounts.render_group(),
-            self.accounts.render_shadow(),
-        );
-        for (name, old, new, default_mode) in [
-            ("passwd", &before.0, after.0, 0o644),
-            ("group", &before.1, after.1, 0o644),
-            ("shadow", &before.2, after.2, 0o600),
-        ] {
-            if *old != new {
-                let path = Path::new("/etc").join(name);
-                let mode = fs::metadata(self.host(&path))
-                    .map(|m| m.mode() & 0o7777)
-                    .unwrap_or(default_mode);
-                self.claim(&path)?;
-                self.ops.push(Op::File {
-                    path,
-                    data: new.into_bytes(),
-                    mode,
-                    owner: (0, 0),
-                    replace: false,
-                });
-            }
-        }
-        self.ops.append(&mut home_ops);
-        Ok(users.len())
-    }
-
-    fn group(&mut self, g: &schema::Group) -> Result<()> {
-        let schema::Group {
-            name,
-            gid,
-            password_hash,
-            system,
-            should_exist,
-        } = g;
-        self.since(2, should_exist.is_some(), "shouldExist")?;
-        if *should_exist == Some(false) {
-            self.accounts.groups.retain(|x| x.name != *name);
-            return Ok(());
-        }
-        if let Some(existing) = self.accounts.group_mut(name) {
-            if gid.is_some_and(|id| id != existing.gid) {
-                bail!("gid: group exists with gid {}", existing.gid);
-            }
-            if let Some(h) = password_hash {
-                existing.password = h.clone();
-            }
-            return Ok(());
-        }
-        let range = if system.unwrap_or(false) {
-            100..1000
-        } else {
-            1000..60000
-        };
-        let gid = match gid {
-            Some(id) if self.accounts.groups.iter().any(|x| x.gid == *id) => {
-                bail!("gid: {id} is already used")
-            }
-            Some(id) => *id,
-            None => self
-                .accounts
-                .free_gid(range)
-                .ok_or_else(|| anyhow!("no free gid"))?,
-        };
-        self.accounts.groups.push(GroupEntry {
-            name: name.clone(),
-            gid,
-            password: password_hash.clone().unwrap_or_else(|| "x".into()),
-            members: Vec::new(),
-        });
-        Ok(())
-    }
-
-    fn user(&mut self, u: &schema::User, home_ops: &mut Vec<Op>) -> Result<()> {
-        let schema::User {
-            name,
-            password_hash,
-            ssh_authorized_keys,
-            uid,
-            gecos,
-            home_dir,
-            no_create_home,
-            primary_group,
-            groups,
-            no_user_group,
-            _no_log_init: _,
-            shell,
-            system,
-            should_exist,
-        } = u;
-        self.since(2, should_exist.is_some(), "shouldExist")?;
-        if name.is_empty() || name.contains([':', '\n', '/']) {
-            bail!("name: invalid user name {name:?}");
-        }
-        if *should_exist == Some(false) {
-            self.accounts.remove_user(name);
-            return Ok(());
-        }
-        let primary_gid = match primary_group {
-            Some(g) => Some(
-                self.accounts
-                    .group(g)
-                    .ok_or_else(|| anyhow!("primaryGroup: no group {g:?}"))?
-                    .gid,
-            ),
-            None => None,
-        };
-        let new = self.accounts.user(name).is_none();
-        if new {
-            let range = if system.unwrap_or(false) {
-                100..1000
-            } else {
-                1000..60000
-            };
-            let uid = match uid {
-                Some(id) if self.accounts.users.iter().any(|x| x.uid == *id) => {
-                    bail!("uid: {id} is already used")
-                }
-                Some(id) => *id,
-                None => self
-                    .accounts
-                    .free_uid(range.clone())
-                    .ok_or_else(|| anyhow!("no free uid"))?,
-            };
-            let gid = match primary_gid {
-                Some(g) => g,
-                None if no_user_group.unwrap_or(false) => {
-                    self.accounts.group("users").map_or(100, |g| g.gid)
-                }
-                None => match self.accounts.group(name) {
-                    Some(g) => g.gid,
-                    None => {
-                        let gid = if self.accounts.groups.iter().any(|g| g.gid == uid) {
-                            self.accounts
-                                .free_gid(range)
-                                .ok_or_else(|| anyhow!("no free gid"))?
-                        } else {
-                            uid
-                        };
-                        self.accounts.groups.push(GroupEntry {
-                            name: name.clone(),
-                            gid,
-                            password: "x".into(),
-                            members: Vec::new(),
-                        });
-                        gid
-                    }
-                },
-            };
-            self.accounts.users.push(PasswdEntry {
-                name: name.clone(),
-                uid,
-                gid,
-                gecos: gecos.clone().unwrap_or_default(),
-                home: home_dir.clone().unwrap_or_else(|| format!("/home/{name}")),
-                shell: shell.clone().unwrap_or_else(|| "/bin/sh".into()),
-            });
-            if !self.accounts.has_shadow(name) {
-                self.accounts.set_shadow_password(name, "!");
-            }
-        } else {
-            let e = self.accounts.user_mut(name).expect("checked above");
-            if uid.is_some_and(|id| id != e.uid) {
-                bail!(
-                    "uid: user exists with uid {}; changing it is not supported",
-                    e.uid
-                );
-            }
-            if let Some(g) = gecos {
-                e.gecos = g.clone();
-            }
-            if let Some(h) = home_dir {
-                e.home = h.clone();
-            }
-            if let Some(s) = shell {
-                e.shell = s.clone();
-            }
-            if let Some(g) = primary_gid {
-                e.gid = g;
-            }
-        }
-        if let Some(h) = password_hash {
-            self.accounts.set_shadow_password(name, h);
-        }
-        for g in groups.iter().flatten() {
-            let grp = self
-                .accounts
-                .group_mut(g)
-                .ok_or_else(|| anyhow!("groups: no group {g:?}"))?;
-            if !grp.members.contains(name) {
-                grp.members.push(name.clone());
-            }
-        }
-        let e = self.accounts.user(name).expect("added above").clone();
-        let home = clean_path(&e.home).context("homeDir")?;
-        let owner = (e.uid, e.gid);
-        let host_home = self.host(&home);
-        if new && !no_create_home.unwrap_or(false) && !host_home.exists() {
-            home_ops.push(Op::Dir {
-                path: home.clone(),
-                mode: 0o700,
-                owner,
-                replace: false,
-            });
-        }
-        let keys = ssh_authorized_keys.as_deref().unwrap_or_default();
-        if !keys.is_empty() {
-            let ssh = home.join(".ssh");
-            let file = ssh.join("authorized_keys");
-            self.claim(&file)?;
-            // Keep keys already there; add ours once each.
-            let mut text = fs::read_to_string(self.host(&file)).unwrap_or_default();
-            for k in keys {
-                let k = k.trim();
-                if !k.is_empty() && !text.lines().any(|l| l.trim() == k) {
-                    if !text.is_empty() && !text.ends_with('\n') {
-                        text.push('\n');
-                    }
-                    text.push_str(k);
-                    text.push('\n');
-                }
-            }
-            home_ops.push(Op::Dir {
-                path: ssh,
-                mode: 0o700,
-                owner,
-                replace: false,
-            });
-            home_ops.push(Op::File {
-                path: file,
-                data: text.into_bytes(),
-                mode: 0o600,
-                owner,
-                replace: false,
-            });
-        }
-        Ok(())
     }
 
     fn storage(&mut self, st: &schema::Storage) -> Result<usize> {
@@ -824,102 +505,6 @@ impl Planner<'_> {
                 owner,
                 replace,
             });
-        }
-        Ok(())
-    }
-
-    fn unit(&mut self, u: &schema::Unit) -> Result<()> {
-        let schema::Unit {
-            name,
-            enabled,
-            mask,
-            contents,
-            dropins,
-        } = u;
-        if name.contains('/')
-            || !UNIT_SUFFIXES
-                .iter()
-                .any(|s| name.len() > s.len() && name.ends_with(s))
-        {
-            bail!("name: {name:?} is not a unit name (e.g. foo.service)");
-        }
-        let unit_path = Path::new(SYSTEMD_DIR).join(name);
-        let mask = mask.unwrap_or(false);
-        if mask && contents.is_some() {
-            bail!("mask and contents are both set");
-        }
-        if mask && *enabled == Some(true) {
-            bail!("a unit cannot be both masked and enabled");
-        }
-        if let Some(c) = contents {
-            self.claim(&unit_path)?;
-            self.ops.push(Op::File {
-                path: unit_path.clone(),
-                data: c.clone().into_bytes(),
-                mode: 0o644,
-                owner: (0, 0),
-                replace: true,
-            });
-        }
-        if mask {
-            self.claim(&unit_path)?;
-            self.ops.push(Op::Symlink {
-                path: unit_path.clone(),
-                target: "/dev/null".into(),
-                owner: (0, 0),
-                replace: true,
-            });
-        }
-        let mut texts = vec![match contents {
-            Some(c) => c.clone(),
-            None => fs::read_to_string(self.host(&unit_path)).unwrap_or_default(),
-        }];
-        for (i, d) in dropins.iter().flatten().enumerate() {
-            if !d.name.ends_with(".conf") || d.name.contains('/') {
-                bail!(
-                    "dropins[{i}].name: {:?} must be a file name ending in .conf",
-                    d.name
-                );
-            }
-            if let Some(c) = &d.contents {
-                let p = Path::new(SYSTEMD_DIR)
-                    .join(format!("{name}.d"))
-                    .join(&d.name);
-                self.claim(&p)?;
-                self.ops.push(Op::File {
-                    path: p,
-                    data: c.clone().into_bytes(),
-                    mode: 0o644,
-                    owner: (0, 0),
-                    replace: true,
-                });
-                texts.push(c.clone());
-            }
-        }
-        let record = Path::new(UNITS_D).join(name);
-        match enabled {
-            Some(true) => match plain_exec_start(texts.iter().map(String::as_str)) {
-                Some(cmd) => {
-                    self.claim(&record)?;
-                    self.ops.push(Op::File {
-                        path: record,
-                        data: format!("{cmd}\n").into_bytes(),
-                        mode: 0o644,
-                        owner: (0, 0),
-                        replace: true,
-                    });
-                }
-                None => self.warnings.push(format!(
-                    "unit {name} is enabled but has no single plain ExecStart= in [Service]: written, not started"
-                )),
-            },
-            Some(false) | None
-                if (mask || *enabled == Some(false))
-                    && fs::symlink_metadata(self.host(&record)).is_ok() =>
-            {
-                self.ops.push(Op::Remove { path: record });
-            }
-            _ => {}
         }
         Ok(())
     }
