@@ -162,15 +162,21 @@ impl<'de> Visitor<'de> for FragmentVisitor {
             match kind {
                 KeyKind::Supported(_, field) => read_field(&mut map, &mut f, field)?,
                 KeyKind::ArchPackages(arch) => {
-                    f.arch_packages.insert(arch, map.next_value()?);
+                    f.arch_packages.insert(arch, or_default(&mut map)?);
                 }
                 KeyKind::Unsupported(name, merge) => {
                     let v = match merge {
                         Merge::Scalar => map.next_value()?,
-                        Merge::List | Merge::Set => Value::Array(map.next_value()?),
-                        Merge::Map | Merge::MapOfSets => Value::Object(map.next_value()?),
+                        Merge::List | Merge::Set => {
+                            map.next_value::<Option<_>>()?.map(Value::Array)
+                        }
+                        Merge::Map | Merge::MapOfSets => {
+                            map.next_value::<Option<_>>()?.map(Value::Object)
+                        }
                     };
-                    f.layer.unsupported.insert(name.to_string(), v);
+                    if let Some(v) = v {
+                        f.layer.unsupported.insert(name.to_string(), v);
+                    }
                 }
                 KeyKind::JsonComment => {
                     map.next_value::<de::IgnoredAny>()?;
@@ -185,6 +191,16 @@ impl<'de> Visitor<'de> for FragmentVisitor {
     }
 }
 
+/// A value where `null` (e.g. a key whose entries are all commented out)
+/// means absent, as it does for rpm-ostree.
+fn or_default<'de, A, T>(map: &mut A) -> Result<T, A::Error>
+where
+    A: MapAccess<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(map.next_value::<Option<T>>()?.unwrap_or_default())
+}
+
 fn read_field<'de, A: MapAccess<'de>>(
     map: &mut A,
     f: &mut Fragment,
@@ -192,37 +208,37 @@ fn read_field<'de, A: MapAccess<'de>>(
 ) -> Result<(), A::Error> {
     let l = &mut f.layer;
     match field {
-        Field::Ref => l.r#ref = Some(map.next_value()?),
-        Field::Basearch => l.basearch = Some(map.next_value()?),
-        Field::Repos => l.repos = map.next_value()?,
+        Field::Ref => l.r#ref = map.next_value()?,
+        Field::Basearch => l.basearch = map.next_value()?,
+        Field::Repos => l.repos = or_default(map)?,
         Field::Packages | Field::BootstrapPackages => {
-            f.packages.extend(map.next_value::<Vec<String>>()?)
+            f.packages.extend(or_default::<_, Vec<String>>(map)?)
         }
-        Field::ExcludePackages => l.exclude_packages = map.next_value()?,
-        Field::Releasever => l.releasever = Some(map.next_value::<ReleaseVer>()?.0),
-        Field::Variables => f.variables = map.next_value()?,
-        Field::Include => f.include = map.next_value::<FileList>()?.0,
+        Field::ExcludePackages => l.exclude_packages = or_default(map)?,
+        Field::Releasever => l.releasever = map.next_value::<Option<ReleaseVer>>()?.map(|r| r.0),
+        Field::Variables => f.variables = or_default(map)?,
+        Field::Include => f.include = or_default::<_, FileList>(map)?.0,
         Field::ArchInclude => {
-            let m: BTreeMap<String, FileList> = map.next_value()?;
+            let m: BTreeMap<String, FileList> = or_default(map)?;
             f.arch_include = m.into_iter().map(|(k, v)| (k, v.0)).collect();
         }
-        Field::ConditionalInclude => f.conditional_include = map.next_value()?,
-        Field::AddFiles => l.add_files = map.next_value()?,
-        Field::RemoveFiles => l.remove_files = map.next_value()?,
-        Field::RemoveFromPackages => l.remove_from_packages = map.next_value()?,
-        Field::Postprocess => l.postprocess = map.next_value()?,
-        Field::PostprocessScript => l.postprocess_script = Some(map.next_value()?),
-        Field::Units => l.units = map.next_value()?,
-        Field::DefaultTarget => l.default_target = Some(map.next_value()?),
-        Field::EtcGroupMembers => l.etc_group_members = map.next_value()?,
-        Field::InitramfsArgs => l.initramfs_args = map.next_value()?,
-        Field::InitramfsGenerator => l.initramfs_generator = Some(map.next_value()?),
-        Field::MachineidCompat => l.machineid_compat = Some(map.next_value()?),
-        Field::AutomaticVersionPrefix => l.automatic_version_prefix = Some(map.next_value()?),
-        Field::AddCommitMetadata => l.add_commit_metadata = map.next_value()?,
-        Field::OstreeLayers => l.ostree_layers = map.next_value()?,
-        Field::Recommends => l.recommends = Some(map.next_value()?),
-        Field::Documentation => l.documentation = Some(map.next_value()?),
+        Field::ConditionalInclude => f.conditional_include = or_default(map)?,
+        Field::AddFiles => l.add_files = or_default(map)?,
+        Field::RemoveFiles => l.remove_files = or_default(map)?,
+        Field::RemoveFromPackages => l.remove_from_packages = or_default(map)?,
+        Field::Postprocess => l.postprocess = or_default(map)?,
+        Field::PostprocessScript => l.postprocess_script = map.next_value()?,
+        Field::Units => l.units = or_default(map)?,
+        Field::DefaultTarget => l.default_target = map.next_value()?,
+        Field::EtcGroupMembers => l.etc_group_members = or_default(map)?,
+        Field::InitramfsArgs => l.initramfs_args = or_default(map)?,
+        Field::InitramfsGenerator => l.initramfs_generator = map.next_value()?,
+        Field::MachineidCompat => l.machineid_compat = map.next_value()?,
+        Field::AutomaticVersionPrefix => l.automatic_version_prefix = map.next_value()?,
+        Field::AddCommitMetadata => l.add_commit_metadata = or_default(map)?,
+        Field::OstreeLayers => l.ostree_layers = or_default(map)?,
+        Field::Recommends => l.recommends = map.next_value()?,
+        Field::Documentation => l.documentation = map.next_value()?,
     }
     Ok(())
 }
@@ -284,6 +300,7 @@ impl Visitor<'_> for KeySeed<'_> {
 }
 
 /// A file name or a list of them (`include`, `arch-include` values).
+#[derive(Default)]
 struct FileList(Vec<String>);
 
 struct FileListVisitor;

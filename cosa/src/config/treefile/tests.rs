@@ -371,8 +371,17 @@ fn file_relative_paths() {
 }
 
 #[test]
-fn basearch_key_and_empty_file() {
-    let d = tree(&[("t.yaml", "basearch: aarch64\n"), ("e.yaml", "# nothing\n")]);
+fn basearch_key_and_empty_values() {
+    let d = tree(&[
+        ("t.yaml", "basearch: aarch64\n"),
+        ("e.yaml", "# nothing\n"),
+        (
+            "n.yaml",
+            "packages:\n  # - all commented out\nref:\nselinux:\nlockfile-repos:\ninclude:\n",
+        ),
+    ]);
+    let n = load(&d, "n.yaml", "x86_64").unwrap();
+    assert!(n.packages.is_empty() && n.r#ref.is_none() && n.unsupported.is_empty());
     assert!(err(&d, "t.yaml").contains("cross-composes"));
     assert_eq!(load(&d, "t.yaml", "aarch64").unwrap().basearch, "aarch64");
     assert!(load(&d, "e.yaml", "x86_64").unwrap().packages.is_empty());
