@@ -303,12 +303,13 @@ fn unsupported_keys_are_kept_and_merged() {
     let d = tree(&[
         (
             "base.yaml",
-            "selinux: true\nlockfile-repos: [pool]\nignore-removed-users: [root, b]\nrpmdb: sqlite\n",
+            "selinux: true\nlockfile-repos: [pool]\nignore-removed-users: [root, b]\nrpmdb: sqlite\n\
+             metadata: {a: base, summary: base}\nmodules: {enable: [\"m:1\"], install: [x]}\n",
         ),
         (
             "top.yaml",
             "include: base.yaml\nselinux: false\nlockfile-repos: [extra]\nignore-removed-users: [a, root]\n\
-             metadata: {summary: \"${basearch}\"}\n",
+             metadata: {summary: \"${basearch}\"}\nmodules: {install: [y, x]}\n",
         ),
     ]);
     let tf = load(&d, "top.yaml", "x86_64").unwrap();
@@ -318,6 +319,7 @@ fn unsupported_keys_are_kept_and_merged() {
             "ignore-removed-users",
             "lockfile-repos",
             "metadata",
+            "modules",
             "rpmdb",
             "selinux"
         ]
@@ -328,7 +330,14 @@ fn unsupported_keys_are_kept_and_merged() {
         tf.unsupported["ignore-removed-users"],
         json!(["a", "b", "root"])
     );
-    assert_eq!(tf.unsupported["metadata"], json!({"summary": "x86_64"}));
+    assert_eq!(
+        tf.unsupported["metadata"],
+        json!({"a": "base", "summary": "x86_64"})
+    );
+    assert_eq!(
+        tf.unsupported["modules"],
+        json!({"enable": ["m:1"], "install": ["x", "y"]})
+    );
     let out = serde_json::to_value(&tf).unwrap();
     assert_eq!(out["rpmdb"], json!("sqlite"));
 }
