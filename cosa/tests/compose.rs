@@ -121,3 +121,255 @@ fn build_composes_a_bootable_commit() {
     assert!(out.contains("No changes"), "{out}");
     assert_eq!(f.build_count(), 1);
 }
+
+/// builds.json, the build dirs and the repo's refs, to prove a failure changed nothing.
+fn history_state(f: &Fixture) -> (String, Vec<String>) {
+    let json = std::fs::read_to_string(f.workdir().join("builds/builds.json")).unwrap_or_default();
+    let mut entries: Vec<String> = std::fs::read_dir(f.workdir().join("builds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    (json, entries)
+}
+
+#[test]
+fn meta_json_validates_against_the_schema_and_history_commands_work() {
+    let f = Fixture::new();
+    f.cosa(&["build"]).ok();
+    // A second build with a package update records a pkgdiff against its parent.
+    f.repo.add(&[common::kernel("6.1", "1")]).unwrap();
+    f.cosa(&["build"]).ok();
+    assert_eq!(f.build_count(), 2);
+    let meta = f.latest_meta();
+    let diff = meta["pkgdiff"].to_string();
+    assert!(diff.contains("kernel") && diff.contains("6.1-1"), "{diff}");
+
+    let id = meta["buildid"].as_str().unwrap();
+    // shared/ sits beside the checkout (ci/test exports the path).
+    let schema = std::env::var("COSA_META_SCHEMA").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/reference/meta.schema.json"
+        )
+        .into()
+    });
+    assert!(
+        std::path::Path::new(&schema).exists(),
+        "meta.json schema not found at {schema}: set COSA_META_SCHEMA"
+    );
+    let out = Command::new("python3")
+        .args(["-c", "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])))", &schema])
+        .arg(f.workdir().join(format!("builds/{id}/x86_64/meta.json")))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "meta.json is not schema-valid: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let listed: serde_json::Value =
+        serde_json::from_str(&f.cosa(&["list", "--json"]).ok()).unwrap();
+    assert_eq!(listed[0]["id"], id);
+    assert_eq!(
+        f.cosa(&["meta", "--get", "ostree-commit"]).ok().trim(),
+        meta["ostree-commit"].as_str().unwrap()
+    );
+    let d = f.cosa(&["diff", "--rpms"]).ok();
+    assert!(d.contains("~ kernel 6.0-1 -> 6.1-1"), "{d}");
+
+    // Tagged builds survive pruning; untagged old ones go, with their commits.
+    let first = f.builds_json()["builds"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    f.cosa(&["tag", "add", "keep-me", &first]).ok();
+    f.cosa(&["prune", "--keep", "1"]).ok();
+    assert_eq!(f.build_count(), 2, "tagged build was pruned");
+    f.cosa(&["tag", "delete", "keep-me"]).ok();
+    f.cosa(&["prune", "--keep", "1"]).ok();
+    assert_eq!(f.build_count(), 1);
+    assert!(!f.workdir().join("builds").join(&first).exists());
+    f.ostree(&["fsck"]);
+}
+
+#[test]
+fn kernel_override_replaces_the_repo_package() {
+    let f = Fixture::new();
+    testrepo::build_rpm(
+        &common::kernel("5.9", "7"),
+        &f.workdir().join("overrides/rpm"),
+    )
+    .unwrap();
+    f.cosa(&["build"]).ok();
+    let meta = f.latest_meta();
+    assert_eq!(meta["coreos-assembler.overrides-active"], true);
+    let root = f.checkout(meta["ostree-commit"].as_str().unwrap());
+    let rel = std::fs::read_to_string(root.join(format!("usr/lib/modules/{KVER}/kernel-release")))
+        .unwrap();
+    assert_eq!(rel, "5.9-7\n", "the older override kernel must win");
+}
+
+#[test]
+fn file_conflict_is_an_error_naming_both_packages_and_changes_nothing() {
+    let mut pkgs = common::base_packages();
+    pkgs.push(testrepo::Package::new("c1", "1", "1").file("/usr/share/clash", "one\n"));
+    pkgs.push(testrepo::Package::new("c2", "1", "1").file("/usr/share/clash", "two\n"));
+    let f = Fixture::with_packages(&pkgs);
+    f.cosa(&["build"]).ok();
+    let before = history_state(&f);
+    let base = f.config().join("manifests/base.yaml");
+    std::fs::write(
+        &base,
+        "packages: [filesystem, shell, kernel, mkinitramfs, c1, c2]\n",
+    )
+    .unwrap();
+    let err = f.cosa(&["build"]).err();
+    assert!(
+        err.contains("/usr/share/clash")
+            && err.contains("c1-1-1.noarch")
+            && err.contains("c2-1-1.noarch"),
+        "{err}"
+    );
+    assert_eq!(history_state(&f), before);
+    // The caches are still good: the next build succeeds.
+    std::fs::write(
+        &base,
+        "packages: [filesystem, shell, kernel, mkinitramfs, c1]\n",
+    )
+    .unwrap();
+    f.cosa(&["build"]).ok();
+    f.ostree(&["fsck"]);
+}
+
+#[test]
+fn failing_scriptlet_names_the_package_and_changes_nothing() {
+    let mut pkgs = common::base_packages();
+    pkgs.push(
+        testrepo::Package::new("badpost", "1", "1")
+            .requires("/bin/sh")
+            .post("echo 'cannot configure' >&2\nexit 3\n"),
+    );
+    let f = Fixture::with_packages(&pkgs);
+    let base = f.config().join("manifests/base.yaml");
+    std::fs::write(
+        &base,
+        "packages: [filesystem, shell, kernel, mkinitramfs, badpost]\n",
+    )
+    .unwrap();
+    let err = f.cosa(&["build"]).err();
+    assert!(
+        err.contains("%post scriptlet of package badpost") && err.contains("cannot configure"),
+        "{err}"
+    );
+    assert_eq!(f.build_count(), 0);
+    assert!(!f.workdir().join("builds/latest").exists());
+    std::fs::write(
+        &base,
+        "packages: [filesystem, shell, kernel, mkinitramfs]\n",
+    )
+    .unwrap();
+    f.cosa(&["build"]).ok();
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let f = Fixture::new();
+    // Missing package.
+    std::fs::write(
+        f.config().join("manifests/base.yaml"),
+        "packages: [filesystem, no-such-package]\n",
+    )
+    .unwrap();
+    let err = f.cosa(&["build"]).err();
+    assert!(err.contains("no-such-package"), "{err}");
+    // Malformed treefile: unknown key, named with its file.
+    std::fs::write(
+        f.config().join("manifests/base.yaml"),
+        "packages: [filesystem]\nbogus-key: 1\n",
+    )
+    .unwrap();
+    let err = f.cosa(&["build"]).err();
+    assert!(
+        err.contains("bogus-key") && err.contains("base.yaml"),
+        "{err}"
+    );
+    // Unreachable repo.
+    std::fs::write(
+        f.config().join("manifests/base.yaml"),
+        "packages: [filesystem]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        f.config().join("test.repo"),
+        "[test]\nname=test\nbaseurl=file:///nonexistent/repo\ngpgcheck=0\n",
+    )
+    .unwrap();
+    let err = f.cosa(&["build"]).err();
+    assert!(err.contains("test"), "{err}");
+    assert_eq!(f.build_count(), 0);
+    // Not a workdir.
+    let err = Fixture::new().cosa(&["-C", "/", "build"]).err();
+    assert!(err.contains("not a cosa workdir"), "{err}");
+}
+
+#[test]
+fn a_second_build_refuses_while_the_first_holds_the_lock() {
+    let f = Fixture::new();
+    // Hold the workdir lock the way a running build does.
+    let lock = std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(f.workdir().join("tmp/.cosa.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let err = f.cosa(&["build"]).err();
+    assert!(err.contains("holds the lock"), "{err}");
+    drop(lock);
+    f.cosa(&["build"]).ok();
+}
+
+#[test]
+fn interrupted_build_leaves_history_and_caches_valid() {
+    let f = Fixture::new();
+    f.cosa(&["build"]).ok();
+    let before = history_state(&f);
+    f.repo.add(&[common::kernel("6.2", "1")]).unwrap();
+    // SIGINT while scriptlets run (the tree is mounted through rofiles-fuse), as Ctrl-C would.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cosa"))
+        .arg("build")
+        .env("COSA_DIR", f.workdir())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let scratch = f.workdir().join("tmp/compose");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mounted = || {
+        std::fs::read_dir(&scratch).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("rofiles-"))
+        })
+    };
+    while !mounted() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    interrupt(child.id());
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "build finished before it could be interrupted"
+    );
+    assert_eq!(history_state(&f), before);
+    let out = f.cosa(&["build"]).ok();
+    assert!(out.contains("Built"), "{out}");
+    f.ostree(&["fsck"]);
+}
+
+fn interrupt(pid: u32) {
+    Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+}

@@ -120,6 +120,7 @@ pub fn compose(
     refs: &[String],
 ) -> Result<Composed> {
     let scratch = wd.tmp_dir().join("compose");
+    sandbox::unmount_leftovers(&scratch)?;
     if scratch.exists() {
         fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
     }

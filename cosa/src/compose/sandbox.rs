@@ -103,6 +103,24 @@ impl Drop for ProtectedTree {
     }
 }
 
+/// Unmount what an interrupted compose left mounted below `dir` (deepest first).
+pub fn unmount_leftovers(dir: &Path) -> Result<()> {
+    let info =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let mut mounts: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    for m in mounts {
+        tracing::info!("unmounting leftover {}", m.display());
+        Command::new("umount").arg("-l").arg(&m).run()?;
+    }
+    Ok(())
+}
+
 /// Run a script body with interpreter `prog` in the sandbox, as rpm runs scriptlets
 /// (`prog… SCRIPT ARG`). `what` names the script in errors.
 pub fn run_script(
