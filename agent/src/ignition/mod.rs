@@ -87,7 +87,7 @@ fn read_config(opts: &FirstbootOpts) -> Result<Option<Vec<u8>>> {
     let path = match &opts.config {
         Some(p) => p.clone(),
         None => {
-            if !Path::new("/sys/firmware/qemu_fw_cfg").exists() {
+            if opts.root == Path::new("/") && !Path::new("/sys/firmware/qemu_fw_cfg").exists() {
                 // Usually built in or loaded by the initramfs; try once, quietly.
                 let _ = std::process::Command::new("modprobe")
                     .arg("qemu_fw_cfg")

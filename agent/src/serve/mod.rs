@@ -495,12 +495,13 @@ impl Agent {
             }
             test => {
                 status.timed_out = job.timed_out;
-                self.out.send(&GuestMessage::Exit { id, status });
+                // Forget the test first: once the host sees `exit`, nothing resumes.
                 if test.is_some() {
                     if let Err(e) = self.state.finish() {
                         self.error(None, format!("{e:#}"));
                     }
                 }
+                self.out.send(&GuestMessage::Exit { id, status });
             }
         }
     }
