@@ -53,8 +53,9 @@ use include::Loader;
 use layer::Layer;
 
 /// A fully resolved treefile: includes followed, conditions applied, variables
-/// substituted, file paths absolute. Serializes (kebab-case) to a treefile
-/// rpm-ostree's reader would accept, for `cosa manifest --json`.
+/// substituted, file paths absolute. Serializes with rpm-ostree's key names
+/// (kebab-case) for `cosa manifest --json`; `variables` shows every variable in
+/// effect, including the automatic `basearch` and `releasever`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Treefile {
