@@ -53,6 +53,52 @@ pub enum Cmd {
     Prune(PruneOpts),
     /// Add, remove or list tags on builds.
     Tag(TagOpts),
+    /// Wrap a build's commit as an ostree-native OCI image archive.
+    BuildContainer(BuildContainerOpts),
+    /// Copy a build's OCI archive to any destination skopeo accepts.
+    PushContainer(PushContainerOpts),
+    /// Turn a derived container image (FROM a build's image) into a new build.
+    Import(ImportOpts),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildContainerOpts {
+    /// Build ID (default: latest).
+    #[arg(long)]
+    pub build: Option<String>,
+    /// The most layers to split the image into (packages are packed into them).
+    #[arg(long, default_value_t = 64)]
+    pub max_layers: usize,
+    /// Layer compression.
+    #[arg(long, value_enum, default_value_t = Compression::Gzip)]
+    pub compression: Compression,
+    /// Rebuild the archive even if the build has one.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+}
+
+#[derive(Debug, Args)]
+pub struct PushContainerOpts {
+    /// Destination, in skopeo's transport:reference form (e.g. docker://registry/repo:tag).
+    pub dest: String,
+    /// Build ID (default: latest).
+    #[arg(long)]
+    pub build: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportOpts {
+    /// The image: oci-archive:PATH, oci:DIR[:TAG], containers-storage:REF or dir:PATH.
+    pub image: String,
+    /// Wait for another build in this workdir to finish instead of failing.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Args)]

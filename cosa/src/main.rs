@@ -16,6 +16,9 @@ fn main() {
         Cmd::Diff(opts) => cosa::cmd::history::diff(&cli.global, &opts),
         Cmd::Prune(opts) => cosa::cmd::history::prune(&cli.global, &opts),
         Cmd::Tag(opts) => cosa::cmd::history::tag(&cli.global, &opts),
+        Cmd::BuildContainer(opts) => cosa::cmd::container::build(&cli.global, &opts),
+        Cmd::PushContainer(opts) => cosa::cmd::container::push(&cli.global, &opts),
+        Cmd::Import(opts) => cosa::cmd::container::import(&cli.global, &opts),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

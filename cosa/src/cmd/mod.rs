@@ -1,6 +1,7 @@
 //! One module per command; `main.rs` dispatches here.
 
 pub mod build;
+pub mod container;
 pub mod fetch;
 pub mod history;
 pub mod init;
