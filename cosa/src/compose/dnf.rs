@@ -428,20 +428,16 @@ impl Dnf {
                 self.fetch_from_repo(&repo_id, idxs.iter().map(|&i| &pkgs[i]), dest)?;
             for (i, file) in idxs.into_iter().zip(fetched) {
                 let p = &mut pkgs[i];
-                let result = (|| {
-                    ensure!(
-                        checksum_matches(&file, &p.checksum)?,
-                        "checksum mismatch: expected {}",
-                        p.checksum
-                    );
-                    self.check_signature(&repo_id, &file, p)?;
-                    let target = dest.join(p.filename());
-                    std::fs::rename(&file, &target)
-                        .with_context(|| format!("renaming into {}", target.display()))?;
-                    Ok(target)
-                })();
-                let target = result
-                    .with_context(|| format!("verifying {} from repo '{repo_id}'", p.nevra()))?;
+                ensure!(
+                    checksum_matches(&file, &p.checksum)?,
+                    "{} from repo '{repo_id}': checksum mismatch (repo metadata says {})",
+                    p.nevra(),
+                    p.checksum
+                );
+                self.check_signature(&repo_id, &file, p)?;
+                let target = dest.join(p.filename());
+                std::fs::rename(&file, &target)
+                    .with_context(|| format!("renaming into {}", target.display()))?;
                 stats.downloaded += 1;
                 stats.bytes += std::fs::metadata(&target)?.len();
                 p.location = target;
@@ -548,11 +544,14 @@ impl Dnf {
             .output()
             .context("running rpmkeys --checksig")?;
         if !out.status.success() {
+            let detail = String::from_utf8_lossy(&out.stdout);
+            // rpmkeys prints "<path>: digests SIGNATURES NOT OK": keep the verdict.
+            let detail = detail.rsplit(": ").next().unwrap_or_default().trim();
+            let stderr = String::from_utf8_lossy(&out.stderr);
             bail!(
-                "signature check of {} from repo '{repo_id}' failed: {} {}",
+                "signature check of {} from repo '{repo_id}' (gpgcheck=1) failed: {}",
                 pkg.nevra(),
-                String::from_utf8_lossy(&out.stdout).trim(),
-                String::from_utf8_lossy(&out.stderr).trim()
+                format!("{detail} {}", stderr.trim()).trim()
             );
         }
         Ok(())
@@ -814,6 +813,11 @@ fn select_repos(setup: &RepoSetup) -> Result<Vec<RepoSection>> {
     }
     let mut selected = Vec::new();
     for id in &setup.enabled {
+        // libdnf reads a [main] section of a .repo file as global options, not a repo.
+        ensure!(
+            id != "main",
+            "repo id 'main' is reserved by libdnf: rename the repo"
+        );
         let mut s = all.iter().find(|s| &s.id == id).cloned().ok_or_else(|| {
             let files: Vec<String> = setup
                 .repo_files
