@@ -367,6 +367,9 @@ fn gpgcheck_verifies_signatures() -> Result<()> {
     let mut good = d.resolve(&install(&["good"]))?;
     let stats = d.download(&mut good, &dest)?;
     assert_eq!(stats.downloaded, 1);
+    // A cached file is checked again (the repo may have turned gpgcheck on since).
+    let stats = d.download(&mut good, &dest)?;
+    assert_eq!((stats.downloaded, stats.reused), (0, 1));
     for bad in ["wrongkey", "unsigned"] {
         let mut pkgs = d.resolve(&install(&[bad]))?;
         let e = format!("{:#}", d.download(&mut pkgs, &dest).unwrap_err());

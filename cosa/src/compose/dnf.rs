@@ -116,6 +116,9 @@ pub struct DownloadStats {
 }
 
 /// A loaded set of repos, ready to depsolve.
+///
+/// libdnf keeps some state process-wide (main config, rpm macros): use one `Dnf`
+/// at a time in a process. It is neither `Send` nor `Sync`.
 pub struct Dnf {
     ctx: GObject<sys::DnfContext>,
     repos: Vec<RepoSection>,
@@ -403,8 +406,9 @@ impl Dnf {
     pub fn download(&mut self, pkgs: &mut [Package], dest: &Path) -> Result<DownloadStats> {
         std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
         let mut stats = DownloadStats::default();
+        let mut cached: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         let mut wanted: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (i, p) in pkgs.iter_mut().enumerate() {
+        for (i, p) in pkgs.iter().enumerate() {
             if p.repo == CMDLINE_REPO {
                 ensure!(
                     p.location.is_file(),
@@ -415,32 +419,47 @@ impl Dnf {
                 continue;
             }
             let target = dest.join(p.filename());
-            if target.is_file() && checksum_matches(&target, &p.checksum)? {
-                self.check_signature(&p.repo, &target, p)?;
-                p.location = target;
-                stats.reused += 1;
+            let list = if target.is_file() && checksum_matches(&target, &p.checksum)? {
+                &mut cached
             } else {
-                wanted.entry(p.repo.clone()).or_default().push(i);
+                &mut wanted
+            };
+            list.entry(p.repo.clone()).or_default().push(i);
+        }
+        // Cached files are checked again: the repo may have turned gpgcheck on since.
+        for (repo_id, idxs) in cached {
+            let files: Vec<_> = idxs
+                .iter()
+                .map(|&i| (dest.join(pkgs[i].filename()), pkgs[i].nevra()))
+                .collect();
+            self.check_signatures(&repo_id, &files)?;
+            for (i, (file, _)) in idxs.into_iter().zip(files) {
+                pkgs[i].location = file;
+                stats.reused += 1;
             }
         }
         for (repo_id, idxs) in wanted {
             let (_tmp, fetched) =
                 self.fetch_from_repo(&repo_id, idxs.iter().map(|&i| &pkgs[i]), dest)?;
-            for (i, file) in idxs.into_iter().zip(fetched) {
-                let p = &mut pkgs[i];
+            let mut files = Vec::new();
+            for (&i, file) in idxs.iter().zip(fetched) {
+                let p = &pkgs[i];
                 ensure!(
                     checksum_matches(&file, &p.checksum)?,
                     "{} from repo '{repo_id}': checksum mismatch (repo metadata says {})",
                     p.nevra(),
                     p.checksum
                 );
-                self.check_signature(&repo_id, &file, p)?;
-                let target = dest.join(p.filename());
+                files.push((file, p.nevra()));
+            }
+            self.check_signatures(&repo_id, &files)?;
+            for (i, (file, _)) in idxs.into_iter().zip(files) {
+                let target = dest.join(pkgs[i].filename());
                 std::fs::rename(&file, &target)
                     .with_context(|| format!("renaming into {}", target.display()))?;
                 stats.downloaded += 1;
                 stats.bytes += std::fs::metadata(&target)?.len();
-                p.location = target;
+                pkgs[i].location = target;
             }
         }
         tracing::info!(
@@ -523,12 +542,13 @@ impl Dnf {
         self.repos.iter().find(|r| r.id == id)
     }
 
-    /// Where the repo has `gpgcheck=1`, check the RPM's signature against its `gpgkey`s.
-    fn check_signature(&mut self, repo_id: &str, file: &Path, pkg: &Package) -> Result<()> {
+    /// Where the repo has `gpgcheck=1`, check the signatures of `files` (path, NEVRA)
+    /// against its `gpgkey`s.
+    fn check_signatures(&mut self, repo_id: &str, files: &[(PathBuf, String)]) -> Result<()> {
         let Some(section) = self.section(repo_id) else {
             return Ok(());
         };
-        if !section.gpgcheck() {
+        if !section.gpgcheck() || files.is_empty() {
             return Ok(());
         }
         if !self.keyrings.contains_key(repo_id) {
@@ -536,22 +556,40 @@ impl Dnf {
             self.keyrings.insert(repo_id.to_string(), keyring);
         }
         let db = self.keyrings[repo_id].path();
-        let out = Command::new("rpmkeys")
-            .arg("--dbpath")
-            .arg(db)
-            .args(["--define", "_pkgverify_level signature", "--checksig"])
-            .arg(file)
-            .output()
-            .context("running rpmkeys --checksig")?;
-        if !out.status.success() {
-            let detail = String::from_utf8_lossy(&out.stdout);
-            // rpmkeys prints "<path>: digests SIGNATURES NOT OK": keep the verdict.
-            let detail = detail.rsplit(": ").next().unwrap_or_default().trim();
-            let stderr = String::from_utf8_lossy(&out.stderr);
+        for chunk in files.chunks(256) {
+            let out = Command::new("rpmkeys")
+                .arg("--dbpath")
+                .arg(db)
+                .args(["--define", "_pkgverify_level signature", "--checksig"])
+                .args(chunk.iter().map(|(f, _)| f))
+                .output()
+                .context("running rpmkeys --checksig")?;
+            if out.status.success() {
+                continue;
+            }
+            // One line per file: "<path>: digests signatures OK" or "... NOT OK".
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let mut failed = Vec::new();
+            for (file, nevra) in chunk {
+                let prefix = format!("{}:", file.display());
+                let verdict = stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&prefix))
+                    .map(str::trim);
+                match verdict {
+                    Some(v) if v.ends_with("signatures OK") => {}
+                    Some(v) => failed.push(format!("{nevra} ({v})")),
+                    None => failed.push(nevra.clone()),
+                }
+            }
+            let detail = format!(
+                "{} {}",
+                failed.join(", "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
             bail!(
-                "signature check of {} from repo '{repo_id}' (gpgcheck=1) failed: {}",
-                pkg.nevra(),
-                format!("{detail} {}", stderr.trim()).trim()
+                "signature check (gpgcheck=1) failed for repo '{repo_id}': {}",
+                detail.trim()
             );
         }
         Ok(())
