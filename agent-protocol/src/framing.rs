@@ -12,7 +12,7 @@ use crate::message::{
 };
 use crate::{MAX_LINE_BYTES, PROTOCOL_VERSION};
 
-/// Why a frame could not be read.
+/// Why no message could be had from the channel.
 #[derive(Debug)]
 pub enum FrameError {
     Io(io::Error),
@@ -20,6 +20,10 @@ pub enum FrameError {
     Decode {
         line: String,
         error: String,
+    },
+    /// The guest speaks another protocol version (see the doc's "Versioning").
+    Incompatible {
+        guest: u32,
     },
 }
 
@@ -31,6 +35,10 @@ impl fmt::Display for FrameError {
                 let shown: String = line.chars().take(200).collect();
                 write!(f, "invalid message ({error}): {shown}")
             }
+            FrameError::Incompatible { guest } => write!(
+                f,
+                "guest agent speaks protocol {guest}, this host {PROTOCOL_VERSION}"
+            ),
         }
     }
 }
@@ -151,13 +159,19 @@ impl<R: Read, W: Write> Connection<R, W> {
     }
 
     /// Sends `hello` and waits for `ready`, skipping anything else
-    /// (e.g. a `ready` sent before we connected is taken as the answer).
+    /// (a `ready` sent before we connected is taken as the answer).
+    /// A guest of another protocol version is an error.
     pub fn hello(&mut self) -> Result<ReadyInfo, FrameError> {
         self.send(&HostMessage::Hello {
             protocol: PROTOCOL_VERSION,
         })?;
         loop {
             if let GuestMessage::Ready(info) = self.recv()? {
+                if info.protocol != PROTOCOL_VERSION {
+                    return Err(FrameError::Incompatible {
+                        guest: info.protocol,
+                    });
+                }
                 return Ok(info);
             }
         }

@@ -103,7 +103,7 @@ fn reader_loop(path: &Path, writer: &Sender<WriterCmd>, events: &Sender<Event>) 
                     line.chars().take(200).collect::<String>()
                 )),
                 // EOF: no host connected (virtio) or peer gone (socket).
-                Ok(None) | Err(FrameError::Io(_)) => break,
+                Ok(None) | Err(FrameError::Io(_) | FrameError::Incompatible { .. }) => break,
             };
             if events.send(ev).is_err() {
                 return;
