@@ -122,6 +122,20 @@ fn synthetic_packages_build() {
     let base = repo.rpm_path(&pkgs[0]);
     let provides = rpm_query(&base, &["--provides"]).unwrap();
     assert!(provides.lines().any(|l| l == "/bin/sh"), "{provides}");
+    // The small libmagic database still tells rpm that busybox is a 64-bit ELF (color 2).
+    let classes = rpm_query(
+        &base,
+        &["--qf", "[%{FILECLASS} %{FILECOLORS} %{FILENAMES}\n]"],
+    )
+    .unwrap();
+    let busybox = classes
+        .lines()
+        .find(|l| l.ends_with(" /usr/bin/busybox"))
+        .unwrap_or_default();
+    assert!(
+        busybox.starts_with("ELF 64-bit LSB") && busybox.ends_with(" 2 /usr/bin/busybox"),
+        "{classes}"
+    );
     for pkg in &pkgs {
         assert!(repo.rpm_path(pkg).exists(), "{}", pkg.nevra());
     }
