@@ -1,0 +1,253 @@
+//! A commit as an ostree-native OCI archive, chunked by package, built in parallel.
+//!
+//! Reproducible: the same commit (and options) gives the same bytes. Entries carry
+//! mtime 0 (as ostree checkouts do) and the image's `created` is the commit's
+//! timestamp, so a layer whose packages did not change keeps its digest across builds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+use serde_json::json;
+
+use super::chunking::{self, LayerPlan};
+use super::labels;
+use super::layer::{Blob, LayerWriter};
+use super::layout::{self, BlobSource, Descriptor, Index, Manifest};
+use super::tree::{image_path, CommitTree};
+use crate::cli::Compression;
+
+pub struct EncapsulateOpts {
+    pub max_layers: usize,
+    pub compression: Compression,
+    /// Per package name: how many earlier builds changed it (weighs packing).
+    pub changes: HashMap<String, u32>,
+}
+
+/// The archive written, and its manifest.
+pub struct Encapsulated {
+    pub sha256: String,
+    pub size: u64,
+    pub manifest: Vec<u8>,
+    pub manifest_digest: String,
+    pub layers: usize,
+}
+
+/// The OCI name of an architecture.
+fn oci_arch(arch: &str) -> &str {
+    match arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "ppc64le" => "ppc64le",
+        "s390x" => "s390x",
+        other => other,
+    }
+}
+
+fn labels_of(tree: &CommitTree) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::new();
+    l.insert(labels::COMMIT.to_string(), tree.commit.clone());
+    if let Some(v) = tree.meta_str("version") {
+        l.insert(labels::VERSION.to_string(), v);
+    }
+    if let Some(h) = tree.meta_str(labels::INPUTHASH) {
+        l.insert(labels::INPUTHASH.to_string(), h);
+    }
+    if let Some(b) = tree.meta_lookup::<bool>(labels::BOOTABLE) {
+        l.insert(labels::BOOTABLE.to_string(), b.to_string());
+        if b {
+            l.insert(labels::BOOTC.to_string(), "1".to_string());
+        }
+    }
+    if let Some(k) = tree.meta_str(labels::LINUX) {
+        l.insert(labels::LINUX.to_string(), k);
+    }
+    l
+}
+
+/// The first layer: the tree's directories, the repo skeleton, the commit and all
+/// dirtree/dirmeta objects (ostree-ext's importer wants the commit object first).
+fn write_commit_layer(tree: &CommitTree, path: &Path, c: Compression) -> Result<Blob> {
+    let mut w = LayerWriter::create(path, c)?;
+    let mut has_vartmp = false;
+    for d in &tree.dirs {
+        if d.path == "sysroot" || d.path.starts_with("sysroot/") {
+            continue;
+        }
+        has_vartmp |= d.path == "var/tmp";
+        w.dir(&image_path(&d.path), d.mode, d.uid, d.gid)?;
+    }
+    let prefixes: Vec<String> = (0..=0xffu32).map(|i| format!("{i:02x}")).collect();
+    w.repo_structure(&prefixes, true)?;
+    w.metadata_object(&tree.commit, "commit", &tree.commit_object)?;
+    if let Some(m) = &tree.commitmeta {
+        w.metadata_object(&tree.commit, "commitmeta", m)?;
+    }
+    for ((csum, kind), data) in &tree.meta_objects {
+        w.metadata_object(csum, kind, data)?;
+    }
+    if !has_vartmp {
+        // Containers expect /var/tmp; ostree creates it at boot through tmpfiles.
+        w.dir("var/tmp", 0o1777, 0, 0)?;
+    }
+    w.finish()
+}
+
+fn write_content_layer(
+    tree: &CommitTree,
+    plan: &LayerPlan,
+    path: &Path,
+    c: Compression,
+) -> Result<Blob> {
+    let mut w = LayerWriter::create(path, c)?;
+    let mut prefixes: Vec<String> = plan.objects.iter().map(|o| o[..2].to_string()).collect();
+    prefixes.sort();
+    prefixes.dedup();
+    w.repo_structure(&prefixes, false)?;
+    w.xattrs_object()?;
+    for o in &plan.objects {
+        w.content_object(tree, o)?;
+    }
+    w.finish()
+}
+
+/// Encapsulate `commit` of the bare repo at `repo_path` into the archive `dest`;
+/// `scratch` is an empty directory for temporary files.
+pub fn encapsulate(
+    repo: &ostree::Repo,
+    repo_path: &Path,
+    commit: &str,
+    arch: &str,
+    opts: &EncapsulateOpts,
+    scratch: &Path,
+    dest: &Path,
+) -> Result<Encapsulated> {
+    let tree = CommitTree::load(repo, repo_path, commit)?;
+    let pkgs = chunking::rpmdb_packages(repo, &tree, scratch)?;
+    let plans = chunking::plan(
+        &tree.objects,
+        &pkgs,
+        chunking::rpmdb_dir(&tree),
+        opts.max_layers,
+        &opts.changes,
+    )?;
+    tracing::info!(
+        "{} packages, {} content objects → {} layers",
+        pkgs.len(),
+        tree.objects.len(),
+        plans.len() + 1
+    );
+
+    // Biggest layers first, so the two cores finish together.
+    let weight = |i: usize| -> u64 {
+        match i {
+            0 => tree.meta_objects.len() as u64 * 512,
+            i => plans[i - 1]
+                .objects
+                .iter()
+                .map(|o| tree.objects[o].size)
+                .sum(),
+        }
+    };
+    let mut order: Vec<usize> = (0..=plans.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(weight(i)));
+    let mut blobs: Vec<(usize, Blob)> = order
+        .par_iter()
+        .map(|&i| {
+            let path = scratch.join(format!("layer-{i}"));
+            let blob = if i == 0 {
+                write_commit_layer(&tree, &path, opts.compression)
+                    .context("writing the commit layer")?
+            } else {
+                let p = &plans[i - 1];
+                write_content_layer(&tree, p, &path, opts.compression)
+                    .with_context(|| format!("writing layer {:?}", p.name))?
+            };
+            Ok((i, blob))
+        })
+        .collect::<Result<_>>()?;
+    blobs.sort_by_key(|(i, _)| *i);
+
+    let created = chrono::DateTime::from_timestamp(tree.timestamp as i64, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let mut labels = labels_of(&tree);
+    let last = &blobs.last().expect("the commit layer").1;
+    labels.insert(
+        labels::FINAL_DIFFID.to_string(),
+        format!("sha256:{}", last.diff_id),
+    );
+    let layer_media = match opts.compression {
+        Compression::Gzip => layout::MEDIA_LAYER_GZIP,
+        Compression::Zstd => layout::MEDIA_LAYER_ZSTD,
+    };
+    let subject = format!("ostree commit {commit}");
+    let mut history = Vec::new();
+    let mut layers = Vec::new();
+    for (i, b) in &blobs {
+        let (name, annotations) = match i {
+            0 => (subject.clone(), None),
+            i => {
+                let p = &plans[i - 1];
+                let ann = (!p.packages.is_empty()).then(|| {
+                    BTreeMap::from([(labels::COMPONENTS.to_string(), p.packages.join(","))])
+                });
+                (p.name.clone(), ann)
+            }
+        };
+        history.push(json!({"created": created, "created_by": name}));
+        layers.push(Descriptor {
+            media_type: layer_media.to_string(),
+            digest: format!("sha256:{}", b.digest),
+            size: b.size,
+            annotations,
+        });
+    }
+    let mut config = json!({
+        "created": created,
+        "architecture": oci_arch(arch),
+        "os": "linux",
+        "config": {"Labels": labels},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": blobs.iter().map(|(_, b)| format!("sha256:{}", b.diff_id)).collect::<Vec<_>>(),
+        },
+        "history": history,
+    });
+    if let Some(cmd) = tree.meta_lookup::<Vec<String>>("ostree.container-cmd") {
+        config["config"]["Cmd"] = json!(cmd);
+    }
+    let (config_desc, config_bytes) = layout::json_blob(layout::MEDIA_CONFIG, &config)?;
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(layout::MEDIA_MANIFEST.to_string()),
+        config: config_desc.clone(),
+        layers,
+        annotations: Some(labels),
+    };
+    let (manifest_desc, manifest_bytes) = layout::json_blob(layout::MEDIA_MANIFEST, &manifest)?;
+    let index = Index {
+        schema_version: 2,
+        manifests: vec![manifest_desc.clone()],
+    };
+    let hex = |d: &Descriptor| d.digest.trim_start_matches("sha256:").to_string();
+    let mut sources: BTreeMap<String, BlobSource> = BTreeMap::new();
+    for (_, b) in &blobs {
+        sources.insert(b.digest.clone(), BlobSource::File(b.path.clone()));
+    }
+    sources.insert(hex(&config_desc), BlobSource::Bytes(config_bytes));
+    sources.insert(
+        hex(&manifest_desc),
+        BlobSource::Bytes(manifest_bytes.clone()),
+    );
+    let (sha256, size) = layout::write_archive(dest, &sources, &index)?;
+    Ok(Encapsulated {
+        sha256,
+        size,
+        manifest: manifest_bytes,
+        manifest_digest: manifest_desc.digest,
+        layers: blobs.len(),
+    })
+}
