@@ -75,6 +75,9 @@ pub struct BuildContainerOpts {
     /// Rebuild the archive even if the build has one.
     #[arg(long)]
     pub force: bool,
+    /// Wait for another command in this workdir to finish instead of failing.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -99,6 +102,9 @@ pub struct ImportOpts {
     /// Wait for another build in this workdir to finish instead of failing.
     #[arg(long)]
     pub wait: bool,
+    /// Version (build ID) of the new build (default: the base build's ID plus `.N`).
+    #[arg(long)]
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Args)]

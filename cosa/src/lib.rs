@@ -10,3 +10,4 @@ pub mod cmdext;
 pub mod compose;
 pub mod config;
 pub mod logging;
+pub mod oci;
