@@ -181,6 +181,7 @@ fn resolve_pulls_in_dependencies() -> Result<()> {
     assert!(nevras(&pkgs).contains(&"extra-1.0-1.noarch".to_string()));
     let pkgs = d.resolve(&install(&["libqux"]))?;
     assert_eq!(nevras(&pkgs), ["qux-1.0-1.noarch"]);
+    assert!(d.resolve(&install(&[]))?.is_empty());
     Ok(())
 }
 

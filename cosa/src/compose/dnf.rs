@@ -350,6 +350,10 @@ impl Dnf {
             }
         };
 
+        if req.install.is_empty() {
+            // libdnf calls an empty goal an error ("The transaction was empty").
+            return Ok(Vec::new());
+        }
         let goal = Goal::new(sack)?;
         for spec in &req.install {
             goal.install(sack, spec).with_context(|| {
