@@ -198,25 +198,20 @@ pub fn plan(
         };
         let mut ranked = present.clone();
         ranked.sort_by(|&a, &b| weight(b).cmp(&weight(a)).then(a.cmp(&b)));
-        let own = (avail / 2).max(1);
+        // Half the layers for the heaviest packages, half shared (at least one).
+        let own = avail / 2;
         let buckets = avail - own;
         let mut own_set: Vec<usize> = ranked[..own].to_vec();
         own_set.sort();
         layers.extend(own_set.iter().map(|&i| (pkgs[i].name.clone(), vec![i])));
-        if buckets == 0 {
-            // Only one layer left: the rest shares it.
-            let rest: Vec<usize> = ranked[own..].to_vec();
-            layers.push(("packages".to_string(), rest));
-        } else {
-            let mut shared: Vec<Vec<usize>> = vec![Vec::new(); buckets];
-            for &i in &ranked[own..] {
-                shared[bucket_of(&pkgs[i].name, buckets)].push(i);
-            }
-            for (b, mut members) in shared.into_iter().enumerate() {
-                members.sort();
-                if !members.is_empty() {
-                    layers.push((format!("packages {}/{buckets}", b + 1), members));
-                }
+        let mut shared: Vec<Vec<usize>> = vec![Vec::new(); buckets];
+        for &i in &ranked[own..] {
+            shared[bucket_of(&pkgs[i].name, buckets)].push(i);
+        }
+        for (b, mut members) in shared.into_iter().enumerate() {
+            members.sort();
+            if !members.is_empty() {
+                layers.push((format!("packages {}/{buckets}", b + 1), members));
             }
         }
     }
