@@ -282,6 +282,9 @@ fn append_layer(dir: &Path, entries: &[(&str, tar::EntryType, &[u8], u32)]) {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(*kind);
         h.set_mode(*mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_size(data.len() as u64);
         b.append_data(&mut h, path, *data).unwrap();
     }

@@ -505,6 +505,8 @@ mod tests {
             } else {
                 0o644
             });
+            h.set_uid(0);
+            h.set_gid(0);
             h.set_size(data.len() as u64);
             if link.is_empty() {
                 b.append_data(&mut h, path, *data).unwrap();
