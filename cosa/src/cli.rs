@@ -59,6 +59,62 @@ pub enum Cmd {
     PushContainer(PushContainerOpts),
     /// Turn a derived container image (FROM a build's image) into a new build.
     Import(ImportOpts),
+    /// Make the QEMU image (qcow2).
+    BuildextendQemu(ImageOpts),
+    /// Make the bare-metal raw image.
+    BuildextendMetal(ImageOpts),
+    /// Make the bare-metal raw image for disks with 4096-byte sectors.
+    BuildextendMetal4k(ImageOpts),
+    /// Make the AWS image (streamOptimized vmdk).
+    BuildextendAws(ImageOpts),
+    /// Make the Azure image (fixed VHD).
+    BuildextendAzure(ImageOpts),
+    /// Make the GCP image (disk.raw in a gzipped tarball).
+    BuildextendGcp(ImageOpts),
+    /// Make several platforms' images in one run (the base disk is made once).
+    Osbuild(OsbuildOpts),
+    /// Compress a build's images in place (meta.json keeps the uncompressed digests).
+    Compress(CompressOpts),
+    /// Decompress a build's images.
+    Decompress(CompressOpts),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ImageOpts {
+    /// Build ID (default: latest).
+    #[arg(long)]
+    pub build: Option<String>,
+    /// Rebuild images the build already has.
+    #[arg(long)]
+    pub force: bool,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OsbuildOpts {
+    /// Platforms: qemu, metal, metal4k, aws, azure, gcp.
+    #[arg(required = true)]
+    pub platforms: Vec<String>,
+    #[command(flatten)]
+    pub image: ImageOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct CompressOpts {
+    /// Build ID (default: latest).
+    #[arg(long)]
+    pub build: Option<String>,
+    /// Compressor (default: image.yaml `compressor`, else xz).
+    #[arg(long, value_enum)]
+    pub compressor: Option<CompressorArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressorArg {
+    Xz,
+    Zstd,
 }
 
 #[derive(Debug, Args)]

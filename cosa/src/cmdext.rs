@@ -1,6 +1,5 @@
 //! Running subprocesses: failures carry the command line and the tail of its stderr.
 
-use std::io::Read;
 use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
@@ -48,32 +47,23 @@ fn check(cmd: &Command, out: &Output) -> Result<()> {
 
 impl CommandRunExt for Command {
     fn run(&mut self) -> Result<()> {
-        // stdout is left to the parent so progress of long tools stays visible;
-        // stderr is captured for the error and replayed when the command succeeds.
-        self.stderr(Stdio::piped());
-        let mut child = self
+        // Output is captured: stderr goes into the error, both into the debug log.
+        self.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = self
             .spawn()
             .with_context(|| format!("starting `{}`", describe(self)))?;
-        let mut stderr = Vec::new();
-        if let Some(mut e) = child.stderr.take() {
-            e.read_to_end(&mut stderr)
-                .with_context(|| format!("reading stderr of `{}`", describe(self)))?;
-        }
-        let status = child
-            .wait()
+        let out = child
+            .wait_with_output()
             .with_context(|| format!("waiting for `{}`", describe(self)))?;
-        let out = Output {
-            status,
-            stdout: Vec::new(),
-            stderr,
-        };
         check(self, &out)?;
-        if !out.stderr.is_empty() {
-            tracing::debug!(
-                "{}: {}",
-                describe(self),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+        for (what, b) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            if !b.is_empty() {
+                tracing::debug!(
+                    "{} {what}: {}",
+                    describe(self),
+                    String::from_utf8_lossy(b).trim()
+                );
+            }
         }
         Ok(())
     }

@@ -19,6 +19,17 @@ fn main() {
         Cmd::BuildContainer(opts) => cosa::cmd::container::build(&cli.global, &opts),
         Cmd::PushContainer(opts) => cosa::cmd::container::push(&cli.global, &opts),
         Cmd::Import(opts) => cosa::cmd::container::import(&cli.global, &opts),
+        Cmd::BuildextendQemu(opts) => cosa::cmd::images::buildextend(&cli.global, "qemu", &opts),
+        Cmd::BuildextendMetal(opts) => cosa::cmd::images::buildextend(&cli.global, "metal", &opts),
+        Cmd::BuildextendMetal4k(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, "metal4k", &opts)
+        }
+        Cmd::BuildextendAws(opts) => cosa::cmd::images::buildextend(&cli.global, "aws", &opts),
+        Cmd::BuildextendAzure(opts) => cosa::cmd::images::buildextend(&cli.global, "azure", &opts),
+        Cmd::BuildextendGcp(opts) => cosa::cmd::images::buildextend(&cli.global, "gcp", &opts),
+        Cmd::Osbuild(opts) => cosa::cmd::images::osbuild(&cli.global, &opts),
+        Cmd::Compress(opts) => cosa::cmd::images::compress(&cli.global, &opts),
+        Cmd::Decompress(opts) => cosa::cmd::images::decompress(&cli.global, &opts),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

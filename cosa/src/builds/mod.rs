@@ -1,5 +1,6 @@
 //! The workdir and its build history: `builds.json`, `meta.json`, versions, the lock.
 
+pub mod artifact;
 pub mod history;
 pub mod meta;
 pub mod workdir;

@@ -4,6 +4,7 @@ pub mod build;
 pub mod container;
 pub mod fetch;
 pub mod history;
+pub mod images;
 pub mod init;
 pub mod manifest;
 

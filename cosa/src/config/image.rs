@@ -1,0 +1,191 @@
+//! `image.yaml` (disk and live image settings) and `platforms.yaml` (per-platform
+//! kernel arguments and GRUB commands), in coreos-assembler's formats.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootFs {
+    #[default]
+    Ext4,
+    Xfs,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LiveRootFs {
+    #[default]
+    Squashfs,
+    Erofs,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compressor {
+    #[default]
+    Xz,
+    Zstd,
+    Gzip,
+}
+
+/// `image.yaml`. Keys coreos-assembler knows that cosa does not act on are accepted
+/// and listed by [`ImageConfig::unsupported_keys`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ImageConfig {
+    /// Disk size in GB (GiB, as coreos-assembler reads it); unset: content plus headroom.
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub rootfs: RootFs,
+    /// Extra options for mkfs of the root filesystem.
+    #[serde(default)]
+    pub rootfs_args: Option<String>,
+    /// Kernel arguments for every image, before the platform's.
+    #[serde(default)]
+    pub extra_kargs: Vec<String>,
+    #[serde(default)]
+    pub live_rootfs_fstype: LiveRootFs,
+    #[serde(default)]
+    pub compressor: Compressor,
+    /// The ostree remote the deployment's origin names.
+    pub ostree_remote: Option<String>,
+    // Known to coreos-assembler, not acted on here.
+    pub bootfs: Option<serde_yaml::Value>,
+    pub grub_script: Option<serde_yaml::Value>,
+    pub vmware_os_type: Option<serde_yaml::Value>,
+    pub vmware_hw_version: Option<serde_yaml::Value>,
+    pub vmware_secure_boot: Option<serde_yaml::Value>,
+    pub deploy_via_container: Option<serde_yaml::Value>,
+    pub container_imgref: Option<serde_yaml::Value>,
+    pub ignition_network_kcmdline: Option<serde_yaml::Value>,
+    pub squashfs_compression: Option<serde_yaml::Value>,
+    pub ostree_format: Option<serde_yaml::Value>,
+}
+
+impl ImageConfig {
+    /// Load `image.yaml` from the config dir (absent: defaults).
+    pub fn load(config_dir: &Path) -> Result<Self> {
+        let p = config_dir.join("image.yaml");
+        if !p.exists() {
+            return Ok(Self::default());
+        }
+        let s = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        serde_yaml::from_str(&s).with_context(|| format!("parsing {}", p.display()))
+    }
+
+    pub fn unsupported_keys(&self) -> Vec<&'static str> {
+        [
+            ("bootfs", self.bootfs.is_some()),
+            ("grub-script", self.grub_script.is_some()),
+            ("vmware-os-type", self.vmware_os_type.is_some()),
+            ("vmware-hw-version", self.vmware_hw_version.is_some()),
+            ("vmware-secure-boot", self.vmware_secure_boot.is_some()),
+            ("deploy-via-container", self.deploy_via_container.is_some()),
+            ("container-imgref", self.container_imgref.is_some()),
+            (
+                "ignition-network-kcmdline",
+                self.ignition_network_kcmdline.is_some(),
+            ),
+            ("squashfs-compression", self.squashfs_compression.is_some()),
+            ("ostree-format", self.ostree_format.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect()
+    }
+}
+
+/// One platform's entry in `platforms.yaml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    #[serde(default)]
+    pub grub_commands: Vec<String>,
+    #[serde(default)]
+    pub kernel_arguments: Vec<String>,
+}
+
+/// `platforms.yaml`: arch → platform → settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Platforms(pub BTreeMap<String, BTreeMap<String, PlatformConfig>>);
+
+impl Platforms {
+    /// Load `platforms.yaml` (or `platforms/platforms.yaml`) from the config dir.
+    pub fn load(config_dir: &Path) -> Result<Self> {
+        for p in [
+            config_dir.join("platforms.yaml"),
+            config_dir.join("platforms/platforms.yaml"),
+        ] {
+            if p.exists() {
+                let s = std::fs::read_to_string(&p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                return serde_yaml::from_str(&s)
+                    .with_context(|| format!("parsing {}", p.display()));
+            }
+        }
+        Ok(Self::default())
+    }
+
+    /// A platform's settings; platforms not listed get none.
+    pub fn get(&self, arch: &str, platform: &str) -> PlatformConfig {
+        self.0
+            .get(arch)
+            .and_then(|a| a.get(platform))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// The platforms cosa makes disk images for, with their artifact extensions.
+pub const PLATFORMS: &[(&str, &str)] = &[
+    ("qemu", "qcow2"),
+    ("metal", "raw"),
+    ("metal4k", "raw"),
+    ("aws", "vmdk"),
+    ("azure", "vhd"),
+    ("gcp", "tar.gz"),
+];
+
+pub fn platform_ext(platform: &str) -> Result<&'static str> {
+    match PLATFORMS.iter().find(|(p, _)| *p == platform) {
+        Some((_, ext)) => Ok(ext),
+        None => bail!(
+            "unknown platform {platform} (known: {})",
+            PLATFORMS
+                .iter()
+                .map(|(p, _)| *p)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_yaml_unknown_key_is_an_error() {
+        let e = serde_yaml::from_str::<ImageConfig>("size: 3\nbogus: 1\n").unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let c: ImageConfig =
+            serde_yaml::from_str("size: 3\nrootfs: xfs\nextra-kargs: [a=b]\nbootfs: ext4\n")
+                .unwrap();
+        assert_eq!(c.rootfs, RootFs::Xfs);
+        assert_eq!(c.unsupported_keys(), ["bootfs"]);
+    }
+
+    #[test]
+    fn platforms_lookup() {
+        let p: Platforms =
+            serde_yaml::from_str("x86_64:\n  qemu:\n    kernel_arguments: [console=ttyS0]\n")
+                .unwrap();
+        assert_eq!(p.get("x86_64", "qemu").kernel_arguments, ["console=ttyS0"]);
+        assert_eq!(p.get("x86_64", "aws"), PlatformConfig::default());
+        assert!(platform_ext("vmware").is_err());
+    }
+}

@@ -1,0 +1,304 @@
+//! The base disk: GPT with BIOS-BOOT, EFI-SYSTEM (vfat), `boot` (ext4) and `root`
+//! (ext4, or xfs), made from files: filesystems are written with `mkfs.ext4 -d` at
+//! their offsets in the disk file, the ESP with mtools, GRUB by hand. No VM, no
+//! mounts, no partition-scanning loop devices (xfs alone needs a plain loop mount).
+
+use std::fs::{self, File};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::gpt::{self, derived_uuid, Guid, Partition, MIB};
+use super::grub::{self, Target};
+use crate::cmdext::CommandRunExt;
+use crate::config::image::RootFs;
+
+pub const BIOS_START: u64 = MIB;
+pub const ESP_START: u64 = 2 * MIB;
+pub const ESP_SIZE: u64 = 127 * MIB;
+pub const BOOT_START: u64 = 129 * MIB;
+pub const BOOT_SIZE: u64 = 384 * MIB;
+pub const ROOT_START: u64 = 513 * MIB;
+/// Room after the root partition for the backup GPT.
+const TAIL: u64 = MIB;
+
+/// What a disk is made of, and the seed its UUIDs derive from.
+pub struct DiskSpec<'a> {
+    /// Seed for every UUID (the build ID): rebuilding gives the same UUIDs.
+    pub seed: &'a str,
+    pub size: u64,
+    pub sector: u64,
+    pub rootfs: RootFs,
+    /// SOURCE_DATE_EPOCH for the filesystems.
+    pub timestamp: u64,
+}
+
+impl DiskSpec<'_> {
+    pub fn partitions(&self) -> Vec<Partition> {
+        let part = |name: &str, type_guid, start, size| Partition {
+            name: name.to_string(),
+            type_guid,
+            guid: Guid::derived(&format!("{}/part/{name}", self.seed)),
+            start,
+            size,
+        };
+        vec![
+            part("BIOS-BOOT", gpt::TYPE_BIOS_BOOT, BIOS_START, MIB),
+            part("EFI-SYSTEM", gpt::TYPE_EFI_SYSTEM, ESP_START, ESP_SIZE),
+            part("boot", gpt::TYPE_LINUX_FS, BOOT_START, BOOT_SIZE),
+            part("root", gpt::TYPE_LINUX_FS, ROOT_START, self.root_size()),
+        ]
+    }
+
+    pub fn root_size(&self) -> u64 {
+        self.size - ROOT_START - TAIL
+    }
+
+    fn fs_uuid(&self, label: &str) -> String {
+        derived_uuid(&format!("{}/fs/{label}", self.seed))
+    }
+}
+
+/// Bytes a tree takes on ext4: file data in 4 KiB blocks (hardlinks counted once),
+/// plus a block per directory and an inode per entry.
+pub fn tree_bytes(dir: &Path) -> Result<u64> {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    for e in walkdir::WalkDir::new(dir) {
+        let e = e.with_context(|| format!("walking {}", dir.display()))?;
+        let md = e.metadata()?;
+        total += 256;
+        if md.is_dir() {
+            total += 4096;
+        } else if md.is_file() && seen.insert((md.dev(), md.ino())) {
+            total += md.len().div_ceil(4096) * 4096;
+        }
+    }
+    Ok(total)
+}
+
+/// The disk size for a root tree when image.yaml sets none: content plus headroom,
+/// rounded up to a whole GiB.
+pub fn default_size(root_bytes: u64) -> u64 {
+    let need = ROOT_START + TAIL + root_bytes + root_bytes / 4 + 512 * MIB;
+    need.div_ceil(1024 * MIB) * 1024 * MIB
+}
+
+fn mkfs_ext4(
+    spec: &DiskSpec,
+    disk: &Path,
+    label: &str,
+    content: &Path,
+    offset: u64,
+    size: u64,
+) -> Result<()> {
+    let uuid = spec.fs_uuid(label);
+    Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-b", "4096", "-L", label, "-U", &uuid])
+        .arg("-E")
+        .arg(format!("offset={offset},hash_seed={uuid},root_owner=0:0"))
+        .arg("-d")
+        .arg(content)
+        .arg(disk)
+        .arg(format!("{}k", size / 1024))
+        .env("E2FSPROGS_FAKE_TIME", spec.timestamp.to_string())
+        .run()
+        .with_context(|| {
+            format!(
+                "making the {label} filesystem (ext4, {} MiB) from {}",
+                size / MIB,
+                content.display()
+            )
+        })
+}
+
+/// Write the `boot` filesystem from `bootdir` into the disk.
+pub fn write_boot(spec: &DiskSpec, disk: &Path, bootdir: &Path) -> Result<()> {
+    mkfs_ext4(spec, disk, "boot", bootdir, BOOT_START, BOOT_SIZE)
+}
+
+fn write_root(spec: &DiskSpec, disk: &Path, rootdir: &Path, scratch: &Path) -> Result<()> {
+    let size = spec.root_size();
+    let need = tree_bytes(rootdir)?;
+    if need > size {
+        bail!(
+            "the root filesystem content ({} MiB) does not fit the root partition ({} MiB) of a {} MiB disk; raise `size` in image.yaml",
+            need / MIB,
+            size / MIB,
+            spec.size / MIB
+        );
+    }
+    match spec.rootfs {
+        RootFs::Ext4 => mkfs_ext4(spec, disk, "root", rootdir, ROOT_START, size),
+        RootFs::Xfs => write_root_xfs(spec, disk, rootdir, size, scratch),
+    }
+}
+
+/// mkfs.xfs cannot populate from a directory here: format the partition through a
+/// loop device at its offset, mount it, copy the tree (hardlinks kept), unmount.
+fn write_root_xfs(
+    spec: &DiskSpec,
+    disk: &Path,
+    rootdir: &Path,
+    size: u64,
+    scratch: &Path,
+) -> Result<()> {
+    let dev = Command::new("losetup")
+        .args([
+            "--find",
+            "--show",
+            "-o",
+            &ROOT_START.to_string(),
+            "--sizelimit",
+            &size.to_string(),
+        ])
+        .arg(disk)
+        .run_get_string()
+        .context("attaching the root partition to a loop device")?
+        .trim()
+        .to_string();
+    let mnt = scratch.join("xfs-root");
+    let result = (|| -> Result<()> {
+        Command::new("mkfs.xfs")
+            .args([
+                "-q",
+                "-f",
+                "-L",
+                "root",
+                "-m",
+                &format!("uuid={}", spec.fs_uuid("root")),
+                &dev,
+            ])
+            .run()
+            .context("making the root filesystem (xfs)")?;
+        fs::create_dir_all(&mnt)?;
+        Command::new("mount")
+            .arg(&dev)
+            .arg(&mnt)
+            .run()
+            .context("mounting the xfs root")?;
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", rootdir.display()))
+            .arg(&mnt)
+            .run()
+            .context("copying the root tree into xfs");
+        let unmounted = Command::new("umount").arg(&mnt).run();
+        copied.and(unmounted)
+    })();
+    let detached = Command::new("losetup").args(["-d", &dev]).run();
+    result.and(detached)
+}
+
+fn write_esp(spec: &DiskSpec, disk: &File, efi_image: &Path, scratch: &Path) -> Result<()> {
+    let esp = scratch.join("esp.img");
+    let _ = fs::remove_file(&esp);
+    let volid = &spec.fs_uuid("EFI-SYSTEM").replace('-', "")[..8];
+    Command::new("mkfs.vfat")
+        .args([
+            "-C",
+            "-F",
+            "16",
+            "-S",
+            &spec.sector.to_string(),
+            "-n",
+            "EFI-SYSTEM",
+            "-i",
+            volid,
+        ])
+        .arg(&esp)
+        .arg((ESP_SIZE / 1024).to_string())
+        .env("SOURCE_DATE_EPOCH", spec.timestamp.to_string())
+        .run()
+        .context("making the EFI-SYSTEM filesystem")?;
+    let img = format!("{}", esp.display());
+    Command::new("mmd")
+        .args(["-i", &img, "::EFI", "::EFI/BOOT"])
+        .run()?;
+    Command::new("mcopy")
+        .args(["-i", &img])
+        .arg(efi_image)
+        .arg("::EFI/BOOT/BOOTX64.EFI")
+        .run()
+        .context("copying BOOTX64.EFI to the ESP")?;
+    copy_sparse(&esp, disk, ESP_START)?;
+    fs::remove_file(&esp)?;
+    Ok(())
+}
+
+/// Copy a file into the disk at `offset`, skipping all-zero blocks (the disk is sparse).
+fn copy_sparse(src: &Path, disk: &File, offset: u64) -> Result<()> {
+    let f = File::open(src)?;
+    let mut buf = vec![0u8; MIB as usize];
+    let mut pos = 0u64;
+    loop {
+        let n = f.read_at(&mut buf, pos)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            disk.write_all_at(&buf[..n], offset + pos)?;
+        }
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+/// Split a deployed sysroot into the boot partition's tree and the root's.
+pub fn split_sysroot(sysroot: &Path, scratch: &Path) -> Result<(PathBuf, PathBuf)> {
+    let bootdir = scratch.join("boot");
+    if bootdir.exists() {
+        fs::remove_dir_all(&bootdir)?;
+    }
+    fs::rename(sysroot.join("boot"), &bootdir).context("moving /boot out of the sysroot")?;
+    fs::create_dir(sysroot.join("boot"))?;
+    Ok((bootdir, sysroot.to_path_buf()))
+}
+
+/// Make the base disk at `out`: GPT, ESP with GRUB for UEFI, boot and root
+/// filesystems, and GRUB for BIOS (512-byte sectors only: BIOS cannot boot 4K disks).
+pub fn build(
+    spec: &DiskSpec,
+    bootdir: &Path,
+    rootdir: &Path,
+    deployment: &Path,
+    out: &Path,
+    scratch: &Path,
+) -> Result<()> {
+    let mut disk = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(out)
+        .with_context(|| format!("creating {}", out.display()))?;
+    disk.set_len(spec.size)?;
+    gpt::write(
+        &mut disk,
+        spec.size,
+        spec.sector,
+        Guid::derived(&format!("{}/disk", spec.seed)),
+        &spec.partitions(),
+    )?;
+
+    let efi = scratch.join("BOOTX64.EFI");
+    grub::mkimage(
+        &grub::modules_dir(deployment, Target::Efi)?,
+        Target::Efi,
+        &efi,
+    )?;
+    write_esp(spec, &disk, &efi, scratch)?;
+    if spec.sector == 512 {
+        let bios_mods = grub::modules_dir(deployment, Target::Bios)?;
+        let core = scratch.join("core.img");
+        grub::mkimage(&bios_mods, Target::Bios, &core)?;
+        grub::install_bios(&disk, &bios_mods, &core, BIOS_START / 512)?;
+    }
+    disk.sync_all()?;
+    drop(disk);
+    write_boot(spec, out, bootdir)?;
+    write_root(spec, out, rootdir, scratch)?;
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! Disk images for every platform (`cosa buildextend-*`, `cosa osbuild`): a sysroot
+//! deployed from the build's commit, one base disk shared by the platforms (plus a
+//! 4K-sector one for metal4k), then a boot filesystem and a format per platform.
+
+pub mod disk;
+pub mod gpt;
+pub mod grub;
+pub mod platform;
+pub mod sysroot;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+
+use crate::builds::artifact::Artifact;
+use crate::builds::{History, Meta, Workdir};
+use crate::config::image::{platform_ext, ImageConfig, Platforms};
+
+pub struct ImageRequest<'a> {
+    pub build: Option<&'a str>,
+    pub platforms: &'a [String],
+    pub force: bool,
+}
+
+/// What happened to one platform.
+#[derive(Debug, serde::Serialize)]
+pub struct PlatformResult {
+    pub platform: String,
+    /// false when the build already had it and --force was not given.
+    pub built: bool,
+    pub image: Artifact,
+}
+
+/// The kernel version the build's commit boots, or a clear error if it has none.
+fn commit_kernel(repo: &Path, commit: &str) -> Result<String> {
+    let repo = crate::compose::pkgcache::open_repo(repo)?;
+    let meta = crate::compose::commit::commit_metadata_json(&repo, commit)?;
+    match meta.get("ostree.linux").and_then(|v| v.as_str()) {
+        Some(k) => Ok(k.to_string()),
+        None => bail!("commit {commit} has no kernel (no /usr/lib/modules/*/vmlinuz): it cannot be made into a bootable image"),
+    }
+}
+
+pub fn artifact_name(meta: &Meta, platform: &str, arch: &str) -> Result<String> {
+    let name = meta.get_str("name").unwrap_or("cosa");
+    let id = meta.buildid().context("meta.json has no buildid")?;
+    Ok(format!(
+        "{name}-{id}-{platform}.{arch}.{}",
+        platform_ext(platform)?
+    ))
+}
+
+pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<PlatformResult>> {
+    if req.platforms.is_empty() {
+        bail!("no platform given");
+    }
+    for p in req.platforms {
+        platform_ext(p)?;
+    }
+    let _lock = wd.lock("image build", true)?;
+    let history = History::new(wd.builds_dir());
+    let arch = crate::cmd::basearch();
+    let id = history.resolve_id(req.build)?;
+    let build_dir = history.build_dir(&id, arch);
+    let meta_path = build_dir.join("meta.json");
+    let mut meta = Meta::load(&meta_path)?;
+    let commit = meta
+        .ostree_commit()
+        .context("meta.json has no ostree-commit")?
+        .to_string();
+
+    let mut results = Vec::new();
+    let mut todo = Vec::new();
+    for p in req.platforms {
+        match meta.get_path(&format!("images.{p}")) {
+            Some(v) if !req.force => {
+                tracing::info!("{p}: already built for {id} (--force to rebuild)");
+                results.push(PlatformResult {
+                    platform: p.clone(),
+                    built: false,
+                    image: serde_json::from_value(v.clone())?,
+                });
+            }
+            _ => todo.push(p.clone()),
+        }
+    }
+    if todo.is_empty() {
+        return Ok(results);
+    }
+    commit_kernel(&wd.repo_path(), &commit)?;
+    let config_dir = wd.config_dir();
+    let img = ImageConfig::load(&config_dir)?;
+    if !img.unsupported_keys().is_empty() {
+        tracing::warn!(
+            "image.yaml keys cosa does not act on: {}",
+            img.unsupported_keys().join(", ")
+        );
+    }
+    let platforms = Platforms::load(&config_dir)?;
+    let timestamp = meta
+        .get_str("ostree-timestamp")
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or(0, |t| t.timestamp() as u64);
+
+    let scratch = wd.tmp_dir().join(format!("images-{id}"));
+    sysroot::remove_tree(&scratch)?;
+    fs::create_dir_all(&scratch)?;
+
+    tracing::info!("deploying {commit} into a sysroot");
+    let stateroot = meta.get_str("name").unwrap_or("cosa").to_string();
+    let refspec = format!(
+        "{}:{}",
+        img.ostree_remote.as_deref().unwrap_or(&stateroot),
+        meta.get_str("ref").unwrap_or("cosa")
+    );
+    let mut kargs = vec!["root=LABEL=root".to_string(), "rw".to_string()];
+    kargs.extend(img.extra_kargs.iter().cloned());
+    let sr = sysroot::deploy(
+        &wd.repo_path(),
+        &commit,
+        &refspec,
+        &stateroot,
+        &kargs,
+        &scratch.join("sysroot"),
+    )?;
+    let (bootdir, rootdir) = disk::split_sysroot(&sr.dir, &scratch)?;
+    let deployment = deployment_dir(&rootdir, &stateroot)?;
+    let size = match img.size {
+        Some(gb) => gb * 1024 * gpt::MIB,
+        None => disk::default_size(disk::tree_bytes(&rootdir)?),
+    };
+
+    // One base disk per sector size the requested platforms need.
+    let mut bases: Vec<(u64, PathBuf)> = Vec::new();
+    for sector in [512u64, 4096] {
+        let wanted = todo.iter().any(|p| (p == "metal4k") == (sector == 4096));
+        if !wanted {
+            continue;
+        }
+        let spec = disk::DiskSpec {
+            seed: &id,
+            size,
+            sector,
+            rootfs: img.rootfs,
+            timestamp,
+        };
+        let out = scratch.join(format!("base-{sector}.raw"));
+        tracing::info!(
+            "making the base disk ({} MiB, {sector}-byte sectors)",
+            size >> 20
+        );
+        disk::build(&spec, &bootdir, &rootdir, &deployment, &out, &scratch)?;
+        bases.push((sector, out));
+    }
+
+    tracing::info!(
+        "making {} platform image(s): {}",
+        todo.len(),
+        todo.join(", ")
+    );
+    let made: Vec<(String, PathBuf)> = todo
+        .par_iter()
+        .map(|p| {
+            let sector = if p == "metal4k" { 4096 } else { 512 };
+            let base = &bases
+                .iter()
+                .find(|(s, _)| *s == sector)
+                .context("base disk")?
+                .1;
+            let spec = disk::DiskSpec {
+                seed: &id,
+                size,
+                sector,
+                rootfs: img.rootfs,
+                timestamp,
+            };
+            let raw =
+                platform::platform_raw(&spec, base, &bootdir, p, &platforms.get(arch, p), &scratch)
+                    .with_context(|| format!("making the {p} image"))?;
+            let out = scratch.join(artifact_name(&meta, p, arch)?);
+            platform::convert(p, &raw, &out)?;
+            let _ = fs::remove_file(&raw);
+            Ok((p.clone(), out))
+        })
+        .collect::<Result<_>>()?;
+
+    // Move the finished artifacts in, then record them: meta.json is written last.
+    let images = meta
+        .0
+        .entry("images")
+        .or_insert_with(|| serde_json::json!({}));
+    for (p, file) in made {
+        let dest = build_dir.join(file.file_name().context("artifact name")?);
+        fs::rename(&file, &dest)
+            .with_context(|| format!("moving {} into {}", file.display(), build_dir.display()))?;
+        let a = Artifact::of(&dest)?;
+        images[p.as_str()] = serde_json::to_value(&a)?;
+        results.push(PlatformResult {
+            platform: p,
+            built: true,
+            image: a,
+        });
+    }
+    meta.save(&meta_path)?;
+    sysroot::remove_tree(&scratch)?;
+    Ok(results)
+}
+
+/// The one deployment directory in a sysroot's stateroot.
+fn deployment_dir(sysroot: &Path, stateroot: &str) -> Result<PathBuf> {
+    let d = sysroot.join("ostree/deploy").join(stateroot).join("deploy");
+    for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+        let p = e?.path();
+        if p.is_dir() {
+            return Ok(p);
+        }
+    }
+    bail!("no deployment in {}", d.display())
+}
