@@ -9,5 +9,6 @@ pub mod cmd;
 pub mod cmdext;
 pub mod compose;
 pub mod config;
+pub mod image;
 pub mod logging;
 pub mod oci;

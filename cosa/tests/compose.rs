@@ -380,7 +380,10 @@ fn refetch_downloads_nothing_and_strict_refuses_unpinned_packages() {
     let out = f.cosa(&["fetch"]).ok();
     assert!(out.contains("6 downloaded"), "{out}");
     let out = f.cosa(&["fetch"]).ok();
-    assert!(out.contains("0 downloaded") && out.contains("6 already cached"), "{out}");
+    assert!(
+        out.contains("0 downloaded") && out.contains("6 already cached"),
+        "{out}"
+    );
 
     // No lockfile in the config: --strict has nothing to check against.
     let err = f.cosa(&["fetch", "--strict"]).err();
@@ -388,16 +391,30 @@ fn refetch_downloads_nothing_and_strict_refuses_unpinned_packages() {
     // Pin everything, then add a package the lock does not know.
     f.cosa(&["fetch", "--update-lockfile"]).ok();
     f.cosa(&["fetch", "--strict"]).ok();
-    f.repo.add(&[testrepo::Package::new("extra", "1", "1")]).unwrap();
-    std::fs::write(f.config().join("manifests/base.yaml"), "packages: [filesystem, shell, kernel, mkinitramfs, extra]\n").unwrap();
+    f.repo
+        .add(&[testrepo::Package::new("extra", "1", "1")])
+        .unwrap();
+    std::fs::write(
+        f.config().join("manifests/base.yaml"),
+        "packages: [filesystem, shell, kernel, mkinitramfs, extra]\n",
+    )
+    .unwrap();
     let err = f.cosa(&["fetch", "--strict"]).err();
     assert!(err.contains("extra"), "{err}");
     // A pin holds the package at its locked version when a newer one appears.
     f.repo.add(&[common::kernel("6.5", "1")]).unwrap();
-    std::fs::write(f.config().join("manifests/base.yaml"), "packages: [filesystem, shell, kernel, mkinitramfs]\n").unwrap();
+    std::fs::write(
+        f.config().join("manifests/base.yaml"),
+        "packages: [filesystem, shell, kernel, mkinitramfs]\n",
+    )
+    .unwrap();
     f.cosa(&["fetch"]).ok();
-    let lock = std::fs::read_to_string(f.workdir().join("tmp/manifest-lock.generated.x86_64.json")).unwrap();
-    assert!(lock.contains("6.0-1.x86_64") && !lock.contains("6.5-1"), "{lock}");
+    let lock = std::fs::read_to_string(f.workdir().join("tmp/manifest-lock.generated.x86_64.json"))
+        .unwrap();
+    assert!(
+        lock.contains("6.0-1.x86_64") && !lock.contains("6.5-1"),
+        "{lock}"
+    );
 }
 
 #[test]
@@ -407,7 +424,11 @@ fn full_disk_is_a_clear_error_and_the_next_build_succeeds() {
     // Put the workdir's cache and scratch on a tiny filesystem.
     let small = f.dir.path().join("small");
     std::fs::create_dir(&small).unwrap();
-    let st = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1500k", "tmpfs"]).arg(&small).status().unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1500k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
     assert!(st.success(), "mounting a tmpfs (the test needs root)");
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
@@ -419,7 +440,12 @@ fn full_disk_is_a_clear_error_and_the_next_build_succeeds() {
     let wd = f.workdir();
     for d in ["cache", "tmp", "builds"] {
         let target = small.join(d);
-        Command::new("cp").arg("-a").arg(wd.join(d)).arg(&target).status().unwrap();
+        Command::new("cp")
+            .arg("-a")
+            .arg(wd.join(d))
+            .arg(&target)
+            .status()
+            .unwrap();
         std::fs::remove_dir_all(wd.join(d)).unwrap();
         std::os::unix::fs::symlink(&target, wd.join(d)).unwrap();
     }
@@ -427,7 +453,11 @@ fn full_disk_is_a_clear_error_and_the_next_build_succeeds() {
     eprintln!("full disk: {err}");
     assert!(err.contains("No space left on device"), "{err}");
     assert_eq!(f.build_count(), 0);
-    let st = Command::new("mount").args(["-o", "remount,size=200m"]).arg(&small).status().unwrap();
+    let st = Command::new("mount")
+        .args(["-o", "remount,size=200m"])
+        .arg(&small)
+        .status()
+        .unwrap();
     assert!(st.success());
     let out = f.cosa(&["build"]).ok();
     assert!(out.contains("Built"), "{out}");
