@@ -77,6 +77,108 @@ pub enum Cmd {
     Compress(CompressOpts),
     /// Decompress a build's images.
     Decompress(CompressOpts),
+    /// Integration tests in QEMU: `kola run`, `kola list`.
+    Kola(KolaOpts),
+    /// Boot a build interactively on the serial console, with the agent available.
+    Run(RunOpts),
+}
+
+#[derive(Debug, Args)]
+pub struct KolaOpts {
+    #[command(subcommand)]
+    pub action: KolaAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KolaAction {
+    /// Run tests (all selected tests when no pattern is given).
+    Run(KolaRunOpts),
+    /// List the tests that would run.
+    List(KolaListOpts),
+}
+
+/// Which tests: shared by `kola run` and `kola list`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KolaSelectOpts {
+    /// Test name globs (e.g. 'basic*', 'ext.config.*').
+    pub patterns: Vec<String>,
+    /// Only tests with this tag; `!TAG` excludes it. Repeatable.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Extra directories of external tests (like the config's kola-tests/). Repeatable.
+    #[arg(short = 'E', long = "exttest")]
+    pub exttests: Vec<std::path::PathBuf>,
+    /// kola-denylist.yaml to apply (default: the config's, if it has one).
+    #[arg(long)]
+    pub denylist: Option<std::path::PathBuf>,
+    /// Ignore the config's denylist.
+    #[arg(long)]
+    pub no_denylist: bool,
+    /// Run shard M of N (1-based, `M/N`): stable hash sharding across CI workers.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Platform to select tests for (default: qemu).
+    #[arg(long, default_value = "qemu")]
+    pub platform: String,
+    /// Build ID (default: latest).
+    #[arg(long)]
+    pub build: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KolaRunOpts {
+    #[command(flatten)]
+    pub select: KolaSelectOpts,
+    /// Parallel VMs: a number or `auto` (by cores and free memory).
+    #[arg(short = 'j', long, default_value = "auto")]
+    pub parallel: String,
+    /// Firmware the VMs boot with.
+    #[arg(long, value_enum, default_value_t = Firmware::Bios)]
+    pub qemu_firmware: Firmware,
+    /// Where console logs, agent logs and reports go (default: tmp/kola).
+    #[arg(long)]
+    pub output_dir: Option<std::path::PathBuf>,
+    /// Re-run failed tests once in fresh VMs, recording both outcomes.
+    #[arg(long)]
+    pub rerun: bool,
+    /// Machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KolaListOpts {
+    #[command(flatten)]
+    pub select: KolaSelectOpts,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    Bios,
+    Uefi,
+}
+
+#[derive(Debug, Args)]
+pub struct RunOpts {
+    /// Build ID (default: latest).
+    #[arg(long)]
+    pub build: Option<String>,
+    /// Firmware to boot with.
+    #[arg(long, value_enum, default_value_t = Firmware::Bios)]
+    pub qemu_firmware: Firmware,
+    /// First-boot Ignition config for the VM.
+    #[arg(long, short = 'i')]
+    pub ignition: Option<std::path::PathBuf>,
+    /// Memory in MiB.
+    #[arg(long, short = 'm', default_value_t = 1024)]
+    pub memory: u64,
+    /// Attach the console to this terminal (otherwise print the agent's ready report and exit).
+    #[arg(long, short = 'c')]
+    pub console: bool,
 }
 
 #[derive(Debug, Args, Clone)]

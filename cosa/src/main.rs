@@ -30,6 +30,8 @@ fn main() {
         Cmd::Osbuild(opts) => cosa::cmd::images::osbuild(&cli.global, &opts),
         Cmd::Compress(opts) => cosa::cmd::images::compress(&cli.global, &opts),
         Cmd::Decompress(opts) => cosa::cmd::images::decompress(&cli.global, &opts),
+        Cmd::Kola(opts) => cosa::cmd::kola::run(&cli.global, &opts),
+        Cmd::Run(opts) => cosa::cmd::kola::run_vm(&cli.global, &opts),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -6,6 +6,7 @@ pub mod fetch;
 pub mod history;
 pub mod images;
 pub mod init;
+pub mod kola;
 pub mod manifest;
 
 use anyhow::Result;
