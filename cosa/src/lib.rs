@@ -10,5 +10,6 @@ pub mod cmdext;
 pub mod compose;
 pub mod config;
 pub mod image;
+pub mod kola;
 pub mod logging;
 pub mod oci;
