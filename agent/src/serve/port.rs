@@ -2,8 +2,9 @@
 //! by a writer thread, so the main loop never blocks on the host.
 //!
 //! A virtio-serial port reads end-of-file while no host is connected and
-//! writes block until one is: on EOF we re-open after a short pause.
-//! `--port` may also name a Unix socket (tests), which we connect to.
+//! writes block until one is: on EOF we read again after a short pause.
+//! `--port` may also name a Unix socket (tests), which we connect to and
+//! reconnect to when the peer goes away.
 
 use std::collections::VecDeque;
 use std::fs::{self, OpenOptions};
@@ -55,16 +56,43 @@ impl Outbox {
     }
 }
 
-fn open(path: &Path) -> std::io::Result<(Reader, Writer)> {
+/// Opens the port; the flag says whether it is a socket (tests) rather than
+/// the virtio character device.
+fn open(path: &Path) -> std::io::Result<(Reader, Writer, bool)> {
+    let path = &resolve(path);
     if fs::metadata(path)?.file_type().is_socket() {
         let s = UnixStream::connect(path)?;
         let w = s.try_clone()?;
-        Ok((Box::new(s), Box::new(w)))
+        Ok((Box::new(s), Box::new(w), true))
     } else {
         let f = OpenOptions::new().read(true).write(true).open(path)?;
         let w = f.try_clone()?;
-        Ok((Box::new(f), Box::new(w)))
+        Ok((Box::new(f), Box::new(w), false))
     }
+}
+
+/// `/dev/virtio-ports/<name>` is a udev symlink; without udev (busybox
+/// init, mdev) find the `vportNpM` device carrying that name in sysfs.
+fn resolve(path: &Path) -> PathBuf {
+    let by_name = Path::new("/dev/virtio-ports");
+    if path.exists() || path.parent() != Some(by_name) {
+        return path.to_path_buf();
+    }
+    let Some(name) = path.file_name() else {
+        return path.to_path_buf();
+    };
+    fs::read_dir("/sys/class/virtio-ports")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|e| {
+            fs::read(e.path().join("name"))
+                .is_ok_and(|n| n.trim_ascii_end() == name.as_encoded_bytes())
+        })
+        .map_or_else(
+            || path.to_path_buf(),
+            |e| Path::new("/dev").join(e.file_name()),
+        )
 }
 
 /// Starts the reader and writer threads; host messages arrive on `events`.
@@ -79,7 +107,7 @@ pub fn start(path: PathBuf, events: Sender<Event>) -> Outbox {
 fn reader_loop(path: &Path, writer: &Sender<WriterCmd>, events: &Sender<Event>) {
     let mut said_waiting = false;
     loop {
-        let (r, w) = match open(path) {
+        let (r, w, is_socket) = match open(path) {
             Ok(p) => p,
             Err(e) => {
                 if !said_waiting {
@@ -102,8 +130,15 @@ fn reader_loop(path: &Path, writer: &Sender<WriterCmd>, events: &Sender<Event>) 
                     "invalid message ({error}): {}",
                     line.chars().take(200).collect::<String>()
                 )),
-                // EOF: no host connected (virtio) or peer gone (socket).
-                Ok(None) | Err(FrameError::Io(_) | FrameError::Incompatible { .. }) => break,
+                // A virtio port reads EOF while no host is connected. Keep the
+                // same fd: the port can only be open once, and the writer
+                // thread holds it too.
+                Ok(None) | Err(_) if !is_socket => {
+                    thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                // A socket's peer is gone for good: connect again.
+                Ok(None) | Err(_) => break,
             };
             if events.send(ev).is_err() {
                 return;
