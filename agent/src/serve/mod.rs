@@ -214,7 +214,7 @@ pub fn serve(opts: ServeOpts) -> Result<()> {
             agent.out.send(&GuestMessage::Error {
                 id: Some(meta.id),
                 message: format!(
-                    "test {} was interrupted: the system went down without /tmp/autopkgtest-reboot",
+                    "test {} was interrupted: the system or the agent went down without /tmp/autopkgtest-reboot",
                     meta.name
                 ),
             });
