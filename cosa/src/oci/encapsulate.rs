@@ -12,9 +12,10 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use super::chunking::{self, LayerPlan};
+use super::compress;
 use super::labels;
-use super::layer::{Blob, LayerWriter};
-use super::layout::{self, BlobSource, Descriptor, Index, Manifest};
+use super::layer::{LayerWriter, Tarball};
+use super::layout::{self, Descriptor, Index, Manifest};
 use super::tree::{image_path, CommitTree};
 use crate::cli::Compression;
 
@@ -68,8 +69,8 @@ fn labels_of(tree: &CommitTree) -> BTreeMap<String, String> {
 
 /// The first layer: the tree's directories, the repo skeleton, the commit and all
 /// dirtree/dirmeta objects (ostree-ext's importer wants the commit object first).
-fn write_commit_layer(tree: &CommitTree, path: &Path, c: Compression) -> Result<Blob> {
-    let mut w = LayerWriter::create(path, c)?;
+fn write_commit_layer(tree: &CommitTree, path: &Path) -> Result<Tarball> {
+    let mut w = LayerWriter::create(path)?;
     let mut has_vartmp = false;
     for d in &tree.dirs {
         if d.path == "sysroot" || d.path.starts_with("sysroot/") {
@@ -94,13 +95,8 @@ fn write_commit_layer(tree: &CommitTree, path: &Path, c: Compression) -> Result<
     w.finish()
 }
 
-fn write_content_layer(
-    tree: &CommitTree,
-    plan: &LayerPlan,
-    path: &Path,
-    c: Compression,
-) -> Result<Blob> {
-    let mut w = LayerWriter::create(path, c)?;
+fn write_content_layer(tree: &CommitTree, plan: &LayerPlan, path: &Path) -> Result<Tarball> {
+    let mut w = LayerWriter::create(path)?;
     let mut prefixes: Vec<String> = plan.objects.iter().map(|o| o[..2].to_string()).collect();
     prefixes.sort();
     prefixes.dedup();
@@ -152,29 +148,33 @@ pub fn encapsulate(
     };
     let mut order: Vec<usize> = (0..=plans.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(weight(i)));
-    let mut blobs: Vec<(usize, Blob)> = order
+    let mut tars: Vec<(usize, Tarball)> = order
         .par_iter()
         .map(|&i| {
-            let path = scratch.join(format!("layer-{i}"));
-            let blob = if i == 0 {
-                write_commit_layer(&tree, &path, opts.compression)
-                    .context("writing the commit layer")?
+            let path = scratch.join(format!("layer-{i}.tar"));
+            let t = if i == 0 {
+                write_commit_layer(&tree, &path).context("writing the commit layer")?
             } else {
                 let p = &plans[i - 1];
-                write_content_layer(&tree, p, &path, opts.compression)
+                write_content_layer(&tree, p, &path)
                     .with_context(|| format!("writing layer {:?}", p.name))?
             };
-            Ok((i, blob))
+            Ok((i, t))
         })
         .collect::<Result<_>>()?;
-    blobs.sort_by_key(|(i, _)| *i);
+    tars.sort_by_key(|(i, _)| *i);
+    let tars: Vec<Tarball> = tars.into_iter().map(|(_, t)| t).collect();
+    let compressed = compress::compress_all(&tars, opts.compression)?;
+    for t in &tars {
+        let _ = std::fs::remove_file(&t.path);
+    }
 
     let created = chrono::DateTime::from_timestamp(tree.timestamp as i64, 0)
         .unwrap_or_default()
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     let mut labels = labels_of(&tree);
-    let last = &blobs.last().expect("the commit layer").1;
+    let last = tars.last().expect("the commit layer");
     labels.insert(
         labels::FINAL_DIFFID.to_string(),
         format!("sha256:{}", last.diff_id),
@@ -186,7 +186,7 @@ pub fn encapsulate(
     let subject = format!("ostree commit {commit}");
     let mut history = Vec::new();
     let mut layers = Vec::new();
-    for (i, b) in &blobs {
+    for (i, b) in compressed.iter().enumerate() {
         let (name, annotations) = match i {
             0 => (subject.clone(), None),
             i => {
@@ -201,7 +201,7 @@ pub fn encapsulate(
         layers.push(Descriptor {
             media_type: layer_media.to_string(),
             digest: format!("sha256:{}", b.digest),
-            size: b.size,
+            size: b.data.len() as u64,
             annotations,
         });
     }
@@ -212,7 +212,7 @@ pub fn encapsulate(
         "config": {"Labels": labels},
         "rootfs": {
             "type": "layers",
-            "diff_ids": blobs.iter().map(|(_, b)| format!("sha256:{}", b.diff_id)).collect::<Vec<_>>(),
+            "diff_ids": tars.iter().map(|t| format!("sha256:{}", t.diff_id)).collect::<Vec<_>>(),
         },
         "history": history,
     });
@@ -233,21 +233,50 @@ pub fn encapsulate(
         manifests: vec![manifest_desc.clone()],
     };
     let hex = |d: &Descriptor| d.digest.trim_start_matches("sha256:").to_string();
-    let mut sources: BTreeMap<String, BlobSource> = BTreeMap::new();
-    for (_, b) in &blobs {
-        sources.insert(b.digest.clone(), BlobSource::File(b.path.clone()));
+    let mut sources: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let n_layers = compressed.len();
+    for b in compressed {
+        sources.insert(b.digest, b.data);
     }
-    sources.insert(hex(&config_desc), BlobSource::Bytes(config_bytes));
-    sources.insert(
-        hex(&manifest_desc),
-        BlobSource::Bytes(manifest_bytes.clone()),
-    );
+    sources.insert(hex(&config_desc), config_bytes);
+    sources.insert(hex(&manifest_desc), manifest_bytes.clone());
     let (sha256, size) = layout::write_archive(dest, &sources, &index)?;
     Ok(Encapsulated {
         sha256,
         size,
         manifest: manifest_bytes,
         manifest_digest: manifest_desc.digest,
-        layers: blobs.len(),
+        layers: n_layers,
     })
+}
+
+/// The package (NEVRA) owning each content object of `commit`, by the same rules
+/// `encapsulate` packs with (the tree's rpmdb; first owner by name); `None` for
+/// objects no package owns. For comparing packers: the container bench hands it to
+/// ostree-ext as its content metadata.
+pub fn object_owners(
+    repo: &ostree::Repo,
+    repo_path: &Path,
+    commit: &str,
+    scratch: &Path,
+) -> Result<BTreeMap<String, Option<String>>> {
+    let tree = CommitTree::load(repo, repo_path, commit)?;
+    let mut pkgs = chunking::rpmdb_packages(repo, &tree, scratch)?;
+    pkgs.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut owner: HashMap<&str, &str> = HashMap::new();
+    for p in &pkgs {
+        for path in &p.paths {
+            owner.entry(path.as_str()).or_insert(p.nevra.as_str());
+        }
+    }
+    let mut out = BTreeMap::new();
+    for o in tree.objects.values() {
+        let first = o
+            .paths
+            .iter()
+            .filter_map(|p| owner.get(p.as_str()).copied())
+            .min_by_key(|nevra| pkgs.iter().position(|p| p.nevra == *nevra));
+        out.insert(o.checksum.clone(), first.map(str::to_string));
+    }
+    Ok(out)
 }

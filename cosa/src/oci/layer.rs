@@ -1,6 +1,6 @@
 //! Writing layer tars, byte for byte reproducibly: fixed headers (mtime 0, as in
-//! ostree checkouts; no user/group names), entries in a fixed order, gzip without a
-//! timestamp or file name. Compressed and uncompressed digests are taken while writing.
+//! ostree checkouts; no user/group names), entries in a fixed order. The uncompressed
+//! digest is taken while writing.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
@@ -10,7 +10,6 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::tree::{image_path, object_relpath, CommitTree};
-use crate::cli::Compression;
 
 /// ostree's objects directory inside the image.
 pub const REPO_OBJECTS: &str = "sysroot/ostree/repo/objects";
@@ -54,59 +53,18 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// A finished layer blob on disk.
+/// A layer's uncompressed tar on disk, with its digest (the config's diff_id).
 #[derive(Debug, Clone)]
-pub struct Blob {
+pub struct Tarball {
     pub path: PathBuf,
-    /// sha256 of the compressed blob.
-    pub digest: String,
-    pub size: u64,
-    /// sha256 of the uncompressed tar (the config's diff_id).
     pub diff_id: String,
+    pub size: u64,
 }
 
-enum Encoder<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
-    Zstd(zstd::Encoder<'static, W>),
-}
-
-impl<W: Write> Write for Encoder<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Encoder::Gzip(e) => e.write(buf),
-            Encoder::Zstd(e) => e.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Encoder::Gzip(e) => e.flush(),
-            Encoder::Zstd(e) => e.flush(),
-        }
-    }
-}
-
-impl<W: Write> Encoder<W> {
-    fn new(w: W, c: Compression) -> Result<Self> {
-        Ok(match c {
-            // GzBuilder writes mtime 0 and no file name unless told otherwise.
-            Compression::Gzip => {
-                Encoder::Gzip(flate2::GzBuilder::new().write(w, flate2::Compression::default()))
-            }
-            Compression::Zstd => Encoder::Zstd(zstd::Encoder::new(w, 3)?),
-        })
-    }
-    fn finish(self) -> io::Result<W> {
-        match self {
-            Encoder::Gzip(e) => e.finish(),
-            Encoder::Zstd(e) => e.finish(),
-        }
-    }
-}
-
-/// Layer tar writer: entries go through the tar builder, the uncompressed hash, the
-/// encoder and the compressed hash into a file.
+/// Layer tar writer: entries go through the tar builder and the uncompressed hash
+/// into a file; compression comes after, in parallel chunks (see `compress`).
 pub struct LayerWriter {
-    tar: tar::Builder<HashingWriter<Encoder<HashingWriter<BufWriter<File>>>>>,
+    tar: tar::Builder<HashingWriter<BufWriter<File>>>,
     path: PathBuf,
 }
 
@@ -122,11 +80,10 @@ fn header(kind: tar::EntryType, mode: u32, uid: u32, gid: u32, size: u64) -> tar
 }
 
 impl LayerWriter {
-    pub fn create(path: &Path, c: Compression) -> Result<Self> {
+    pub fn create(path: &Path) -> Result<Self> {
         let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let enc = Encoder::new(HashingWriter::new(BufWriter::with_capacity(1 << 20, f)), c)?;
         Ok(LayerWriter {
-            tar: tar::Builder::new(HashingWriter::new(enc)),
+            tar: tar::Builder::new(HashingWriter::new(BufWriter::with_capacity(1 << 20, f))),
             path: path.to_path_buf(),
         })
     }
@@ -257,20 +214,17 @@ impl LayerWriter {
         Ok(())
     }
 
-    pub fn finish(self) -> Result<Blob> {
+    pub fn finish(self) -> Result<Tarball> {
         let inner = self
             .tar
             .into_inner()
             .with_context(|| format!("finishing {}", self.path.display()))?;
-        let (enc, diff_id, _) = inner.finish();
-        let compressed = enc.finish()?;
-        let (mut buf, digest, size) = compressed.finish();
-        buf.flush()?;
-        Ok(Blob {
+        let (mut w, diff_id, size) = inner.finish();
+        w.flush()?;
+        Ok(Tarball {
             path: self.path,
-            digest,
-            size,
             diff_id,
+            size,
         })
     }
 }

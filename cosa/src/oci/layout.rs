@@ -45,12 +45,6 @@ pub struct Index {
     pub manifests: Vec<Descriptor>,
 }
 
-/// What goes into an archive as a blob: a file on disk or bytes.
-pub enum BlobSource {
-    File(PathBuf),
-    Bytes(Vec<u8>),
-}
-
 fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
@@ -85,7 +79,7 @@ fn entry_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 /// `oci-layout`. Returns the archive's sha256 and size.
 pub fn write_archive(
     dest: &Path,
-    blobs: &BTreeMap<String, BlobSource>,
+    blobs: &BTreeMap<String, Vec<u8>>,
     index: &Index,
 ) -> Result<(String, u64)> {
     let f = File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
@@ -94,19 +88,10 @@ pub fn write_archive(
         let mut h = entry_header(tar::EntryType::Directory, 0o755, 0);
         tar.append_data(&mut h, d, std::io::empty())?;
     }
-    for (digest, src) in blobs {
+    for (digest, b) in blobs {
         let path = format!("blobs/sha256/{digest}");
-        match src {
-            BlobSource::File(p) => {
-                let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
-                let mut h = entry_header(tar::EntryType::Regular, 0o644, f.metadata()?.len());
-                tar.append_data(&mut h, &path, f)?;
-            }
-            BlobSource::Bytes(b) => {
-                let mut h = entry_header(tar::EntryType::Regular, 0o644, b.len() as u64);
-                tar.append_data(&mut h, &path, b.as_slice())?;
-            }
-        }
+        let mut h = entry_header(tar::EntryType::Regular, 0o644, b.len() as u64);
+        tar.append_data(&mut h, &path, b.as_slice())?;
     }
     let index = serde_json::to_vec(index)?;
     let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;

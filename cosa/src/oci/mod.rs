@@ -10,6 +10,7 @@
 //! it are a derived image's.
 
 mod chunking;
+mod compress;
 pub mod encapsulate;
 pub mod import;
 mod layer;
