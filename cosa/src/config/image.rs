@@ -130,12 +130,13 @@ impl Platforms {
         Ok(Self::default())
     }
 
-    /// A platform's settings; platforms not listed get none.
+    /// A platform's settings; platforms not listed get none. metal4k is metal on a
+    /// 4K-sector disk: without an entry of its own it takes metal's.
     pub fn get(&self, arch: &str, platform: &str) -> PlatformConfig {
-        self.0
-            .get(arch)
-            .and_then(|a| a.get(platform))
-            .cloned()
+        let a = self.0.get(arch);
+        let lookup = |p: &str| a.and_then(|a| a.get(p)).cloned();
+        lookup(platform)
+            .or_else(|| (platform == "metal4k").then(|| lookup("metal")).flatten())
             .unwrap_or_default()
     }
 }
@@ -186,6 +187,13 @@ mod tests {
                 .unwrap();
         assert_eq!(p.get("x86_64", "qemu").kernel_arguments, ["console=ttyS0"]);
         assert_eq!(p.get("x86_64", "aws"), PlatformConfig::default());
+        let p: Platforms =
+            serde_yaml::from_str("x86_64:\n  metal:\n    kernel_arguments: [console=ttyS1]\n")
+                .unwrap();
+        assert_eq!(
+            p.get("x86_64", "metal4k").kernel_arguments,
+            ["console=ttyS1"]
+        );
         assert!(platform_ext("vmware").is_err());
     }
 }

@@ -302,3 +302,41 @@ pub fn build(
     write_root(spec, out, rootdir, scratch)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_larger_than_the_root_partition_names_both_sizes() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        fs::create_dir(&root).unwrap();
+        File::create(root.join("big"))
+            .unwrap()
+            .set_len(20 * MIB)
+            .unwrap();
+        let spec = DiskSpec {
+            seed: "t",
+            size: ROOT_START + TAIL + 8 * MIB,
+            sector: 512,
+            rootfs: RootFs::Ext4,
+            timestamp: 0,
+        };
+        let disk = t.path().join("disk.raw");
+        let e = write_root(&spec, &disk, &root, t.path()).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("(20 MiB)") && msg.contains("(8 MiB)"), "{msg}");
+        assert!(
+            !disk.exists(),
+            "nothing may be written when the content does not fit"
+        );
+    }
+
+    #[test]
+    fn default_size_leaves_headroom() {
+        let s = default_size(300 * MIB);
+        assert_eq!(s % (1024 * MIB), 0);
+        assert!(s >= ROOT_START + TAIL + 300 * MIB);
+    }
+}

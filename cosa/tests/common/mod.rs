@@ -229,3 +229,69 @@ pub fn path_exists(root: &Path, p: &str) -> bool {
         .symlink_metadata()
         .is_ok()
 }
+
+/// The repo's demo stream RPMs (made by `packages/build-repo`), or a panic saying so:
+/// tests that boot the OS need them and must not pass without them.
+pub fn demo_repo() -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/out/repo");
+    assert!(
+        repo.join("repodata/repomd.xml").exists(),
+        "the demo stream's RPM repo is missing at {}: run packages/build-repo first",
+        repo.display()
+    );
+    repo
+}
+
+/// A workdir for the repo's demo stream (`stream/`), with one build.
+pub struct DemoBuild {
+    pub dir: tempfile::TempDir,
+}
+
+impl DemoBuild {
+    pub fn new() -> Self {
+        demo_repo();
+        let dir = tempfile::tempdir().unwrap();
+        let b = DemoBuild { dir };
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stream");
+        b.cosa(&[
+            "init",
+            config.to_str().unwrap(),
+            "-C",
+            b.workdir().to_str().unwrap(),
+        ])
+        .ok();
+        b.cosa(&["build"]).ok();
+        b
+    }
+
+    pub fn workdir(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    pub fn cosa(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_cosa"))
+            .args(args)
+            .env("COSA_DIR", self.workdir())
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        Run(out)
+    }
+
+    pub fn build_dir(&self) -> PathBuf {
+        self.workdir().join("builds/latest/x86_64")
+    }
+
+    pub fn meta(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.build_dir().join("meta.json")).unwrap()).unwrap()
+    }
+
+    /// The path of an image the build's meta.json records.
+    pub fn image(&self, platform: &str) -> PathBuf {
+        let m = self.meta();
+        let p = m["images"][platform]["path"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no images.{platform} in meta.json"));
+        self.build_dir().join(p)
+    }
+}

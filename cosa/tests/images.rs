@@ -1,0 +1,363 @@
+//! `cosa osbuild`/`buildextend-*` on the demo stream: formats checked by qemu-img,
+//! sgdisk and tar; images booted under QEMU (TCG) with SeaBIOS and OVMF until the
+//! guest agent reports ready.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::{DemoBuild, Fixture};
+
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+fn qemu_img_info(p: &Path, format: Option<&str>) -> serde_json::Value {
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(["info", "--output=json"]);
+    if let Some(f) = format {
+        cmd.args(["-f", f]);
+    }
+    let out = cmd.arg(p).output().unwrap();
+    assert!(
+        out.status.success(),
+        "qemu-img info {}: {}",
+        p.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn sgdisk_ok(dev: &Path) {
+    let out = Command::new("sgdisk").arg("-v").arg(dev).output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && s.contains("No problems found"),
+        "sgdisk -v {}: {s}",
+        dev.display()
+    );
+}
+
+struct Vm {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Vm {
+    /// Boot `disk` (its own qcow2 overlay, so the image is not touched).
+    fn boot(disk: &Path, format: &str, uefi: bool, sector4k: bool) -> Vm {
+        let dir = tempfile::tempdir().unwrap();
+        let overlay = dir.path().join("disk.qcow2");
+        let st = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
+            .arg(disk)
+            .arg(&overlay)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args([
+            "-accel",
+            "tcg",
+            "-machine",
+            "q35",
+            "-m",
+            "1024",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+        ]);
+        cmd.arg("-serial")
+            .arg(format!("file:{}", dir.path().join("console.txt").display()));
+        cmd.arg("-drive").arg(format!(
+            "if=none,id=d0,format=qcow2,file={}",
+            overlay.display()
+        ));
+        let blk = if sector4k {
+            ",logical_block_size=4096,physical_block_size=4096"
+        } else {
+            ""
+        };
+        cmd.arg("-device")
+            .arg(format!("virtio-blk-pci,drive=d0,bootindex=1{blk}"));
+        if uefi {
+            let vars = dir.path().join("OVMF_VARS.fd");
+            std::fs::copy(OVMF_VARS, &vars).unwrap();
+            cmd.arg("-drive").arg(format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+            ));
+            cmd.arg("-drive").arg(format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                vars.display()
+            ));
+        }
+        cmd.args(cosa::kola::protocol::qemu_args(
+            &dir.path().join("agent.sock"),
+        ));
+        let child = cmd.spawn().expect("starting qemu-system-x86_64");
+        Vm { child, dir }
+    }
+
+    fn console(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("console.txt")).unwrap_or_default()
+    }
+
+    /// Wait for the agent's unsolicited `ready` on the virtio-serial channel.
+    fn wait_ready(&mut self, timeout: Duration) -> serde_json::Value {
+        let sock = self.dir.path().join("agent.sock");
+        let deadline = Instant::now() + timeout;
+        let stream = loop {
+            if let Ok(s) = std::os::unix::net::UnixStream::connect(&sock) {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "QEMU never opened the agent socket"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut r = BufReader::new(stream);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match r.read_line(&mut line) {
+                Ok(n) if n > 0 => {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                        if v["type"] == "ready" {
+                            return v;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!(
+                    "QEMU exited ({st}) before the agent was ready; console:\n{}",
+                    tail(&self.console())
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agent ready within {timeout:?}; console:\n{}",
+                tail(&self.console())
+            );
+        }
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+#[test]
+fn all_platforms_from_one_run_are_valid_and_boot() {
+    let b = DemoBuild::new();
+    let out = b
+        .cosa(&[
+            "osbuild", "qemu", "metal", "metal4k", "aws", "azure", "gcp", "--json",
+        ])
+        .ok();
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["images"].as_array().unwrap().len(), 6, "{out}");
+    let meta = b.meta();
+    let id = meta["buildid"].as_str().unwrap();
+    for (p, ext) in [
+        ("qemu", "qcow2"),
+        ("metal", "raw"),
+        ("metal4k", "raw"),
+        ("aws", "vmdk"),
+        ("azure", "vhd"),
+        ("gcp", "tar.gz"),
+    ] {
+        let path = b.image(p);
+        assert_eq!(
+            path.file_name().unwrap().to_str().unwrap(),
+            format!("demo-{id}-{p}.x86_64.{ext}")
+        );
+        let (sha, size) = cosa::builds::artifact::sha256_file(&path).unwrap();
+        assert_eq!(meta["images"][p]["sha256"], sha.as_str());
+        assert_eq!(meta["images"][p]["size"], size);
+    }
+
+    // Formats, as an independent reader sees them.
+    let q = qemu_img_info(&b.image("qemu"), None);
+    assert_eq!(q["format"], "qcow2");
+    assert_eq!(q["format-specific"]["data"]["compat"], "1.1");
+    let st = Command::new("qemu-img")
+        .arg("check")
+        .arg(b.image("qemu"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "qemu-img check");
+    let v = qemu_img_info(&b.image("aws"), None);
+    assert_eq!(v["format"], "vmdk");
+    assert_eq!(
+        v["format-specific"]["data"]["create-type"],
+        "streamOptimized"
+    );
+    let head = std::fs::read(b.image("aws")).unwrap();
+    assert!(String::from_utf8_lossy(&head[..head.len().min(65536)])
+        .contains("ddb.adapterType = \"lsilogic\""));
+    // A fixed VHD probes as raw (it is raw data plus a footer): read it as vpc.
+    let a = qemu_img_info(&b.image("azure"), Some("vpc"));
+    assert_eq!(a["format"], "vpc");
+    let vsize = a["virtual-size"].as_u64().unwrap();
+    assert_eq!(
+        vsize % (1024 * 1024),
+        0,
+        "Azure virtual size must be a whole MiB"
+    );
+    assert_eq!(
+        std::fs::metadata(b.image("azure")).unwrap().len(),
+        vsize + 512,
+        "a fixed VHD is the disk plus a footer"
+    );
+    let list = Command::new("tar")
+        .arg("-tzf")
+        .arg(b.image("gcp"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "disk.raw\n");
+    let hdr = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gzip -dc '{}' | head -c 512",
+            b.image("gcp").display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        &hdr.stdout[257..265],
+        b"ustar  \0",
+        "GCP tarball must be oldgnu format"
+    );
+    sgdisk_ok(&b.image("metal"));
+    // metal4k's table is laid out for 4096-byte sectors: read it through such a loop device.
+    let dev = Command::new("losetup")
+        .args(["--find", "--show", "--read-only", "--sector-size", "4096"])
+        .arg(b.image("metal4k"))
+        .output()
+        .unwrap();
+    assert!(
+        dev.status.success(),
+        "losetup: {}",
+        String::from_utf8_lossy(&dev.stderr)
+    );
+    let dev = String::from_utf8(dev.stdout).unwrap().trim().to_string();
+    let r = std::panic::catch_unwind(|| sgdisk_ok(Path::new(&dev)));
+    Command::new("losetup").args(["-d", &dev]).status().unwrap();
+    r.unwrap();
+
+    // Already built: skipped unless --force.
+    let out = b.cosa(&["buildextend-qemu"]).ok();
+    assert!(out.contains("already built"), "{out}");
+
+    // Boots: qemu with SeaBIOS and with OVMF, metal4k from a 4K-sector disk with OVMF.
+    // Two at a time: TCG guests on a 2-core machine.
+    let boots = [
+        ("qemu", false, false),
+        ("qemu", true, false),
+        ("metal4k", true, true),
+    ];
+    let mut handles = Vec::new();
+    for chunk in boots.chunks(2) {
+        let started: Vec<_> = chunk
+            .iter()
+            .map(|&(p, uefi, k4)| {
+                let (img, fmt) = (b.image(p), if p == "qemu" { "qcow2" } else { "raw" });
+                std::thread::spawn(move || {
+                    let mut vm = Vm::boot(&img, fmt, uefi, k4);
+                    (p, uefi, vm.wait_ready(Duration::from_secs(300)))
+                })
+            })
+            .collect();
+        for h in started {
+            handles.push(h.join().unwrap());
+        }
+    }
+    for (p, uefi, ready) in handles {
+        let cmdline = ready["cmdline"].as_str().unwrap();
+        let id = if p == "metal4k" { "metal" } else { p };
+        assert!(
+            cmdline.contains(&format!("ignition.platform.id={id}")),
+            "{p} uefi={uefi}: {cmdline}"
+        );
+        assert!(cmdline.contains("console=ttyS0,115200n8"), "{p}: {cmdline}");
+        assert!(
+            cmdline.contains("mitigations=auto"),
+            "image.yaml extra-kargs missing: {cmdline}"
+        );
+        assert!(cmdline.contains("ostree=/ostree/boot."), "{cmdline}");
+    }
+}
+
+#[test]
+fn compress_and_decompress_round_trip() {
+    let b = DemoBuild::new();
+    b.cosa(&["buildextend-qemu"]).ok();
+    let before = b.meta()["images"]["qemu"].clone();
+    b.cosa(&["compress", "--compressor", "zstd"]).ok();
+    let c = b.meta()["images"]["qemu"].clone();
+    assert!(c["path"].as_str().unwrap().ends_with(".qcow2.zst"), "{c}");
+    assert_eq!(c["uncompressed-sha256"], before["sha256"]);
+    assert_eq!(c["uncompressed-size"], before["size"]);
+    assert!(!b
+        .build_dir()
+        .join(before["path"].as_str().unwrap())
+        .exists());
+    b.cosa(&["decompress"]).ok();
+    assert_eq!(b.meta()["images"]["qemu"], before);
+    assert!(b.image("qemu").exists());
+}
+
+#[test]
+fn bad_input_is_refused_and_builds_stay_clean() {
+    // No build yet.
+    let f = Fixture::new();
+    let err = f.cosa(&["buildextend-qemu"]).err();
+    assert!(err.contains("no builds yet"), "{err}");
+    // Unknown platform: refused before any work.
+    f.cosa(&["build"]).ok();
+    let err = f.cosa(&["osbuild", "qemu", "vmware"]).err();
+    assert!(
+        err.contains("unknown platform vmware") && err.contains("metal4k"),
+        "{err}"
+    );
+    // A commit without a kernel.
+    std::fs::write(
+        f.config().join("manifests/base.yaml"),
+        "packages: [filesystem, shell, mkinitramfs]\n",
+    )
+    .unwrap();
+    f.cosa(&["build"]).ok();
+    let err = f.cosa(&["buildextend-metal"]).err();
+    assert!(err.contains("has no kernel"), "{err}");
+    let meta = f.latest_meta();
+    assert!(meta.get("images").is_none(), "{meta}");
+    let dir = f.workdir().join("builds/latest/x86_64");
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .all(|f| !f.ends_with(".raw") && !f.ends_with(".qcow2")),
+        "{files:?}"
+    );
+}
