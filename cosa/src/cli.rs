@@ -33,6 +33,8 @@ pub struct GlobalOpts {
     pub workdir: PathBuf,
 }
 
+// Parsed once per process: the size of the largest options struct does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Make a working directory: builds/ cache/ tmp/ overrides/ src/config.
@@ -144,6 +146,18 @@ pub struct KolaRunOpts {
     /// Machine-readable summary on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Boot this qcow2 instead of the build's qemu image.
+    #[arg(long)]
+    pub qemu_image: Option<std::path::PathBuf>,
+    /// Accelerator: `auto` tries KVM (a VM must reach its agent) and falls back to TCG.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
+    pub qemu_accel: String,
+    /// Memory of each VM in MiB (a test's `minMemory` can ask for more).
+    #[arg(long, default_value_t = 1024)]
+    pub qemu_memory: u64,
+    /// Seconds a VM gets to boot to its agent before it counts as never booted.
+    #[arg(long, default_value_t = 300)]
+    pub boot_timeout: u64,
 }
 
 #[derive(Debug, Args)]
