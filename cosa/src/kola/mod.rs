@@ -1,1 +1,4 @@
 pub mod protocol;
+pub mod report;
+pub mod select;
+pub mod test;

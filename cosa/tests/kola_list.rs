@@ -1,0 +1,201 @@
+//! Discovery and selection of kola tests on real trees: the demo stream's
+//! `kola-tests/` and the fixture config under `tests/fixtures/kola/`.
+
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use cosa::kola::select::{select, Denylist, Selection, TagFilter};
+use cosa::kola::test::{all_tests, discover, KolaTest, TestBody};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kola/config")
+}
+
+fn names(tests: &[KolaTest]) -> Vec<&str> {
+    tests.iter().map(|t| t.name.as_str()).collect()
+}
+
+fn qemu() -> Selection {
+    Selection {
+        platform: "qemu".into(),
+        arch: "x86_64".into(),
+        distro: "fcos".into(),
+        ..Selection::default()
+    }
+}
+
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()
+}
+
+#[test]
+fn demo_stream_tests() {
+    let tests = discover(&repo().join("stream"), &[]).unwrap();
+    assert_eq!(
+        names(&tests),
+        [
+            "ext.stream.basic",
+            "ext.stream.files",
+            "ext.stream.kernel",
+            "ext.stream.reboot"
+        ]
+    );
+    let files = tests.iter().find(|t| t.name == "ext.stream.files").unwrap();
+    let TestBody::External { config, .. } = &files.body else {
+        panic!("external test");
+    };
+    assert!(config
+        .as_ref()
+        .unwrap()
+        .ends_with("kola-tests/files/config.ign"));
+    assert_eq!(files.meta.tags, ["external", "basic", "ignition"]);
+    let reboot = tests
+        .iter()
+        .find(|t| t.name == "ext.stream.reboot")
+        .unwrap();
+    assert_eq!(reboot.meta.platforms, ["qemu"]);
+    assert_eq!(reboot.meta.timeout.as_secs(), 5 * 60);
+
+    // In a workdir the config is `src/config`: kola's `ext.config.*` names.
+    let wd = tempfile::tempdir().unwrap();
+    std::fs::create_dir(wd.path().join("src")).unwrap();
+    std::os::unix::fs::symlink(repo().join("stream"), wd.path().join("src/config")).unwrap();
+    let tests = all_tests(&wd.path().join("src/config"), &[]).unwrap();
+    assert_eq!(
+        names(&tests),
+        [
+            "basic",
+            "firstboot",
+            "reboot",
+            "kernel-override",
+            "ext.config.basic",
+            "ext.config.files",
+            "ext.config.kernel",
+            "ext.config.reboot"
+        ]
+    );
+    // The stream's own denylist applies cleanly.
+    let sel = Selection {
+        denylist: Some(Denylist::load(&repo().join("stream/kola-denylist.yaml")).unwrap()),
+        ..qemu()
+    };
+    assert_eq!(select(tests, &sel, today()).unwrap().run.len(), 8);
+}
+
+#[test]
+fn fixture_tree() {
+    let tests = discover(&fixture(), &[]).unwrap();
+    assert_eq!(
+        names(&tests),
+        [
+            "ext.config.butane",
+            "ext.config.ignition",
+            "ext.config.json",
+            "ext.config.multi.first",
+            "ext.config.multi.second.sh",
+            "ext.config.named.check-thing",
+            "ext.config.nested.deeper",
+            "ext.config.special",
+            "ext.config.yaml",
+        ]
+    );
+    let by = |n: &str| tests.iter().find(|t| t.name == n).unwrap();
+    let yaml = &by("ext.config.yaml").meta;
+    assert_eq!(yaml.exclude_architectures, ["s390x", "ppc64le"]);
+    assert_eq!(yaml.additional_disks, ["5G", "1G:serial=disk1"]);
+    assert_eq!(yaml.min_memory_mib, Some(1536));
+    let json = &by("ext.config.json").meta;
+    assert!(!json.exclusive);
+    assert_eq!(json.exclude_distros, ["rhcos"]);
+    assert_eq!(json.conflicts, ["ext.config.multi.first"]);
+    let TestBody::External {
+        data_dir, config, ..
+    } = &by("ext.config.ignition").body
+    else {
+        panic!("external test");
+    };
+    assert!(data_dir.as_ref().unwrap().join("expected").is_file());
+    assert!(config.as_ref().unwrap().ends_with("ignition/config.ign"));
+    assert!(by("ext.config.butane").meta.butane_config.is_some());
+    assert_eq!(by("ext.config.multi.second.sh").meta.description, None);
+}
+
+#[test]
+fn fixture_selection_with_denylist() {
+    let sel = Selection {
+        denylist: Some(Denylist::load(&fixture().join("kola-denylist.yaml")).unwrap()),
+        stream: Some("testing".into()),
+        ..qemu()
+    };
+    let out = select(all_tests(&fixture(), &[]).unwrap(), &sel, today()).unwrap();
+    assert_eq!(
+        names(&out.run),
+        [
+            "basic",
+            "firstboot",
+            "reboot",
+            "kernel-override",
+            "ext.config.ignition",
+            "ext.config.json",
+            "ext.config.multi.first",
+            "ext.config.multi.second.sh",
+            "ext.config.named.check-thing",
+        ]
+    );
+    let skipped: Vec<&str> = out.skipped.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        skipped,
+        [
+            "ext.config.butane",
+            "ext.config.nested.deeper",
+            "ext.config.yaml"
+        ]
+    );
+    assert_eq!(
+        out.skipped[2].1,
+        "denylisted, snoozed until 2099-01-01: https://example.com/issues/2"
+    );
+    assert!(out.warn_only.contains("ext.config.named.check-thing"));
+
+    // The required tag brings in its test, within its creationDate grace period.
+    let sel = Selection {
+        tags: vec![TagFilter::parse("special").unwrap()],
+        ..qemu()
+    };
+    let out = select(all_tests(&fixture(), &[]).unwrap(), &sel, today()).unwrap();
+    assert_eq!(names(&out.run), ["ext.config.special"]);
+    assert!(out.warn_only.contains("ext.config.special"));
+}
+
+/// A real distribution's tree lists without errors:
+/// `COSA_KOLA_DISTRO_CONFIG=/path/to/fedora-coreos-config cargo test -p cosa --test kola_list -- --ignored`
+#[test]
+#[ignore = "needs a distribution config checkout in COSA_KOLA_DISTRO_CONFIG"]
+fn distribution_config_lists() {
+    let dir = PathBuf::from(
+        std::env::var_os("COSA_KOLA_DISTRO_CONFIG").expect("COSA_KOLA_DISTRO_CONFIG"),
+    );
+    let tests = all_tests(&dir, &[]).unwrap();
+    let external = tests.iter().filter(|t| t.name.starts_with("ext.")).count();
+    for t in tests.iter().filter(|t| t.name.starts_with("ext.")) {
+        println!("  test {}", t.name);
+    }
+    let out = select(tests, &qemu(), today()).unwrap();
+    println!(
+        "{}: {external} external tests; on qemu/x86_64/fcos {} run, {} skipped",
+        dir.display(),
+        out.run.len(),
+        out.skipped.len()
+    );
+    for (name, why) in &out.skipped {
+        println!("  skip {name}: {why}");
+    }
+    assert!(external > 0);
+}
