@@ -173,6 +173,27 @@ fn oci_dir_manifest(dir: &Path) -> Result<Value> {
     Ok(serde_json::from_slice(&std::fs::read(p)?)?)
 }
 
+/// CPU seconds (user + system) used so far by this process and its waited-for children.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |x| x.1);
+    // Fields after the command: state is 3rd overall; utime..cstime are 14..17.
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
+}
+
+/// Wall and CPU seconds of `f`.
+fn timed(f: impl FnOnce() -> Result<()>) -> Result<(f64, f64)> {
+    let (t, c) = (Instant::now(), cpu_seconds());
+    f()?;
+    Ok((t.elapsed().as_secs_f64(), cpu_seconds() - c))
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
@@ -209,48 +230,66 @@ fn main() -> Result<()> {
         name: out.path().join(name).display().to_string(),
     };
     let (mut tc, mut t1, mut tn) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cc, mut c1, mut cn) = (Vec::new(), Vec::new(), Vec::new());
     println!(
-        "{:<5} {:>14} {:>24} {:>26}",
+        "{:<6} {:>20} {:>24} {:>24}",
         "run",
         "cosa",
         "ostree-ext (1 layer)",
         format!("ostree-ext ({max_layers} chunks)")
     );
+    println!(
+        "{:<6} {:>20} {:>24} {:>24}",
+        "", "wall / cpu s", "wall / cpu s", "wall / cpu s"
+    );
     for run in 1..=runs {
-        let t = Instant::now();
-        cosa_build_container(&cosa, &wd, &latest.id, max_layers)?;
-        tc.push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        ostree_ext_encapsulate(
-            &rt,
-            &repo,
-            &latest.commit,
-            None,
-            max_layers,
-            None,
-            &archive("one.ociarchive"),
-        )?;
-        t1.push(t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        ostree_ext_encapsulate(
-            &rt,
-            &repo,
-            &latest.commit,
-            Some(&meta),
-            max_layers,
-            None,
-            &archive("chunked.ociarchive"),
-        )?;
-        tn.push(t.elapsed().as_secs_f64());
+        let (w, c) = timed(|| cosa_build_container(&cosa, &wd, &latest.id, max_layers))?;
+        tc.push(w);
+        cc.push(c);
+        let (w, c) = timed(|| {
+            ostree_ext_encapsulate(
+                &rt,
+                &repo,
+                &latest.commit,
+                None,
+                max_layers,
+                None,
+                &archive("one.ociarchive"),
+            )
+        })?;
+        t1.push(w);
+        c1.push(c);
+        let (w, c) = timed(|| {
+            ostree_ext_encapsulate(
+                &rt,
+                &repo,
+                &latest.commit,
+                Some(&meta),
+                max_layers,
+                None,
+                &archive("chunked.ociarchive"),
+            )
+        })?;
+        tn.push(w);
+        cn.push(c);
         println!(
-            "{run:<5} {:>12.2} s {:>22.2} s {:>24.2} s",
+            "{run:<6} {:>11.2} / {:>6.2} {:>15.2} / {:>6.2} {:>15.2} / {:>6.2}",
             tc[run - 1],
+            cc[run - 1],
             t1[run - 1],
-            tn[run - 1]
+            c1[run - 1],
+            tn[run - 1],
+            cn[run - 1]
         );
     }
     let (mc, m1, mn) = (median(&tc), median(&t1), median(&tn));
-    println!("{:<5} {mc:>12.2} s {m1:>22.2} s {mn:>24.2} s", "median");
+    println!(
+        "{:<6} {mc:>11.2} / {:>6.2} {m1:>15.2} / {:>6.2} {mn:>15.2} / {:>6.2}",
+        "median",
+        median(&cc),
+        median(&c1),
+        median(&cn)
+    );
     let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let cosa_meta: Value = serde_json::from_slice(&std::fs::read(latest.dir.join("meta.json"))?)?;
     let cosa_size = cosa_meta["images"]["ostree"]["size"].as_u64().unwrap_or(0);
@@ -265,6 +304,34 @@ fn main() -> Result<()> {
         "speed-up of cosa: {:.2}x vs ostree-ext 1 layer, {:.2}x vs ostree-ext chunked (goal >= 1.5x)",
         m1 / mc,
         mn / mc
+    );
+
+    // The archive timed above is a valid ostree-native image: ostree-ext pulls it
+    // back into a fresh repo to the same commit.
+    let check = tempfile::tempdir_in("/var/tmp")?;
+    let check_repo = ostree::Repo::new_for_path(check.path());
+    check_repo.create(ostree::RepoMode::BareUser, gio::Cancellable::NONE)?;
+    let archive_path = latest.dir.join(
+        cosa_meta["images"]["ostree"]["path"]
+            .as_str()
+            .context("no images.ostree")?,
+    );
+    let imgref = oc::OstreeImageReference::try_from(
+        format!(
+            "ostree-unverified-image:oci-archive:{}",
+            archive_path.display()
+        )
+        .as_str(),
+    )?;
+    let pulled = rt.block_on(oc::unencapsulate(&check_repo, &imgref))?;
+    println!(
+        "ostree-ext pulls cosa's archive back to commit {}: {}",
+        &pulled.ostree_commit[..12],
+        if pulled.ostree_commit == latest.commit {
+            "same commit"
+        } else {
+            "MISMATCH"
+        }
     );
 
     if let Some(prev) = builds.get(1) {
