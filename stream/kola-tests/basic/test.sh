@@ -23,4 +23,6 @@ touch /usr/.kola-write 2>/dev/null && fail "/usr is writable"
 [ "$(cat /proc/sys/kernel/panic)" = 10 ] || fail "sysctl from overlays/10demo not applied"
 # demo-release's %post ran at compose time.
 grep -q "Demo CoreOS" /etc/issue || fail "/etc/issue was not written by demo-release's %post"
+# demo-init gave the machine its own id.
+grep -qE '^[0-9a-f]{32}$' /etc/machine-id || fail "/etc/machine-id is not a machine id: $(cat /etc/machine-id)"
 echo "ok: $PRETTY_NAME on $(uname -r)"
