@@ -208,7 +208,21 @@ pub fn summary_table(results: &[TestResult]) -> String {
     for r in rows.iter().take(TABLE_ROWS) {
         let mut detail = first_line(&r.output).to_string();
         if r.attempt > 1 {
-            detail = format!("(attempt {}) {detail}", r.attempt);
+            let earlier = results
+                .iter()
+                .filter(|e| e.name == r.name && e.attempt < r.attempt)
+                .max_by_key(|e| e.attempt);
+            let before = earlier
+                .map(|e| {
+                    format!(
+                        "; attempt {}: {} {}",
+                        e.attempt,
+                        e.outcome,
+                        first_line(&e.output)
+                    )
+                })
+                .unwrap_or_default();
+            detail = format!("(attempt {}{before}) {detail}", r.attempt);
         }
         let line = format!(
             "{:<width$}  {:<6}  {:>8}  {}",

@@ -247,7 +247,7 @@ fn summary() {
         .find(|l| l.starts_with("ext.config.flaky"))
         .unwrap();
     assert!(
-        flaky.contains("PASS") && flaky.contains("attempt 2"),
+        flaky.contains("PASS") && flaky.contains("(attempt 2; attempt 1: FAIL timed out)"),
         "{flaky}"
     );
     assert!(lines[6].contains("5 tests: 2 passed, 1 failed, 1 warned, 1 skipped; FAIL"));
