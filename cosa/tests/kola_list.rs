@@ -198,4 +198,15 @@ fn distribution_config_lists() {
         println!("  skip {name}: {why}");
     }
     assert!(external > 0);
+    // Its denylist parses; entries naming kola's native (Go) tests, which cosa
+    // does not have, match no test here and are reported as such.
+    let deny = dir.join("kola-denylist.yaml");
+    if deny.is_file() {
+        let d = Denylist::load(&deny).unwrap();
+        let tests = all_tests(&dir, &[]).unwrap();
+        match d.check_patterns(&tests) {
+            Ok(()) => println!("{}: every pattern matches", deny.display()),
+            Err(e) => println!("{}: {e:#}", deny.display()),
+        }
+    }
 }

@@ -86,7 +86,7 @@ impl Denylist {
             .collect();
         if !unmatched.is_empty() {
             bail!(
-                "denylist pattern(s) matching no test: {}",
+                "denylist pattern(s) matching no test: {} (a stale entry, or one naming a test cosa does not have, such as kola's built-in Go tests: remove it, or run with --no-denylist)",
                 unmatched.join(", ")
             );
         }
