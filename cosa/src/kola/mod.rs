@@ -1,4 +1,11 @@
+pub mod builtin;
+pub mod checks;
+pub mod harness;
+pub mod kernelboot;
+pub mod machine;
 pub mod protocol;
+pub mod qemu;
 pub mod report;
+pub mod scheduler;
 pub mod select;
 pub mod test;

@@ -1,0 +1,623 @@
+//! A running VM as the harness sees it: the QEMU process, its QMP socket, the
+//! agent session on the virtio-serial channel, and the console log.
+//!
+//! Everything waits with a deadline and notices when QEMU itself goes away, so
+//! a guest that never boots or dies under a test ends in an error that quotes
+//! the console's tail instead of a hang.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus as ProcStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::UnixStream;
+use tokio::process::Child;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::cli::Firmware;
+use crate::kola::checks;
+use crate::kola::protocol::{
+    ExecRequest, GuestMessage, HostMessage, JobEnd, ReadyInfo, RunRequest, ShutdownAction, Stream,
+    PROTOCOL_VERSION,
+};
+use crate::kola::qemu::{self, Accel, Console, DirectBoot, QemuSpec, Qmp};
+
+/// Lines of console quoted when a VM hangs or dies.
+pub const CONSOLE_TAIL_LINES: usize = 25;
+
+/// The image's kernel, initramfs and boot-entry options, for direct kernel boot.
+#[derive(Debug, Clone)]
+pub struct KernelBoot {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// The BLS entry's `options`.
+    pub options: String,
+}
+
+/// What VM to make.
+#[derive(Debug, Clone)]
+pub struct MachineSpec {
+    pub name: String,
+    /// The VM's own directory: overlay, sockets, console, logs, config.
+    pub dir: PathBuf,
+    pub image: PathBuf,
+    pub accel: Accel,
+    pub firmware: Firmware,
+    pub memory_mib: u64,
+    pub min_disk_gib: Option<u64>,
+    /// Sizes in qemu-img syntax (`5G`); kola's `:options` are refused earlier.
+    pub additional_disks: Vec<String>,
+    pub ignition: Option<serde_json::Value>,
+    /// Set when the VM needs extra kernel arguments: boot the kernel directly.
+    pub kernel_boot: Option<KernelBoot>,
+    pub append_kernel_args: Vec<String>,
+    pub append_firstboot_kernel_args: Vec<String>,
+    pub console: ConsoleMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleMode {
+    /// console.txt in the VM's directory (every test VM).
+    Logged,
+    /// Attached to this terminal (`cosa run -c`).
+    Terminal,
+}
+
+/// How a job (test or command) ended, as far as the harness knows.
+#[derive(Debug, Clone)]
+pub enum JobFate {
+    Ended(JobEnd),
+    /// The harness's own deadline passed; the VM must be killed.
+    TimedOut,
+    /// QEMU or the channel went away under the job.
+    VmLost(String),
+}
+
+/// A job's output over all its boots.
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub fate: JobFate,
+    /// Marks the test rebooted with, in order.
+    pub reboots: Vec<String>,
+    /// Checks that failed in the boots after a reboot (failed units).
+    pub findings: Vec<checks::Finding>,
+}
+
+impl JobOutput {
+    pub fn success(&self) -> bool {
+        matches!(&self.fate, JobFate::Ended(JobEnd::Exit(s)) if s.success())
+    }
+
+    /// stdout then stderr, as text.
+    pub fn text(&self) -> String {
+        let mut s = String::from_utf8_lossy(&self.stdout).into_owned();
+        if !self.stderr.is_empty() {
+            if !s.is_empty() && !s.ends_with('\n') {
+                s.push('\n');
+            }
+            s.push_str(&String::from_utf8_lossy(&self.stderr));
+        }
+        s
+    }
+}
+
+enum Event {
+    Msg(GuestMessage),
+    Tick,
+    Exited(String),
+    Deadline,
+}
+
+struct AgentSession {
+    writer: OwnedWriteHalf,
+    rx: mpsc::UnboundedReceiver<GuestMessage>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AgentSession {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// One VM, started and connected.
+pub struct Machine {
+    pub spec: MachineSpec,
+    child: Child,
+    qmp: Qmp,
+    agent: AgentSession,
+    log: Arc<Mutex<File>>,
+    started: Instant,
+    /// The last `ready` of the current boot.
+    pub ready: Option<ReadyInfo>,
+    /// Boots so far (1 after the first).
+    pub boots: u32,
+    next_job: u64,
+}
+
+impl Machine {
+    pub fn console_path(&self) -> PathBuf {
+        self.spec.dir.join("console.txt")
+    }
+
+    pub fn agent_log_path(&self) -> PathBuf {
+        self.spec.dir.join("agent.log")
+    }
+
+    /// Makes the VM's files (overlay, OVMF vars, config, extra disks) and starts QEMU.
+    pub async fn start(spec: MachineSpec) -> Result<Machine> {
+        let dir = &spec.dir;
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let disk = dir.join("disk.qcow2");
+        qemu::create_overlay(&spec.image, &disk, spec.min_disk_gib)?;
+        for (i, size) in spec.additional_disks.iter().enumerate() {
+            qemu::create_blank_disk(&dir.join(format!("disk{}.qcow2", i + 1)), size)?;
+        }
+        if spec.firmware == Firmware::Uefi {
+            // A fresh copy per VM: a reused one can leave OVMF in its shell.
+            fs::copy(qemu::OVMF_VARS, dir.join("OVMF_VARS.fd"))
+                .with_context(|| format!("copying {}", qemu::OVMF_VARS))?;
+        }
+        if let Some(cfg) = &spec.ignition {
+            let p = dir.join("config.ign");
+            fs::write(&p, serde_json::to_vec_pretty(cfg)?)
+                .with_context(|| format!("writing {}", p.display()))?;
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("agent.log"))
+            .with_context(|| format!("creating {}/agent.log", dir.display()))?;
+        let log = Arc::new(Mutex::new(log));
+        let started = Instant::now();
+        let (child, qmp, agent) = launch(&spec, true, &log, started).await?;
+        Ok(Machine {
+            spec,
+            child,
+            qmp,
+            agent,
+            log,
+            started,
+            ready: None,
+            boots: 0,
+            next_job: 0,
+        })
+    }
+
+    fn qemu_spec(spec: &MachineSpec, first_boot: bool) -> QemuSpec {
+        let dir = &spec.dir;
+        let extra_disks = (1..=spec.additional_disks.len())
+            .map(|i| dir.join(format!("disk{i}.qcow2")))
+            .collect();
+        let direct_boot = spec.kernel_boot.as_ref().map(|k| {
+            let mut cmdline = k.options.clone();
+            let mut add = |a: &str| {
+                cmdline.push(' ');
+                cmdline.push_str(a);
+            };
+            if first_boot {
+                // What the image's GRUB adds while /boot/ignition.firstboot exists.
+                add("ignition.firstboot");
+                spec.append_firstboot_kernel_args
+                    .iter()
+                    .for_each(|a| add(a));
+            }
+            spec.append_kernel_args.iter().for_each(|a| add(a));
+            DirectBoot {
+                kernel: k.kernel.clone(),
+                initrd: k.initrd.clone(),
+                cmdline,
+            }
+        });
+        QemuSpec {
+            name: spec.name.clone(),
+            accel: spec.accel,
+            firmware: spec.firmware,
+            ovmf_vars: (spec.firmware == Firmware::Uefi).then(|| dir.join("OVMF_VARS.fd")),
+            memory_mib: spec.memory_mib,
+            cpus: 1,
+            disk: dir.join("disk.qcow2"),
+            extra_disks,
+            ignition: spec.ignition.as_ref().map(|_| dir.join("config.ign")),
+            direct_boot,
+            console: match spec.console {
+                ConsoleMode::Logged => Console::File(dir.join("console.txt")),
+                ConsoleMode::Terminal => Console::Stdio,
+            },
+            qmp_socket: dir.join("qmp.sock"),
+            agent_socket: dir.join("agent.sock"),
+        }
+    }
+
+    fn note(&self, s: &str) {
+        log_line(&self.log, self.started, s);
+    }
+
+    async fn send(&mut self, msg: &HostMessage) -> Result<()> {
+        let shown = match msg {
+            HostMessage::Run(r) => format!(
+                "-> run id={} name={} exec={} bundle={} bytes",
+                r.id,
+                r.name,
+                r.exec,
+                r.bundle.0.len()
+            ),
+            m => format!("-> {}", serde_json::to_string(m).unwrap_or_default()),
+        };
+        self.note(&shown);
+        let mut line = serde_json::to_vec(msg)?;
+        line.push(b'\n');
+        self.agent
+            .writer
+            .write_all(&line)
+            .await
+            .with_context(|| format!("writing to the agent channel of {}", self.spec.name))
+    }
+
+    async fn next_event(&mut self, deadline: Instant, tick: &mut tokio::time::Interval) -> Event {
+        tokio::select! {
+            m = self.agent.rx.recv() => match m {
+                Some(m) => Event::Msg(m),
+                // The channel closed: QEMU is going away; report its exit.
+                None => match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
+                    Ok(s) => Event::Exited(describe_exit(s)),
+                    Err(_) => Event::Exited("the agent channel closed".into()),
+                },
+            },
+            s = self.child.wait() => Event::Exited(describe_exit(s)),
+            _ = tick.tick() => Event::Tick,
+            _ = tokio::time::sleep_until(deadline) => Event::Deadline,
+        }
+    }
+
+    /// Waits for the agent's `ready` of a boot other than `previous_boot`,
+    /// saying `hello` every second. The error quotes the console's tail.
+    pub async fn wait_ready(
+        &mut self,
+        within: Duration,
+        previous_boot: Option<&str>,
+    ) -> Result<ReadyInfo> {
+        let deadline = Instant::now() + within;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            match self.next_event(deadline, &mut tick).await {
+                Event::Tick => {
+                    self.send(&HostMessage::Hello {
+                        protocol: PROTOCOL_VERSION,
+                    })
+                    .await?
+                }
+                Event::Msg(GuestMessage::Ready(info)) => {
+                    if Some(info.boot_id.as_str()) == previous_boot {
+                        continue;
+                    }
+                    if info.protocol != PROTOCOL_VERSION {
+                        return Err(anyhow!(
+                            "{}: guest agent speaks protocol {}, this host {PROTOCOL_VERSION}",
+                            self.spec.name,
+                            info.protocol
+                        ));
+                    }
+                    self.boots += 1;
+                    self.ready = Some(info.clone());
+                    return Ok(info);
+                }
+                Event::Msg(_) => {}
+                Event::Exited(how) => {
+                    return Err(anyhow!(
+                        "{}: QEMU {how} before the guest agent was ready; console tail:\n{}",
+                        self.spec.name,
+                        self.console_tail()
+                    ))
+                }
+                Event::Deadline => {
+                    return Err(anyhow!(
+                        "{}: the guest did not boot to its agent within {} s; console tail:\n{}",
+                        self.spec.name,
+                        within.as_secs(),
+                        self.console_tail()
+                    ))
+                }
+            }
+        }
+    }
+
+    fn job_id(&mut self, prefix: &str) -> String {
+        self.next_job += 1;
+        format!("{prefix}{}", self.next_job)
+    }
+
+    /// Runs a command in the guest (`exec`).
+    pub async fn exec(&mut self, argv: &[&str], within: Duration) -> Result<JobOutput> {
+        let id = self.job_id("c");
+        self.send(&HostMessage::Exec(ExecRequest {
+            id: id.clone(),
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            env: Default::default(),
+            timeout_secs: Some(within.as_secs().max(1)),
+        }))
+        .await?;
+        // A little grace beyond the agent's own timeout.
+        self.collect(&id, Instant::now() + within + Duration::from_secs(5))
+            .await
+    }
+
+    /// Runs a test bundle (`run`), through any number of autopkgtest reboots.
+    pub async fn run_test(
+        &mut self,
+        name: &str,
+        exec: String,
+        bundle: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<JobOutput> {
+        let id = self.job_id("t");
+        self.send(&HostMessage::Run(RunRequest {
+            id: id.clone(),
+            name: name.to_string(),
+            exec,
+            bundle: bundle.into(),
+            env: Default::default(),
+            timeout_secs: Some(timeout.as_secs().max(1)),
+        }))
+        .await?;
+        self.collect(&id, Instant::now() + timeout).await
+    }
+
+    async fn collect(&mut self, id: &str, deadline: Instant) -> Result<JobOutput> {
+        let mut out = JobOutput {
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            fate: JobFate::TimedOut,
+            reboots: Vec::new(),
+            findings: Vec::new(),
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            let m = match self.next_event(deadline, &mut tick).await {
+                Event::Msg(m) => m,
+                Event::Tick => continue,
+                Event::Deadline => {
+                    out.fate = JobFate::TimedOut;
+                    return Ok(out);
+                }
+                Event::Exited(how) => {
+                    out.fate = JobFate::VmLost(format!("QEMU {how}"));
+                    return Ok(out);
+                }
+            };
+            match m {
+                GuestMessage::Output {
+                    id: j,
+                    stream,
+                    data,
+                } if j == id => match stream {
+                    Stream::Stdout => out.stdout.extend_from_slice(&data.0),
+                    Stream::Stderr => out.stderr.extend_from_slice(&data.0),
+                },
+                GuestMessage::Exit { id: j, status } if j == id => {
+                    out.fate = JobFate::Ended(JobEnd::Exit(status));
+                    return Ok(out);
+                }
+                GuestMessage::Error {
+                    id: Some(j),
+                    message,
+                } if j == id => {
+                    out.fate = JobFate::Ended(JobEnd::Error(message));
+                    return Ok(out);
+                }
+                GuestMessage::Reboot { id: j, mark, .. } if j == id => {
+                    out.reboots.push(mark);
+                    if let Err(e) = self.follow_reboot(deadline).await {
+                        out.fate = JobFate::VmLost(format!("{e:#}"));
+                        return Ok(out);
+                    }
+                    if let Some(r) = &self.ready {
+                        out.findings.extend(checks::failed_units(&r.failed_units));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The guest reboots for a test: wait for the new boot's agent and say
+    /// `hello`, which makes it resume the test. A directly booted kernel
+    /// cannot reboot into another command line, so QEMU is started again
+    /// without the first-boot arguments.
+    async fn follow_reboot(&mut self, deadline: Instant) -> Result<()> {
+        let old = self.ready.as_ref().map(|r| r.boot_id.clone());
+        let within = deadline.saturating_duration_since(Instant::now());
+        if self.spec.kernel_boot.is_some() {
+            match tokio::time::timeout(within, self.child.wait()).await {
+                Ok(_) => {}
+                Err(_) => return Err(anyhow!("the guest did not go down for its reboot")),
+            }
+            self.note("QEMU exited for the test's reboot; starting the next boot");
+            let (child, qmp, agent) = launch(&self.spec, false, &self.log, self.started).await?;
+            self.child = child;
+            self.qmp = qmp;
+            self.agent = agent;
+        }
+        let within = deadline.saturating_duration_since(Instant::now());
+        self.wait_ready(within, old.as_deref()).await?;
+        self.send(&HostMessage::Hello {
+            protocol: PROTOCOL_VERSION,
+        })
+        .await
+    }
+
+    /// Clean shutdown: the ACPI power button, then QMP `quit` if the guest
+    /// has not powered off within `grace`, then SIGKILL.
+    pub async fn shutdown(&mut self, grace: Duration) -> Result<()> {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return Ok(());
+        }
+        self.note("QMP system_powerdown");
+        if self.qmp.system_powerdown().await.is_ok()
+            && tokio::time::timeout(grace, self.child.wait()).await.is_ok()
+        {
+            return Ok(());
+        }
+        self.note("no clean poweroff: QMP quit");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.qmp.quit()).await;
+        if tokio::time::timeout(Duration::from_secs(3), self.child.wait())
+            .await
+            .is_err()
+        {
+            self.kill().await;
+        }
+        Ok(())
+    }
+
+    /// Asks the agent to power off (for `cosa run` without a console).
+    pub async fn agent_poweroff(&mut self) -> Result<()> {
+        self.send(&HostMessage::Shutdown {
+            action: ShutdownAction::Poweroff,
+        })
+        .await
+    }
+
+    /// Kills QEMU now.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Waits for QEMU to exit (`cosa run -c`: the user powers off).
+    pub async fn wait_exit(&mut self) -> Result<String> {
+        Ok(describe_exit(self.child.wait().await))
+    }
+
+    /// Saves the screen through QMP (on failures).
+    pub async fn screendump(&self, path: &Path) -> Result<()> {
+        tokio::time::timeout(Duration::from_secs(5), self.qmp.screendump(path))
+            .await
+            .map_err(|_| anyhow!("QMP screendump timed out"))?
+    }
+
+    pub fn console_text(&self) -> String {
+        fs::read(self.console_path())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn console_len(&self) -> usize {
+        fs::metadata(self.console_path())
+            .map(|m| m.len() as usize)
+            .unwrap_or(0)
+    }
+
+    pub fn console_tail(&self) -> String {
+        checks::tail(&self.console_text(), CONSOLE_TAIL_LINES)
+    }
+}
+
+fn describe_exit(s: std::io::Result<ProcStatus>) -> String {
+    match s {
+        Ok(s) => format!("exited ({s})"),
+        Err(e) => format!("could not be waited for ({e})"),
+    }
+}
+
+fn log_line(log: &Mutex<File>, started: Instant, s: &str) {
+    if let Ok(mut f) = log.lock() {
+        let _ = writeln!(f, "[{:9.3}] {s}", started.elapsed().as_secs_f64());
+    }
+}
+
+/// Starts QEMU and connects QMP and the agent channel.
+async fn launch(
+    spec: &MachineSpec,
+    first_boot: bool,
+    log: &Arc<Mutex<File>>,
+    started: Instant,
+) -> Result<(Child, Qmp, AgentSession)> {
+    let qspec = Machine::qemu_spec(spec, first_boot);
+    for s in [&qspec.qmp_socket, &qspec.agent_socket] {
+        let _ = fs::remove_file(s);
+    }
+    let mut cmd = qspec.command();
+    match spec.console {
+        ConsoleMode::Logged => {
+            let err = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(spec.dir.join("qemu.log"))?;
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
+        }
+        ConsoleMode::Terminal => {
+            cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit());
+        }
+    }
+    let args: Vec<String> = qspec
+        .args()
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    fs::write(
+        spec.dir.join("qemu.cmdline"),
+        format!("{} {}\n", qemu::QEMU, args.join(" ")),
+    )?;
+    log_line(
+        log,
+        started,
+        &format!("starting QEMU (first boot: {first_boot})"),
+    );
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {} for {}", qemu::QEMU, spec.name))?;
+    let qmp = tokio::select! {
+        q = Qmp::connect(&qspec.qmp_socket, Duration::from_secs(30)) => q?,
+        s = child.wait() => {
+            let err = fs::read_to_string(spec.dir.join("qemu.log")).unwrap_or_default();
+            return Err(anyhow!("{}: QEMU {} at start: {}", spec.name, describe_exit(s), err.trim()));
+        }
+    };
+    let stream = UnixStream::connect(&qspec.agent_socket)
+        .await
+        .with_context(|| format!("connecting to {}", qspec.agent_socket.display()))?;
+    let (read, writer) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let rlog = log.clone();
+    let reader = tokio::spawn(async move {
+        let mut lines = BufReader::with_capacity(64 * 1024, read).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<GuestMessage>(&line) {
+                Ok(m) => {
+                    log_line(&rlog, started, &describe_guest(&m));
+                    if tx.send(m).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => log_line(&rlog, started, &format!("<- undecodable ({e}): {line}")),
+            }
+        }
+    });
+    Ok((child, qmp, AgentSession { writer, rx, reader }))
+}
+
+fn describe_guest(m: &GuestMessage) -> String {
+    match m {
+        GuestMessage::Output { id, stream, data } => {
+            let s = match stream {
+                Stream::Stdout => "stdout",
+                Stream::Stderr => "stderr",
+            };
+            format!(
+                "<- {id} {s}: {}",
+                String::from_utf8_lossy(&data.0).trim_end()
+            )
+        }
+        m => format!("<- {}", serde_json::to_string(m).unwrap_or_default()),
+    }
+}
