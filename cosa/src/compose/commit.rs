@@ -139,9 +139,15 @@ pub fn commit_tree(
     m: &CommitMeta,
 ) -> Result<Committed> {
     let tx = repo.auto_transaction(gio::Cancellable::NONE)?;
-    let modifier =
-        ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::SKIP_XATTRS, None);
+    let modifier = ostree::RepoCommitModifier::new(
+        // DEVINO_CANONICAL: a devino hit is a cache object as the package has it; without
+        // it libostree ignores hits whenever a modifier flag is set.
+        ostree::RepoCommitModifierFlags::SKIP_XATTRS
+            | ostree::RepoCommitModifierFlags::DEVINO_CANONICAL,
+        None,
+    );
     modifier.set_devino_cache(devino);
+
     let root = write_tree(repo, rootfs, &modifier)?;
     let content_checksum = content_checksum(&root)?;
     let commit = repo
@@ -156,8 +162,15 @@ pub fn commit_tree(
         )
         .context("writing the commit")?;
     repo.transaction_set_ref(None, refname, Some(&commit));
-    tx.commit(gio::Cancellable::NONE)
+    let stats = tx
+        .commit(gio::Cancellable::NONE)
         .context("committing the transaction")?;
+    tracing::info!(
+        "commit {commit}: {} of {} content objects written, {} devino cache hits",
+        stats.get_content_objects_written(),
+        stats.get_content_objects_total(),
+        stats.get_devino_cache_hits()
+    );
     Ok(Committed {
         commit: commit.to_string(),
         content_checksum,

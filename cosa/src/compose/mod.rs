@@ -121,9 +121,23 @@ pub fn compose(
 ) -> Result<Composed> {
     let scratch = wd.tmp_dir().join("compose");
     sandbox::unmount_leftovers(&scratch)?;
-    if scratch.exists() {
-        fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
+    // Removing a tree of hardlinks is slow I/O (every unlink updates a cache object's
+    // inode): the previous compose's tree is deleted while this one works.
+    let trash = wd.tmp_dir().join("compose.trash");
+    if trash.exists() {
+        fs::remove_dir_all(&trash).with_context(|| format!("removing {}", trash.display()))?;
     }
+    for old in [&scratch, &wd.tmp_dir().join("compose.old")] {
+        if old.exists() {
+            fs::rename(old, &trash).with_context(|| format!("moving {} aside", old.display()))?;
+        }
+    }
+    let cleanup = trash.exists().then(|| {
+        let t = trash.clone();
+        std::thread::spawn(move || {
+            fs::remove_dir_all(&t).with_context(|| format!("removing {}", t.display()))
+        })
+    });
     fs::create_dir_all(&scratch)?;
     let rootfs = scratch.join("rootfs");
     let (commits, import) = pkgcache::import_all(repo, req.packages, &scratch.join("import"))?;
@@ -174,7 +188,12 @@ pub fn compose(
     for r in &refs[1..] {
         repo.set_ref_immediate(None, r, Some(&committed.commit), gio::Cancellable::NONE)?;
     }
-    fs::remove_dir_all(&scratch).with_context(|| format!("removing {}", scratch.display()))?;
+    // Left for the next compose to delete in the background.
+    fs::rename(&scratch, wd.tmp_dir().join("compose.old"))?;
+    if let Some(c) = cleanup {
+        c.join()
+            .map_err(|_| anyhow::anyhow!("the cleanup thread panicked"))??;
+    }
     Ok(Composed {
         commit: committed.commit,
         content_checksum: committed.content_checksum,
