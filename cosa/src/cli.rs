@@ -79,10 +79,55 @@ pub enum Cmd {
     Compress(CompressOpts),
     /// Decompress a build's images.
     Decompress(CompressOpts),
+    /// Make the live media: PXE kernel, initramfs and rootfs, and a hybrid ISO.
+    BuildextendLive(ImageOpts),
+    /// Customize a copy of the live ISO (Day-0 install media).
+    Iso(LiveMediaOpts),
+    /// Customize a copy of the PXE artifacts (Day-0 install media).
+    Pxe(LiveMediaOpts),
     /// Integration tests in QEMU: `kola run`, `kola list`.
     Kola(KolaOpts),
     /// Boot a build interactively on the serial console, with the agent available.
     Run(RunOpts),
+}
+
+#[derive(Debug, Args)]
+pub struct LiveMediaOpts {
+    #[command(subcommand)]
+    pub action: LiveMediaAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LiveMediaAction {
+    /// Write a customized copy of the media; the original is never modified.
+    Customize(CustomizeOpts),
+}
+
+#[derive(Debug, Args)]
+pub struct CustomizeOpts {
+    /// The media to customize: the ISO, or for `pxe` the live initramfs.
+    pub input: std::path::PathBuf,
+    /// Where to write the customized copy (for `pxe`: a directory).
+    #[arg(long, short = 'o')]
+    pub output: std::path::PathBuf,
+    /// Ignition config for the installed system's first boot.
+    #[arg(long)]
+    pub dest_ignition: Option<std::path::PathBuf>,
+    /// Install to this device (e.g. /dev/vda): makes the media install unattended.
+    #[arg(long)]
+    pub dest_device: Option<String>,
+    /// Kernel argument for the installed system. Repeatable.
+    #[arg(long)]
+    pub dest_karg_append: Vec<String>,
+    /// Ignition config for the live system itself.
+    #[arg(long)]
+    pub live_ignition: Option<std::path::PathBuf>,
+    /// Kernel argument for the live system. Repeatable.
+    #[arg(long)]
+    pub live_karg_append: Vec<String>,
+    /// Overwrite the output if it exists.
+    #[arg(long, short = 'f')]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

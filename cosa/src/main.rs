@@ -30,6 +30,9 @@ fn main() {
         Cmd::Osbuild(opts) => cosa::cmd::images::osbuild(&cli.global, &opts),
         Cmd::Compress(opts) => cosa::cmd::images::compress(&cli.global, &opts),
         Cmd::Decompress(opts) => cosa::cmd::images::decompress(&cli.global, &opts),
+        Cmd::BuildextendLive(opts) => cosa::cmd::live::buildextend(&cli.global, &opts),
+        Cmd::Iso(opts) => cosa::cmd::live::iso(&cli.global, &opts),
+        Cmd::Pxe(opts) => cosa::cmd::live::pxe(&cli.global, &opts),
         Cmd::Kola(opts) => cosa::cmd::kola::run(&cli.global, &opts),
         Cmd::Run(opts) => cosa::cmd::kola::run_vm(&cli.global, &opts),
     };

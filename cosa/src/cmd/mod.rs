@@ -7,6 +7,7 @@ pub mod history;
 pub mod images;
 pub mod init;
 pub mod kola;
+pub mod live;
 pub mod manifest;
 
 use anyhow::Result;
