@@ -133,19 +133,20 @@ pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<PlatformResu
     };
 
     // One base disk per sector size the requested platforms need.
+    let spec_for = |sector| disk::DiskSpec {
+        seed: &id,
+        size,
+        sector,
+        rootfs: img.rootfs,
+        timestamp,
+    };
+    let sector_of = |p: &str| if p == "metal4k" { 4096 } else { 512 };
     let mut bases: Vec<(u64, PathBuf)> = Vec::new();
     for sector in [512u64, 4096] {
-        let wanted = todo.iter().any(|p| (p == "metal4k") == (sector == 4096));
-        if !wanted {
+        if !todo.iter().any(|p| sector_of(p) == sector) {
             continue;
         }
-        let spec = disk::DiskSpec {
-            seed: &id,
-            size,
-            sector,
-            rootfs: img.rootfs,
-            timestamp,
-        };
+        let spec = spec_for(sector);
         let out = scratch.join(format!("base-{sector}.raw"));
         tracing::info!(
             "making the base disk ({} MiB, {sector}-byte sectors)",
@@ -163,19 +164,13 @@ pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<PlatformResu
     let made: Vec<(String, PathBuf)> = todo
         .par_iter()
         .map(|p| {
-            let sector = if p == "metal4k" { 4096 } else { 512 };
+            let sector = sector_of(p);
             let base = &bases
                 .iter()
                 .find(|(s, _)| *s == sector)
                 .context("base disk")?
                 .1;
-            let spec = disk::DiskSpec {
-                seed: &id,
-                size,
-                sector,
-                rootfs: img.rootfs,
-                timestamp,
-            };
+            let spec = spec_for(sector);
             let raw =
                 platform::platform_raw(&spec, base, &bootdir, p, &platforms.get(arch, p), &scratch)
                     .with_context(|| format!("making the {p} image"))?;

@@ -139,13 +139,7 @@ impl Fixture {
     }
 
     pub fn cosa(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_cosa"))
-            .args(args)
-            .env("COSA_DIR", self.workdir())
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
-        Run(out)
+        cosa_in(&self.workdir(), args)
     }
 
     /// `ostree --repo=<workdir repo> ARGS`.
@@ -199,6 +193,17 @@ impl Fixture {
             .as_array()
             .map_or(0, |a| a.len())
     }
+}
+
+/// Run the cosa binary under test with `workdir` as its workdir.
+pub fn cosa_in(workdir: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_cosa"))
+        .args(args)
+        .env("COSA_DIR", workdir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    Run(out)
 }
 
 pub struct Run(pub Output);
@@ -269,13 +274,7 @@ impl DemoBuild {
     }
 
     pub fn cosa(&self, args: &[&str]) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_cosa"))
-            .args(args)
-            .env("COSA_DIR", self.workdir())
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
-        Run(out)
+        cosa_in(&self.workdir(), args)
     }
 
     pub fn build_dir(&self) -> PathBuf {
