@@ -286,7 +286,11 @@ async fn run_vm(
             tracing::debug!("{}: {e:#}", plan.vm);
         }
     }
-    m.shutdown(SHUTDOWN_GRACE).await
+    let r = m.shutdown(SHUTDOWN_GRACE).await;
+    if !any_failed {
+        m.remove_scratch();
+    }
+    r
 }
 
 fn sanitize(name: &str) -> String {
@@ -406,6 +410,7 @@ pub async fn probe_kvm(image: &Path, firmware: Firmware, dir: &Path, within: Dur
     };
     let ok = m.wait_ready(within, None).await.is_ok();
     m.kill().await;
+    m.remove_scratch();
     if ok {
         Accel::Kvm
     } else {

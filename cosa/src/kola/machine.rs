@@ -279,14 +279,16 @@ impl Machine {
     }
 
     /// Waits for the agent's `ready` of a boot other than `previous_boot`,
-    /// saying `hello` every second. The error quotes the console's tail.
+    /// saying `hello` every 5 s. The error quotes the console's tail.
     pub async fn wait_ready(
         &mut self,
         within: Duration,
         previous_boot: Option<&str>,
     ) -> Result<ReadyInfo> {
         let deadline = Instant::now() + within;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // The agent also says `ready` by itself when it starts, and hellos written
+        // before it opened the port are delivered then: repeat them rarely.
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             match self.next_event(deadline, &mut tick).await {
                 Event::Tick => {
@@ -464,6 +466,7 @@ impl Machine {
         if self.qmp.system_powerdown().await.is_ok()
             && tokio::time::timeout(grace, self.child.wait()).await.is_ok()
         {
+            self.note("QEMU exited: the guest powered off");
             return Ok(());
         }
         self.note("no clean poweroff: QMP quit");
@@ -477,6 +480,17 @@ impl Machine {
         Ok(())
     }
 
+    /// Removes what only a running VM needs (overlay, firmware variables,
+    /// sockets), keeping the logs and the config.
+    pub fn remove_scratch(&self) {
+        for f in ["disk.qcow2", "OVMF_VARS.fd", "qmp.sock", "agent.sock"] {
+            let _ = fs::remove_file(self.spec.dir.join(f));
+        }
+        for i in 1..=self.spec.additional_disks.len() {
+            let _ = fs::remove_file(self.spec.dir.join(format!("disk{i}.qcow2")));
+        }
+    }
+
     /// Asks the agent to power off (for `cosa run` without a console).
     pub async fn agent_poweroff(&mut self) -> Result<()> {
         self.send(&HostMessage::Shutdown {
@@ -487,6 +501,7 @@ impl Machine {
 
     /// Kills QEMU now.
     pub async fn kill(&mut self) {
+        self.qmp.close();
         let _ = self.child.kill().await;
     }
 

@@ -281,6 +281,12 @@ impl Qmp {
         Ok(Qmp { service, events })
     }
 
+    /// Stops reading QMP events: call before killing QEMU, whose reset socket
+    /// would otherwise be logged as an error.
+    pub fn close(&self) {
+        self.events.abort();
+    }
+
     /// ACPI power button: a clean shutdown if the guest listens.
     pub async fn system_powerdown(&self) -> Result<()> {
         self.service

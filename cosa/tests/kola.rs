@@ -1,0 +1,275 @@
+//! `cosa kola run` on the demo stream's qemu image, booted under QEMU (TCG
+//! here): built-in tests with SeaBIOS and OVMF, the stream's external tests,
+//! a VM that never boots, a failing test, and the reports.
+//!
+//! The image is built once per test binary; scenarios take turns (at most two
+//! VMs at a time on this 2-core machine).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+/// One scenario at a time: each runs at most two VMs.
+static VMS: Mutex<()> = Mutex::new(());
+
+fn cosa_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cosa")
+}
+
+/// The demo stream workdir with one build and its qemu image, made once.
+fn workdir() -> &'static Path {
+    static WD: OnceLock<PathBuf> = OnceLock::new();
+    WD.get_or_init(|| {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/out/repo");
+        assert!(
+            repo.join("repodata/repomd.xml").exists(),
+            "the demo stream's RPM repo is missing at {}: run packages/build-repo first",
+            repo.display()
+        );
+        let wd = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kola-workdir");
+        let _ = std::fs::remove_dir_all(&wd);
+        let stream = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stream");
+        ok(cosa(
+            &wd,
+            &["init", stream.to_str().unwrap(), "-C", wd.to_str().unwrap()],
+        ));
+        ok(cosa(&wd, &["build"]));
+        ok(cosa(&wd, &["buildextend-qemu"]));
+        wd
+    })
+}
+
+fn cosa(wd: &Path, args: &[&str]) -> Output {
+    Command::new(cosa_bin())
+        .args(args)
+        .env("COSA_DIR", wd)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "cosa failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn kola(wd: &Path, out: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(cosa_bin())
+        .args([
+            "kola",
+            "run",
+            "--json",
+            "--output-dir",
+            out.to_str().unwrap(),
+        ])
+        .args(args)
+        .env("COSA_DIR", wd)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn report(out: &Path) -> serde_json::Value {
+    let p = out.join("reports/report.json");
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()))
+}
+
+fn result_of<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    r["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in report: {r:#}"))
+}
+
+/// The JUnit file parses as XML and names every test.
+fn junit_valid(out: &Path, names: &[&str]) {
+    let p = out.join("reports/junit.xml");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let mut r = quick_xml::Reader::from_str(&text);
+    loop {
+        match r.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!("{} is not well-formed XML: {e}", p.display()),
+        }
+    }
+    assert!(text.contains("<testsuite"), "{text}");
+    for n in names {
+        assert!(text.contains(&format!("name=\"{n}\"")), "{n} not in {text}");
+    }
+}
+
+fn outdir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kola-out-{name}"));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn basic_passes_with_bios_and_uefi() {
+    let wd = workdir();
+    let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
+    let (bios, uefi) = (outdir("bios"), outdir("uefi"));
+    let b = kola(wd, &bios, &["-j", "1", "--qemu-firmware", "bios", "basic"]);
+    let u = kola(wd, &uefi, &["-j", "1", "--qemu-firmware", "uefi", "basic"]);
+    for (child, out, fw) in [(b, &bios, "bios"), (u, &uefi, "uefi")] {
+        let o = child.wait_with_output().unwrap();
+        let s = ok(o);
+        let summary: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(summary["result"], "PASS", "{summary:#}");
+        let r = report(out);
+        assert_eq!(r["result"], "PASS", "{r:#}");
+        assert_eq!(r["firmware"], fw);
+        assert!(["kvm", "tcg"].contains(&r["accel"].as_str().unwrap()));
+        assert_eq!(result_of(&r, "basic")["result"], "PASS");
+        junit_valid(out, &["basic"]);
+        let console =
+            String::from_utf8_lossy(&std::fs::read(out.join("basic/console.txt")).unwrap())
+                .into_owned();
+        assert!(console.contains("system up"), "{console}");
+        assert!(out.join("basic/agent.log").is_file());
+        assert!(out.join("basic/config.ign").is_file());
+    }
+}
+
+#[test]
+fn stream_external_tests_pass() {
+    let wd = workdir();
+    let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
+    let out = outdir("ext");
+    let o = kola(wd, &out, &["-j", "2", "ext.config.*"])
+        .wait_with_output()
+        .unwrap();
+    ok(o);
+    let r = report(&out);
+    let names = [
+        "ext.config.basic",
+        "ext.config.files",
+        "ext.config.kernel",
+        "ext.config.reboot",
+    ];
+    for n in names {
+        assert_eq!(result_of(&r, n)["result"], "PASS", "{n}: {r:#}");
+    }
+    junit_valid(&out, &names);
+}
+
+#[test]
+fn never_booting_vm_and_failing_test_are_reported() {
+    let wd = workdir();
+    let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = outdir("bad-inputs");
+    std::fs::create_dir_all(&scratch).unwrap();
+    // A blank disk: the firmware finds nothing to boot and the agent never answers.
+    let blank = scratch.join("blank.qcow2");
+    let st = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&blank)
+        .arg("1G")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // A test that fails with output of its own.
+    let tests = scratch.join("tests");
+    std::fs::create_dir_all(tests.join("fails")).unwrap();
+    let exe = tests.join("fails/test.sh");
+    std::fs::write(
+        &exe,
+        "#!/bin/sh\n## kola:\n##   timeoutMin: 2\necho 'checking the frobnicator'\necho 'frobnicator is broken' >&2\nexit 3\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let (hang_out, fail_out) = (outdir("hang"), outdir("fail"));
+    let hang = kola(
+        wd,
+        &hang_out,
+        &[
+            "-j",
+            "1",
+            "--qemu-accel",
+            "tcg",
+            "--boot-timeout",
+            "15",
+            "--qemu-image",
+            blank.to_str().unwrap(),
+            "basic",
+        ],
+    );
+    let fail = kola(
+        wd,
+        &fail_out,
+        &["-j", "1", "-E", tests.to_str().unwrap(), "ext.tests.fails"],
+    );
+
+    let o = hang.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r = report(&hang_out);
+    let t = result_of(&r, "basic");
+    assert_eq!(t["result"], "FAIL");
+    let output = t["output"].as_str().unwrap();
+    assert!(
+        output.contains("did not boot to its agent within 15 s") && output.contains("console tail"),
+        "{output}"
+    );
+    junit_valid(&hang_out, &["basic"]);
+
+    let o = fail.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r = report(&fail_out);
+    assert_eq!(r["result"], "FAIL");
+    let t = result_of(&r, "ext.tests.fails");
+    assert_eq!(t["result"], "FAIL");
+    let output = t["output"].as_str().unwrap();
+    assert!(output.contains("checking the frobnicator"), "{output}");
+    assert!(output.contains("frobnicator is broken"), "{output}");
+    assert!(output.contains("exit status 3"), "{output}");
+    junit_valid(&fail_out, &["ext.tests.fails"]);
+}
+
+#[test]
+fn missing_image_says_what_to_run() {
+    let wd = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kola-noimage");
+    let _ = std::fs::remove_dir_all(&wd);
+    let stream = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stream");
+    ok(cosa(
+        &wd,
+        &["init", stream.to_str().unwrap(), "-C", wd.to_str().unwrap()],
+    ));
+    // A build without images: meta.json without images.qemu.
+    let b = wd.join("builds/1.0/x86_64");
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(b.join("meta.json"), r#"{"buildid":"1.0","name":"demo"}"#).unwrap();
+    std::fs::write(
+        wd.join("builds/builds.json"),
+        r#"{"schema-version":"1.0.0","builds":[{"id":"1.0","arches":["x86_64"]}],"timestamp":"2026-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    let o = cosa(&wd, &["kola", "run", "basic"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cosa buildextend-qemu"), "{err}");
+}
