@@ -14,7 +14,7 @@ use serde_json::json;
 use super::chunking::{self, LayerPlan};
 use super::compress;
 use super::labels;
-use super::layer::{LayerWriter, Tarball};
+use super::layer::LayerWriter;
 use super::layout::{self, Descriptor, Index, Manifest};
 use super::tree::{image_path, CommitTree};
 use crate::cli::Compression;
@@ -69,8 +69,7 @@ fn labels_of(tree: &CommitTree) -> BTreeMap<String, String> {
 
 /// The first layer: the tree's directories, the repo skeleton, the commit and all
 /// dirtree/dirmeta objects (ostree-ext's importer wants the commit object first).
-fn write_commit_layer(tree: &CommitTree, path: &Path) -> Result<Tarball> {
-    let mut w = LayerWriter::create(path)?;
+fn write_commit_layer(tree: &CommitTree, w: &mut LayerWriter<impl std::io::Write>) -> Result<()> {
     let mut has_vartmp = false;
     for d in &tree.dirs {
         if d.path == "sysroot" || d.path.starts_with("sysroot/") {
@@ -92,11 +91,14 @@ fn write_commit_layer(tree: &CommitTree, path: &Path) -> Result<Tarball> {
         // Containers expect /var/tmp; ostree creates it at boot through tmpfiles.
         w.dir("var/tmp", 0o1777, 0, 0)?;
     }
-    w.finish()
+    Ok(())
 }
 
-fn write_content_layer(tree: &CommitTree, plan: &LayerPlan, path: &Path) -> Result<Tarball> {
-    let mut w = LayerWriter::create(path)?;
+fn write_content_layer(
+    tree: &CommitTree,
+    plan: &LayerPlan,
+    w: &mut LayerWriter<impl std::io::Write>,
+) -> Result<()> {
     let mut prefixes: Vec<String> = plan.objects.iter().map(|o| o[..2].to_string()).collect();
     prefixes.sort();
     prefixes.dedup();
@@ -105,7 +107,7 @@ fn write_content_layer(tree: &CommitTree, plan: &LayerPlan, path: &Path) -> Resu
     for o in &plan.objects {
         w.content_object(tree, o)?;
     }
-    w.finish()
+    Ok(())
 }
 
 /// Encapsulate `commit` of the bare repo at `repo_path` into the archive `dest`;
@@ -119,8 +121,11 @@ pub fn encapsulate(
     scratch: &Path,
     dest: &Path,
 ) -> Result<Encapsulated> {
+    let t0 = std::time::Instant::now();
     let tree = CommitTree::load(repo, repo_path, commit)?;
+    tracing::debug!("walked the commit in {:.2} s", t0.elapsed().as_secs_f64());
     let pkgs = chunking::rpmdb_packages(repo, &tree, scratch)?;
+    tracing::debug!("read the rpmdb at {:.2} s", t0.elapsed().as_secs_f64());
     let plans = chunking::plan(
         &tree.objects,
         &pkgs,
@@ -148,33 +153,30 @@ pub fn encapsulate(
     };
     let mut order: Vec<usize> = (0..=plans.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(weight(i)));
-    let mut tars: Vec<(usize, Tarball)> = order
+    let mut built: Vec<(usize, compress::Layer)> = order
         .par_iter()
         .map(|&i| {
-            let path = scratch.join(format!("layer-{i}.tar"));
-            let t = if i == 0 {
-                write_commit_layer(&tree, &path).context("writing the commit layer")?
+            let layer = if i == 0 {
+                compress::build_layer(opts.compression, |w| write_commit_layer(&tree, w))
+                    .context("writing the commit layer")?
             } else {
                 let p = &plans[i - 1];
-                write_content_layer(&tree, p, &path)
+                compress::build_layer(opts.compression, |w| write_content_layer(&tree, p, w))
                     .with_context(|| format!("writing layer {:?}", p.name))?
             };
-            Ok((i, t))
+            Ok((i, layer))
         })
         .collect::<Result<_>>()?;
-    tars.sort_by_key(|(i, _)| *i);
-    let tars: Vec<Tarball> = tars.into_iter().map(|(_, t)| t).collect();
-    let compressed = compress::compress_all(&tars, opts.compression)?;
-    for t in &tars {
-        let _ = std::fs::remove_file(&t.path);
-    }
+    built.sort_by_key(|(i, _)| *i);
+    let layers_built: Vec<compress::Layer> = built.into_iter().map(|(_, l)| l).collect();
+    tracing::debug!("built the layers at {:.2} s", t0.elapsed().as_secs_f64());
 
     let created = chrono::DateTime::from_timestamp(tree.timestamp as i64, 0)
         .unwrap_or_default()
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     let mut labels = labels_of(&tree);
-    let last = tars.last().expect("the commit layer");
+    let last = layers_built.last().expect("the commit layer");
     labels.insert(
         labels::FINAL_DIFFID.to_string(),
         format!("sha256:{}", last.diff_id),
@@ -186,7 +188,7 @@ pub fn encapsulate(
     let subject = format!("ostree commit {commit}");
     let mut history = Vec::new();
     let mut layers = Vec::new();
-    for (i, b) in compressed.iter().enumerate() {
+    for (i, b) in layers_built.iter().enumerate() {
         let (name, annotations) = match i {
             0 => (subject.clone(), None),
             i => {
@@ -212,7 +214,7 @@ pub fn encapsulate(
         "config": {"Labels": labels},
         "rootfs": {
             "type": "layers",
-            "diff_ids": tars.iter().map(|t| format!("sha256:{}", t.diff_id)).collect::<Vec<_>>(),
+            "diff_ids": layers_built.iter().map(|t| format!("sha256:{}", t.diff_id)).collect::<Vec<_>>(),
         },
         "history": history,
     });
@@ -234,13 +236,14 @@ pub fn encapsulate(
     };
     let hex = |d: &Descriptor| d.digest.trim_start_matches("sha256:").to_string();
     let mut sources: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let n_layers = compressed.len();
-    for b in compressed {
+    let n_layers = layers_built.len();
+    for b in layers_built {
         sources.insert(b.digest, b.data);
     }
     sources.insert(hex(&config_desc), config_bytes);
     sources.insert(hex(&manifest_desc), manifest_bytes.clone());
     let (sha256, size) = layout::write_archive(dest, &sources, &index)?;
+    tracing::debug!("wrote the archive at {:.2} s", t0.elapsed().as_secs_f64());
     Ok(Encapsulated {
         sha256,
         size,

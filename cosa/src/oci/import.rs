@@ -459,6 +459,11 @@ pub fn import_image(
         meta.insert_value("rpmostree.rpmdb.pkglist", &pkglist);
     }
     let tx = repo.auto_transaction(gio::Cancellable::NONE)?;
+    // The unchanged files are hardlinks into the repo: let the commit recognize them
+    // by device/inode instead of reading them again (a repo-wide scan is cheap next to
+    // re-checksumming a whole OS; see bench/RESULTS.md, compose).
+    repo.scan_hardlinks(gio::Cancellable::NONE)
+        .context("scanning the repo for hardlinks")?;
     let modifier =
         ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::SKIP_XATTRS, None);
     modifier.set_devino_cache(&devino);

@@ -1,10 +1,8 @@
 //! Writing layer tars, byte for byte reproducibly: fixed headers (mtime 0, as in
-//! ostree checkouts; no user/group names), entries in a fixed order. The uncompressed
-//! digest is taken while writing.
+//! ostree checkouts; no user/group names), entries in a fixed order.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, BufReader, Write};
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
@@ -53,19 +51,10 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// A layer's uncompressed tar on disk, with its digest (the config's diff_id).
-#[derive(Debug, Clone)]
-pub struct Tarball {
-    pub path: PathBuf,
-    pub diff_id: String,
-    pub size: u64,
-}
-
-/// Layer tar writer: entries go through the tar builder and the uncompressed hash
-/// into a file; compression comes after, in parallel chunks (see `compress`).
-pub struct LayerWriter {
-    tar: tar::Builder<HashingWriter<BufWriter<File>>>,
-    path: PathBuf,
+/// Layer tar writer over any sink (the chunked compressor, in practice); the
+/// uncompressed digest is taken on the way.
+pub struct LayerWriter<W: Write> {
+    tar: tar::Builder<HashingWriter<W>>,
 }
 
 fn header(kind: tar::EntryType, mode: u32, uid: u32, gid: u32, size: u64) -> tar::Header {
@@ -79,13 +68,18 @@ fn header(kind: tar::EntryType, mode: u32, uid: u32, gid: u32, size: u64) -> tar
     h
 }
 
-impl LayerWriter {
-    pub fn create(path: &Path) -> Result<Self> {
-        let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(LayerWriter {
-            tar: tar::Builder::new(HashingWriter::new(BufWriter::with_capacity(1 << 20, f))),
-            path: path.to_path_buf(),
-        })
+impl<W: Write> LayerWriter<W> {
+    pub fn new(w: HashingWriter<W>) -> Self {
+        LayerWriter {
+            tar: tar::Builder::new(w),
+        }
+    }
+
+    /// Bytes straight into the stream (tests of the sink).
+    #[cfg(test)]
+    pub fn raw(&mut self, data: &[u8]) -> Result<()> {
+        self.tar.get_mut().write_all(data)?;
+        Ok(())
     }
 
     pub fn dir(&mut self, path: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
@@ -214,17 +208,8 @@ impl LayerWriter {
         Ok(())
     }
 
-    pub fn finish(self) -> Result<Tarball> {
-        let inner = self
-            .tar
-            .into_inner()
-            .with_context(|| format!("finishing {}", self.path.display()))?;
-        let (mut w, diff_id, size) = inner.finish();
-        w.flush()?;
-        Ok(Tarball {
-            path: self.path,
-            diff_id,
-            size,
-        })
+    /// End the archive; returns the sink (with the uncompressed digest).
+    pub fn finish(self) -> Result<HashingWriter<W>> {
+        Ok(self.tar.into_inner()?)
     }
 }
