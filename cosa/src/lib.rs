@@ -11,5 +11,6 @@ pub mod compose;
 pub mod config;
 pub mod image;
 pub mod kola;
+pub mod live;
 pub mod logging;
 pub mod oci;

@@ -1,17 +1,98 @@
-//! `cosa buildextend-live`, `cosa iso customize`, `cosa pxe customize` (being written).
+//! `cosa buildextend-live`, `cosa iso customize`, `cosa pxe customize`.
 
-use anyhow::{bail, Result};
+use std::path::PathBuf;
 
-use crate::cli::{GlobalOpts, ImageOpts, LiveMediaOpts};
+use anyhow::{Context, Result};
 
-pub fn buildextend(_g: &GlobalOpts, _o: &ImageOpts) -> Result<()> {
-    bail!("buildextend-live: not implemented yet")
+use crate::builds::{History, Meta, Workdir};
+use crate::cli::{
+    BuildContainerOpts, Compression, CustomizeOpts, GlobalOpts, ImageOpts, LiveMediaAction,
+    LiveMediaOpts,
+};
+use crate::live::customize::{self, Customization};
+
+pub fn buildextend(g: &GlobalOpts, o: &ImageOpts) -> Result<()> {
+    let wd = Workdir::open(&g.workdir)?;
+    // meta.json's schema requires images.ostree: make the OCI archive as
+    // `cosa build-container` does when the build has none yet.
+    let h = History::new(wd.builds_dir());
+    let id = h.resolve_id(o.build.as_deref())?;
+    let meta = Meta::load(&h.build_dir(&id, super::basearch()).join("meta.json"))?;
+    if meta.get_path("images.ostree").is_none() {
+        tracing::info!("{id} has no OCI archive (images.ostree): making it first");
+        super::container::build(
+            g,
+            &BuildContainerOpts {
+                build: Some(id.clone()),
+                max_layers: 64,
+                compression: Compression::Gzip,
+                force: false,
+                wait: true,
+            },
+        )?;
+    }
+    let started = std::time::Instant::now();
+    let results = crate::live::build_live(&wd, Some(&id), o.force)?;
+    if o.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "images": results, "seconds": started.elapsed().as_secs_f64(),
+            }))?
+        );
+        return Ok(());
+    }
+    for r in results {
+        let what = if r.built { "built" } else { "already built" };
+        println!(
+            "{:14} {what}: {} ({} bytes)",
+            r.name, r.image.path, r.image.size
+        );
+    }
+    Ok(())
 }
 
-pub fn iso(_g: &GlobalOpts, _o: &LiveMediaOpts) -> Result<()> {
-    bail!("iso customize: not implemented yet")
+fn customize_opts(o: &LiveMediaOpts) -> &CustomizeOpts {
+    match &o.action {
+        LiveMediaAction::Customize(c) => c,
+    }
 }
 
-pub fn pxe(_g: &GlobalOpts, _o: &LiveMediaOpts) -> Result<()> {
-    bail!("pxe customize: not implemented yet")
+pub fn iso(_g: &GlobalOpts, o: &LiveMediaOpts) -> Result<()> {
+    let c = customize_opts(o);
+    let custom = Customization::from_opts(c)?;
+    customize::iso(&c.input, &c.output, c.force, &custom)?;
+    println!("Wrote {}", c.output.display());
+    Ok(())
+}
+
+/// The build's live rootfs beside its live initramfs (`…-live-initramfs.ARCH.img`).
+fn rootfs_beside(initramfs: &std::path::Path) -> Result<PathBuf> {
+    let name = initramfs
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("initramfs path has no file name")?;
+    let guess = name.replace("-live-initramfs.", "-live-rootfs.");
+    if guess == name {
+        anyhow::bail!(
+            "{}: not named like a live initramfs; give the live rootfs with --rootfs",
+            initramfs.display()
+        );
+    }
+    Ok(initramfs.with_file_name(guess))
+}
+
+pub fn pxe(_g: &GlobalOpts, o: &LiveMediaOpts) -> Result<()> {
+    let c = customize_opts(o);
+    let custom = Customization::from_opts(c)?;
+    let rootfs = match &c.rootfs {
+        Some(r) => r.clone(),
+        None => rootfs_beside(&c.input)?,
+    };
+    customize::pxe(&c.input, &rootfs, &c.output, c.force, &custom)?;
+    println!(
+        "Wrote the PXE initramfs and rootfs to {}",
+        c.output.display()
+    );
+    Ok(())
 }
