@@ -125,6 +125,12 @@ pub struct CustomizeOpts {
     /// Kernel argument for the live system. Repeatable.
     #[arg(long)]
     pub live_karg_append: Vec<String>,
+    /// A file for the installed system, LOCAL:/PATH (added to its Ignition config). Repeatable.
+    #[arg(long, value_name = "LOCAL:PATH")]
+    pub dest_file: Vec<String>,
+    /// For `pxe`: the live rootfs to customize (default: the build's live-rootfs beside the initramfs).
+    #[arg(long)]
+    pub rootfs: Option<std::path::PathBuf>,
     /// Overwrite the output if it exists.
     #[arg(long, short = 'f')]
     pub force: bool,
