@@ -14,6 +14,8 @@ mod passwd;
 mod plan;
 mod schema;
 #[cfg(test)]
+mod lookup_tests;
+#[cfg(test)]
 mod tests;
 mod units;
 mod users;
@@ -23,12 +25,21 @@ pub use units::UNITS_D;
 /// Where QEMU's `-fw_cfg name=opt/com.coreos/config,file=…` shows up.
 pub const FW_CFG_CONFIG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/com.coreos/config/raw";
 
+/// Where an installer (coreos-installer, demo-installer) leaves the installed
+/// system's config, relative to the root being provisioned.
+pub const INSTALLED_CONFIG: &str = "boot/ignition/config.ign";
+
+/// Where a live system's embedded config is placed (by demo-installer's live hook
+/// from the media's Day-0 customization), relative to the root.
+pub const LIVE_CONFIG: &str = "run/ignition/live.ign";
+
 #[derive(Debug, clap::Args)]
 pub struct FirstbootOpts {
     /// Root of the system to provision.
     #[arg(long, default_value = "/")]
     root: PathBuf,
-    /// Read the config from this file instead of fw_cfg.
+    /// Read the config from this file instead of fw_cfg, /boot/ignition/config.ign
+    /// or /run/ignition/live.ign (the first of them that exists).
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -82,27 +93,39 @@ pub fn provision(bytes: &[u8], root: &Path, console: Console) -> Result<Counts> 
     Ok(plan.counts)
 }
 
-/// Reads the config: `--config`, else fw_cfg (loading qemu_fw_cfg if needed).
+/// Reads the config: `--config`, else the first of fw_cfg (loading qemu_fw_cfg if
+/// needed), the installer's `/boot/ignition/config.ign`, the live media's
+/// `/run/ignition/live.ign` that exists and is not blank.
 fn read_config(opts: &FirstbootOpts) -> Result<Option<Vec<u8>>> {
-    let path = match &opts.config {
-        Some(p) => p.clone(),
-        None => {
-            if opts.root == Path::new("/") && !Path::new("/sys/firmware/qemu_fw_cfg").exists() {
-                // Usually built in or loaded by the initramfs; try once, quietly.
-                let _ = std::process::Command::new("modprobe")
-                    .arg("qemu_fw_cfg")
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
-            PathBuf::from(FW_CFG_CONFIG)
+    let read = |path: &Path, required: bool| -> Result<Option<Vec<u8>>> {
+        match std::fs::read(path) {
+            Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(None),
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
     };
-    match std::fs::read(&path) {
-        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(None),
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.config.is_none() => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    if let Some(p) = &opts.config {
+        return read(p, true);
     }
+    if opts.root == Path::new("/") && !Path::new("/sys/firmware/qemu_fw_cfg").exists() {
+        // Usually built in or loaded by the initramfs; try once, quietly.
+        let _ = std::process::Command::new("modprobe")
+            .arg("qemu_fw_cfg")
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    let sources: [PathBuf; 3] = [
+        PathBuf::from(FW_CFG_CONFIG),
+        opts.root.join(INSTALLED_CONFIG),
+        opts.root.join(LIVE_CONFIG),
+    ];
+    for p in &sources {
+        if let Some(b) = read(p, false)? {
+            return Ok(Some(b));
+        }
+    }
+    Ok(None)
 }
 
 pub fn firstboot(opts: &FirstbootOpts) -> Result<()> {
