@@ -10,11 +10,11 @@ use crate::console::Console;
 
 mod apply;
 mod dataurl;
+#[cfg(test)]
+mod lookup_tests;
 mod passwd;
 mod plan;
 mod schema;
-#[cfg(test)]
-mod lookup_tests;
 #[cfg(test)]
 mod tests;
 mod units;
