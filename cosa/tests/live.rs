@@ -1,0 +1,573 @@
+//! `cosa buildextend-live`, `cosa iso customize`, `cosa pxe customize` on the demo
+//! stream. The media are booted under QEMU (TCG), two VMs at a time, with SeaBIOS
+//! and OVMF: live from the ISO as a CD and as a disk, installs from the ISO and
+//! from PXE (kernel + initramfs + rootfs) to a second disk, then the installed
+//! system. Everything is checked through the agent channel, not by sleeping.
+
+mod common;
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use common::DemoBuild;
+use cosa::kola::protocol::{GuestMessage, ReadyInfo, Stream};
+
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+const BOOT_TIMEOUT: Duration = Duration::from_secs(420);
+
+const DAY0_IGN: &str = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/cosa-day0","mode":420,"contents":{"source":"data:,hello%20from%20day%200%0A"}}]}}"#;
+
+fn sha256(p: &Path) -> String {
+    cosa::builds::artifact::sha256_file(p).unwrap().0
+}
+
+struct Vm {
+    child: Child,
+    dir: PathBuf,
+    rx: Option<Receiver<GuestMessage>>,
+    tx: Option<UnixStream>,
+    jobs: u32,
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Vm {
+    /// Start QEMU with `args` (disks, kernel…); `dir` keeps console.txt and the socket.
+    fn start(dir: &Path, uefi: bool, reboot: bool, args: &[OsString]) -> Vm {
+        std::fs::create_dir_all(dir).unwrap();
+        let sock = dir.join("agent.sock");
+        let _ = std::fs::remove_file(&sock);
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args([
+            "-accel", "tcg", "-machine", "q35", "-m", "1536", "-display", "none", "-monitor",
+            "none",
+        ]);
+        if !reboot {
+            cmd.arg("-no-reboot");
+        }
+        cmd.arg("-serial")
+            .arg(format!("file:{}", dir.join("console.txt").display()));
+        if uefi {
+            let vars = dir.join("OVMF_VARS.fd");
+            std::fs::copy(OVMF_VARS, &vars).unwrap();
+            cmd.arg("-drive").arg(format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+            ));
+            cmd.arg("-drive").arg(format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                vars.display()
+            ));
+        }
+        cmd.args(args);
+        cmd.args(cosa::kola::protocol::qemu_args(&sock));
+        let child = cmd.spawn().expect("starting qemu-system-x86_64");
+        Vm {
+            child,
+            dir: dir.to_path_buf(),
+            rx: None,
+            tx: None,
+            jobs: 0,
+        }
+    }
+
+    fn console(&self) -> String {
+        std::fs::read_to_string(self.dir.join("console.txt")).unwrap_or_default()
+    }
+
+    fn fail(&self, what: &str) -> ! {
+        let c = self.console();
+        let lines: Vec<&str> = c.lines().collect();
+        panic!(
+            "{what} ({}); console:\n{}",
+            self.dir.display(),
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        )
+    }
+
+    /// Connect to the agent socket; a reader thread forwards every guest message.
+    fn connect(&mut self, deadline: Instant) {
+        if self.rx.is_some() {
+            return;
+        }
+        let sock = self.dir.join("agent.sock");
+        let stream = loop {
+            if let Ok(s) = UnixStream::connect(&sock) {
+                break s;
+            }
+            if Instant::now() > deadline {
+                self.fail("QEMU never opened the agent socket");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let (txm, rx) = mpsc::channel();
+        let reader = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(m) = serde_json::from_str::<GuestMessage>(&line) {
+                    if txm.send(m).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        self.rx = Some(rx);
+        self.tx = Some(stream);
+    }
+
+    fn next(&mut self, deadline: Instant, what: &str) -> GuestMessage {
+        loop {
+            match self
+                .rx
+                .as_ref()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(2))
+            {
+                Ok(m) => return m,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => self.fail("agent socket closed"),
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                self.fail(&format!("QEMU exited ({st}) while waiting for {what}"));
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("timed out waiting for {what}"));
+            }
+        }
+    }
+
+    /// The agent's `ready` from a boot whose kernel command line satisfies `boot`.
+    fn wait_ready(&mut self, what: &str, boot: impl Fn(&str) -> bool) -> ReadyInfo {
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        self.connect(deadline);
+        loop {
+            if let GuestMessage::Ready(r) = self.next(deadline, what) {
+                if boot(&r.cmdline) {
+                    return r;
+                }
+            }
+        }
+    }
+
+    /// Run a command through the agent: (exit code, stdout).
+    fn exec(&mut self, argv: &[&str]) -> (i32, String) {
+        self.jobs += 1;
+        let id = format!("c{}", self.jobs);
+        let msg = serde_json::json!({"type": "exec", "id": id, "argv": argv, "timeout_secs": 60});
+        let tx = self.tx.as_mut().unwrap();
+        tx.write_all(format!("{msg}\n").as_bytes()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut out = Vec::new();
+        loop {
+            match self.next(deadline, &format!("{argv:?}")) {
+                GuestMessage::Output {
+                    id: j,
+                    stream: Stream::Stdout,
+                    data,
+                } if j == id => out.extend_from_slice(&data.0),
+                GuestMessage::Exit { id: j, status } if j == id => {
+                    return (
+                        status.code.unwrap_or(-1),
+                        String::from_utf8_lossy(&out).into_owned(),
+                    )
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Wait for QEMU to exit by itself (`-no-reboot` turns the installer's reboot into an exit).
+    fn wait_exit(&mut self, what: &str) {
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("timed out waiting for {what}"));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+fn args(list: &[&str]) -> Vec<OsString> {
+    list.iter().map(OsString::from).collect()
+}
+
+fn cdrom(iso: &Path, bootindex: u32) -> Vec<OsString> {
+    args(&[
+        "-drive",
+        &format!(
+            "if=none,id=cd0,media=cdrom,readonly=on,file={}",
+            iso.display()
+        ),
+        "-device",
+        &format!("ide-cd,drive=cd0,bootindex={bootindex}"),
+    ])
+}
+
+fn disk(file: &Path, id: &str, bootindex: u32, readonly: bool) -> Vec<OsString> {
+    let ro = if readonly { ",readonly=on" } else { "" };
+    args(&[
+        "-drive",
+        &format!("if=none,id={id},format=raw{ro},file={}", file.display()),
+        "-device",
+        &format!("virtio-blk-pci,drive={id},bootindex={bootindex}"),
+    ])
+}
+
+fn empty_disk(path: &Path) {
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(3 << 30).unwrap();
+}
+
+fn is_live(cmdline: &str) -> bool {
+    cmdline.contains("coreos.liveiso=") || !cmdline.contains("root=LABEL=root")
+}
+
+/// `iso-live-login`: the ISO as a CD boots live to the agent and a login prompt.
+fn iso_live_login(iso: &Path, dir: &Path, uefi: bool) {
+    let mut vm = Vm::start(dir, uefi, false, &cdrom(iso, 1));
+    let r = vm.wait_ready("the live system", |c| c.contains("coreos.liveiso="));
+    let (code, live) = vm.exec(&["cat", "/run/demo/live"]);
+    assert_eq!(code, 0, "not a live system: {}", r.cmdline);
+    assert!(live.contains("root.squashfs"), "{live}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !vm.console().contains("login:") {
+        if Instant::now() > deadline {
+            vm.fail("no login prompt on the serial console");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `iso-as-disk`: the ISO attached as a disk boots (isohybrid MBR / GPT ESP).
+fn iso_as_disk(iso: &Path, dir: &Path, uefi: bool) {
+    let mut vm = Vm::start(dir, uefi, false, &disk(iso, "iso", 1, true));
+    vm.wait_ready("the live system from the ISO as a disk", |c| {
+        c.contains("coreos.liveiso=")
+    });
+}
+
+/// `iso-offline-install`: a customized ISO installs its embedded metal image to the
+/// first disk unattended, reboots into it; the installed system has the embedded
+/// config's files and kernel argument.
+fn iso_offline_install(iso: &Path, dir: &Path, uefi: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    let target = dir.join("target.raw");
+    empty_disk(&target);
+    let mut a = disk(&target, "d0", 1, false);
+    a.extend(cdrom(iso, 2));
+    let mut vm = Vm::start(dir, uefi, true, &a);
+    let r = vm.wait_ready("the installed system", |c| !is_live(c));
+    assert!(r.cmdline.contains("cosa.test=day0"), "{}", r.cmdline);
+    check_day0_files(&mut vm);
+}
+
+fn check_day0_files(vm: &mut Vm) {
+    let (code, text) = vm.exec(&["cat", "/etc/cosa-day0"]);
+    assert_eq!((code, text.as_str()), (0, "hello from day 0\n"));
+    let (code, text) = vm.exec(&["cat", "/etc/cosa-extra"]);
+    assert_eq!((code, text.as_str()), (0, "an extra file\n"));
+    let (code, _) = vm.exec(&["test", "-e", "/run/demo/firstboot.done"]);
+    assert_eq!(code, 0, "the installed system did not run its first boot");
+}
+
+/// `pxe-offline-install`: kernel + initramfs + (customized) rootfs by `-kernel/-initrd`,
+/// `coreos.inst.install_dev` on the command line; then the installed disk boots.
+fn pxe_offline_install(kernel: &Path, initrd: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let target = dir.join("target.raw");
+    empty_disk(&target);
+    let mut a = disk(&target, "d0", 1, false);
+    a.extend(args(&[
+        "-kernel",
+        kernel.to_str().unwrap(),
+        "-initrd",
+        initrd.to_str().unwrap(),
+        "-append",
+        "ignition.firstboot ignition.platform.id=metal console=ttyS0,115200n8 no_timer_check coreos.inst.install_dev=/dev/vda",
+    ]));
+    let mut live = Vm::start(&dir.join("live"), false, false, &a);
+    live.wait_exit("the PXE install and its reboot");
+    assert!(
+        live.console()
+            .contains("demo-installer: install complete on /dev/vda"),
+        "{}",
+        live.console()
+    );
+    drop(live);
+    let mut vm = Vm::start(
+        &dir.join("installed"),
+        false,
+        false,
+        &disk(&target, "d0", 1, false),
+    );
+    vm.wait_ready("the system installed from PXE", |c| !is_live(c));
+    check_day0_files(&mut vm);
+}
+
+/// The PXE initrd QEMU loads: initramfs, padded to 4 bytes, then the rootfs.
+fn pxe_initrd(initramfs: &Path, rootfs: &Path, out: &Path) {
+    let mut b = std::fs::read(initramfs).unwrap();
+    b.resize(b.len().div_ceil(4) * 4, 0);
+    b.extend(std::fs::read(rootfs).unwrap());
+    std::fs::write(out, b).unwrap();
+}
+
+fn live_build() -> (DemoBuild, tempfile::TempDir) {
+    let b = DemoBuild::new();
+    b.cosa(&["buildextend-live"]).ok();
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("day0.ign"), DAY0_IGN).unwrap();
+    std::fs::write(t.path().join("extra.txt"), "an extra file\n").unwrap();
+    (b, t)
+}
+
+fn validate_meta(path: &Path) {
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/reference/meta.schema.json"
+    );
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])))",
+            schema,
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn live_media_are_recorded_and_customize_refuses_bad_input() {
+    let (b, t) = live_build();
+    let meta = b.meta();
+    for name in ["live-kernel", "live-initramfs", "live-rootfs", "live-iso"] {
+        let p = b.image(name);
+        assert_eq!(
+            meta["images"][name]["sha256"].as_str().unwrap(),
+            sha256(&p),
+            "{name}"
+        );
+    }
+    validate_meta(&b.build_dir().join("meta.json"));
+    let iso = b.image("live-iso");
+    // Both El Torito entries, the GPT with the EFI partition, the build's label.
+    let out = Command::new("xorriso")
+        .args(["-indev"])
+        .arg(&iso)
+        .args(["-report_el_torito", "plain", "-report_system_area", "plain"])
+        .output()
+        .unwrap();
+    let report =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        report.contains("El Torito boot img :   1  BIOS"),
+        "{report}"
+    );
+    assert!(
+        report.contains("El Torito boot img :   2  UEFI"),
+        "{report}"
+    );
+    assert!(report.contains("EFI boot partition"), "{report}");
+    let id = meta["buildid"].as_str().unwrap();
+    assert!(
+        report.contains(&format!("Volume id    : 'demo-{id}'")),
+        "{report}"
+    );
+    // Again: nothing rebuilt.
+    assert!(b.cosa(&["buildextend-live"]).ok().contains("already built"));
+
+    let before = sha256(&iso);
+    let out = t.path().join("custom.iso");
+    let bad = t.path().join("bad.ign");
+    for (text, why) in [
+        (r#"{"ignition":{"version":"2.2.0"}}"#, "3.x.y"),
+        ("{not json", "not valid JSON"),
+        (r#"{"storage":{}}"#, "ignition.version"),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let e = b
+            .cosa(&[
+                "iso",
+                "customize",
+                iso.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--dest-ignition",
+                bad.to_str().unwrap(),
+            ])
+            .err();
+        assert!(e.contains(why), "{e}");
+        assert!(!out.exists(), "output written despite an invalid config");
+    }
+    // --output is required, and may not be the input.
+    b.cosa(&[
+        "iso",
+        "customize",
+        iso.to_str().unwrap(),
+        "--dest-device",
+        "/dev/vda",
+    ])
+    .err();
+    let e = b
+        .cosa(&[
+            "iso",
+            "customize",
+            iso.to_str().unwrap(),
+            "-o",
+            iso.to_str().unwrap(),
+            "--dest-device",
+            "/dev/vda",
+            "-f",
+        ])
+        .err();
+    assert!(e.contains("never modified"), "{e}");
+
+    let ign = t.path().join("day0.ign");
+    b.cosa(&[
+        "iso",
+        "customize",
+        iso.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--dest-ignition",
+        ign.to_str().unwrap(),
+        "--dest-device",
+        "/dev/vda",
+    ])
+    .ok();
+    assert_eq!(sha256(&iso), before, "the original ISO changed");
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().len(),
+        std::fs::metadata(&iso).unwrap().len()
+    );
+    // Exists: refused without --force.
+    b.cosa(&[
+        "iso",
+        "customize",
+        iso.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--dest-device",
+        "/dev/vda",
+    ])
+    .err();
+
+    // PXE: the rootfs copy's squashfs gains /cosa-embed; the originals stay.
+    let initramfs = b.image("live-initramfs");
+    let rootfs = b.image("live-rootfs");
+    let rootfs_sum = sha256(&rootfs);
+    let pxe = t.path().join("pxe");
+    b.cosa(&[
+        "pxe",
+        "customize",
+        initramfs.to_str().unwrap(),
+        "-o",
+        pxe.to_str().unwrap(),
+        "--dest-ignition",
+        ign.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(sha256(&rootfs), rootfs_sum);
+    let new_rootfs = pxe.join(rootfs.file_name().unwrap());
+    let x = t.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {} && cpio -i --quiet < {} && unsquashfs -l root.squashfs | grep -q cosa-embed/embed.img",
+            x.display(),
+            new_rootfs.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "no /cosa-embed/embed.img in the customized rootfs"
+    );
+}
+
+#[test]
+fn live_media_boot_and_install_under_bios_and_uefi() {
+    let (b, t) = live_build();
+    let iso = b.image("live-iso");
+    let ign = t.path().join("day0.ign");
+    let extra = format!("{}:/etc/cosa-extra", t.path().join("extra.txt").display());
+    let custom = t.path().join("install.iso");
+    b.cosa(&[
+        "iso",
+        "customize",
+        iso.to_str().unwrap(),
+        "-o",
+        custom.to_str().unwrap(),
+        "--dest-device",
+        "/dev/vda",
+        "--dest-ignition",
+        ign.to_str().unwrap(),
+        "--dest-file",
+        &extra,
+        "--dest-karg-append",
+        "cosa.test=day0",
+    ])
+    .ok();
+    let pxe = t.path().join("pxe");
+    let initramfs = b.image("live-initramfs");
+    b.cosa(&[
+        "pxe",
+        "customize",
+        initramfs.to_str().unwrap(),
+        "-o",
+        pxe.to_str().unwrap(),
+        "--dest-ignition",
+        ign.to_str().unwrap(),
+        "--dest-file",
+        &extra,
+    ])
+    .ok();
+    let initrd = t.path().join("pxe-initrd.img");
+    pxe_initrd(
+        &pxe.join(initramfs.file_name().unwrap()),
+        &pxe.join(b.image("live-rootfs").file_name().unwrap()),
+        &initrd,
+    );
+    let kernel = b.image("live-kernel");
+    let vms = t.path().join("vms");
+
+    // Two VMs at a time.
+    std::thread::scope(|s| {
+        let a = s.spawn(|| iso_live_login(&iso, &vms.join("live-bios"), false));
+        iso_live_login(&iso, &vms.join("live-uefi"), true);
+        a.join().unwrap();
+    });
+    std::thread::scope(|s| {
+        let a = s.spawn(|| iso_as_disk(&iso, &vms.join("disk-bios"), false));
+        iso_as_disk(&iso, &vms.join("disk-uefi"), true);
+        a.join().unwrap();
+    });
+    std::thread::scope(|s| {
+        let a = s.spawn(|| iso_offline_install(&custom, &vms.join("install-bios"), false));
+        pxe_offline_install(&kernel, &initrd, &vms.join("pxe"));
+        a.join().unwrap();
+    });
+    iso_offline_install(&custom, &vms.join("install-uefi"), true);
+}
