@@ -82,7 +82,9 @@ impl Vm {
     }
 
     fn console(&self) -> String {
-        std::fs::read_to_string(self.dir.join("console.txt")).unwrap_or_default()
+        // Firmware and GRUB write bytes that are not UTF-8.
+        String::from_utf8_lossy(&std::fs::read(self.dir.join("console.txt")).unwrap_or_default())
+            .into_owned()
     }
 
     fn fail(&self, what: &str) -> ! {
