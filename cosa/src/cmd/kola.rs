@@ -323,6 +323,15 @@ fn kola_run(g: &GlobalOpts, o: &KolaRunOpts) -> Result<()> {
             runs.extend(more);
         }
     }
+    if interrupted {
+        let done: BTreeSet<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+        let unfinished: Vec<TestRun> = by_name
+            .keys()
+            .filter(|n| !done.contains(n.as_str()))
+            .map(|n| skip_run(n, "not finished: the run was interrupted (Ctrl-C)", &out))
+            .collect();
+        runs.extend(unfinished);
+    }
     h.progress.finish();
     // Shut the runtime down now: no VM outlives the run.
     drop(rt);
