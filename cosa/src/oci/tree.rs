@@ -1,10 +1,11 @@
 //! Walking a commit of a `bare` repo: its metadata objects, directories and the paths
 //! of each content object, in a fixed order (ostree's dirtree order: sorted by name).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
 
 /// A directory of the tree with its ownership and permission bits.
 #[derive(Debug, Clone)]
@@ -42,6 +43,8 @@ pub struct CommitTree {
     pub objects: BTreeMap<String, Object>,
     /// `objects/` of the repo the content is read from.
     pub objects_dir: PathBuf,
+    /// Parsed dirmeta objects: (uid, gid, permission bits).
+    dirmeta: HashMap<String, (u32, u32, u32)>,
 }
 
 fn hex_child(v: &glib::Variant, i: usize) -> Result<String> {
@@ -96,32 +99,46 @@ impl CommitTree {
             dirs: Vec::new(),
             objects: BTreeMap::new(),
             objects_dir: repo_path.join("objects"),
+            dirmeta: HashMap::new(),
         };
         let root_tree = hex_child(&cv, 6)?;
         let root_meta = hex_child(&cv, 7)?;
         t.walk(repo, String::new(), &root_tree, &root_meta)
             .with_context(|| format!("walking commit {commit}"))?;
-        for o in t.objects.values_mut() {
-            let p = t.objects_dir.join(object_relpath(&o.checksum, "file"));
-            o.size = p
-                .symlink_metadata()
-                .with_context(|| format!("object {} is missing from the repo", o.checksum))?
-                .len();
-        }
+        let dir = &t.objects_dir;
+        t.objects
+            .par_iter_mut()
+            .try_for_each(|(_, o)| -> Result<()> {
+                let p = dir.join(object_relpath(&o.checksum, "file"));
+                o.size = p
+                    .symlink_metadata()
+                    .with_context(|| format!("object {} is missing from the repo", o.checksum))?
+                    .len();
+                Ok(())
+            })?;
         Ok(t)
     }
 
     fn walk(&mut self, repo: &ostree::Repo, path: String, tree: &str, meta: &str) -> Result<()> {
-        let mv = repo.load_variant(ostree::ObjectType::DirMeta, meta)?;
-        let m = ostree::DirMetaParsed::from_variant(&mv)
-            .map_err(|e| anyhow::anyhow!("dirmeta {meta}: {e}"))?;
-        self.meta_objects
-            .insert((meta.to_string(), "dirmeta"), mv.data_as_bytes().to_vec());
+        // Few distinct dirmeta objects serve many directories: parse each once.
+        let (uid, gid, mode) = match self.dirmeta.get(meta) {
+            Some(m) => *m,
+            None => {
+                let mv = repo.load_variant(ostree::ObjectType::DirMeta, meta)?;
+                let m = ostree::DirMetaParsed::from_variant(&mv)
+                    .map_err(|e| anyhow::anyhow!("dirmeta {meta}: {e}"))?;
+                self.meta_objects
+                    .insert((meta.to_string(), "dirmeta"), mv.data_as_bytes().to_vec());
+                let v = (m.uid, m.gid, m.mode & 0o7777);
+                self.dirmeta.insert(meta.to_string(), v);
+                v
+            }
+        };
         self.dirs.push(Dir {
             path: path.clone(),
-            uid: m.uid,
-            gid: m.gid,
-            mode: m.mode & 0o7777,
+            uid,
+            gid,
+            mode,
         });
         let tv = repo.load_variant(ostree::ObjectType::DirTree, tree)?;
         self.meta_objects
