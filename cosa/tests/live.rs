@@ -246,6 +246,8 @@ fn iso_live_login(iso: &Path, dir: &Path, uefi: bool) {
     let (code, live) = vm.exec(&["cat", "/run/demo/live"]);
     assert_eq!(code, 0, "not a live system: {}", r.cmdline);
     assert!(live.contains("root.squashfs"), "{live}");
+    let (code, _) = vm.exec(&["test", "-f", &format!("/{DERIVED_FILE}")]);
+    assert_eq!(code, 0, "the live system lacks the derived image's file");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !vm.console().contains("login:") {
         if Instant::now() > deadline {
@@ -253,6 +255,17 @@ fn iso_live_login(iso: &Path, dir: &Path, uefi: bool) {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// A customized ISO's live Ignition config and kernel argument reach the live system.
+fn iso_live_ignition(iso: &Path, dir: &Path) {
+    let mut vm = Vm::start(dir, false, false, &cdrom(iso, 1));
+    let r = vm.wait_ready("the customized live system", |c| {
+        c.contains("coreos.liveiso=")
+    });
+    assert!(r.cmdline.contains("cosa.test=live"), "{}", r.cmdline);
+    let (code, text) = vm.exec(&["cat", "/etc/cosa-day0"]);
+    assert_eq!((code, text.as_str()), (0, "hello from day 0\n"));
 }
 
 /// `iso-as-disk`: the ISO attached as a disk boots (isohybrid MBR / GPT ESP).
@@ -285,6 +298,11 @@ fn check_day0_files(vm: &mut Vm) {
     assert_eq!((code, text.as_str()), (0, "an extra file\n"));
     let (code, _) = vm.exec(&["test", "-e", "/run/demo/firstboot.done"]);
     assert_eq!(code, 0, "the installed system did not run its first boot");
+    let (code, _) = vm.exec(&["test", "-f", &format!("/{DERIVED_FILE}")]);
+    assert_eq!(
+        code, 0,
+        "the installed system lacks the derived image's file"
+    );
 }
 
 /// `pxe-offline-install`: kernel + initramfs + (customized) rootfs by `-kernel/-initrd`,
@@ -329,10 +347,81 @@ fn pxe_initrd(initramfs: &Path, rootfs: &Path, out: &Path) {
     std::fs::write(out, b).unwrap();
 }
 
+/// Append a layer holding `files` (path, content) to the OCI image in `dir`.
+fn append_layer(dir: &Path, files: &[(&str, &[u8])]) {
+    use sha2::{Digest, Sha256};
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, *data).unwrap();
+    }
+    let layer = b.into_inner().unwrap();
+    let blobs = dir.join("blobs/sha256");
+    let put = |bytes: &[u8]| -> (String, usize) {
+        let d = hex::encode(Sha256::digest(bytes));
+        std::fs::write(blobs.join(&d), bytes).unwrap();
+        (format!("sha256:{d}"), bytes.len())
+    };
+    let blob = |digest: &str| -> serde_json::Value {
+        let p = blobs.join(digest.trim_start_matches("sha256:"));
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let mut manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
+    let mut config = blob(manifest["config"]["digest"].as_str().unwrap());
+    let (ld, ls) = put(&layer);
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(ld.clone().into());
+    let (cd, cs) = put(&serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = cd.into();
+    manifest["config"]["size"] = cs.into();
+    manifest["layers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ls
+        }));
+    let (md, ms) = put(&serde_json::to_vec(&manifest).unwrap());
+    index["manifests"][0]["digest"] = md.into();
+    index["manifests"][0]["size"] = ms.into();
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// A derived image (the demo build plus a layer with [`DERIVED_FILE`]) made into a
+/// build by `cosa import`: the live media are made from it like from any build.
+fn import_derived(b: &DemoBuild, t: &Path) {
+    b.cosa(&["build-container"]).ok();
+    let archive = b.image("ostree");
+    let dir = t.join("derived");
+    let st = Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci-archive:{}", archive.display()))
+        .arg(format!("oci:{}", dir.display()))
+        .status()
+        .unwrap();
+    assert!(st.success(), "skopeo copy");
+    append_layer(&dir, &[(DERIVED_FILE, b"derived\n")]);
+    let out = b.cosa(&["import", &format!("oci:{}", dir.display())]).ok();
+    assert!(out.contains("Imported"), "{out}");
+}
+
+/// What the derived image adds (an out-of-tree driver's stand-in).
+const DERIVED_FILE: &str = "usr/share/cosa-derived";
+
 fn live_build() -> (DemoBuild, tempfile::TempDir) {
     let b = DemoBuild::new();
-    b.cosa(&["buildextend-live"]).ok();
     let t = tempfile::tempdir().unwrap();
+    import_derived(&b, t.path());
+    b.cosa(&["buildextend-live"]).ok();
     std::fs::write(t.path().join("day0.ign"), DAY0_IGN).unwrap();
     std::fs::write(t.path().join("extra.txt"), "an extra file\n").unwrap();
     (b, t)
@@ -363,6 +452,7 @@ fn validate_meta(path: &Path) {
 fn live_media_are_recorded_and_customize_refuses_bad_input() {
     let (b, t) = live_build();
     let meta = b.meta();
+    assert_eq!(meta["coreos-assembler.oci-imported"], true);
     for name in ["live-kernel", "live-initramfs", "live-rootfs", "live-iso"] {
         let p = b.image(name);
         assert_eq!(
@@ -532,6 +622,19 @@ fn live_media_boot_and_install_under_bios_and_uefi() {
         "cosa.test=day0",
     ])
     .ok();
+    let live_custom = t.path().join("live.iso");
+    b.cosa(&[
+        "iso",
+        "customize",
+        iso.to_str().unwrap(),
+        "-o",
+        live_custom.to_str().unwrap(),
+        "--live-ignition",
+        ign.to_str().unwrap(),
+        "--live-karg-append",
+        "cosa.test=live",
+    ])
+    .ok();
     let pxe = t.path().join("pxe");
     let initramfs = b.image("live-initramfs");
     b.cosa(&[
@@ -571,5 +674,9 @@ fn live_media_boot_and_install_under_bios_and_uefi() {
         pxe_offline_install(&kernel, &initrd, &vms.join("pxe"));
         a.join().unwrap();
     });
-    iso_offline_install(&custom, &vms.join("install-uefi"), true);
+    std::thread::scope(|s| {
+        let a = s.spawn(|| iso_live_ignition(&live_custom, &vms.join("live-ignition")));
+        iso_offline_install(&custom, &vms.join("install-uefi"), true);
+        a.join().unwrap();
+    });
 }
