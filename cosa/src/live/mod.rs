@@ -195,6 +195,12 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
 
         let metal_src = build_dir.join(&metal.path);
         let ext = metal.path.rsplit_once(".raw").map_or("", |(_, e)| e);
+        if !matches!(ext, "" | ".gz" | ".xz") {
+            bail!(
+                "the metal image {} is compressed in a way the live installer cannot read (raw, .gz or .xz); run `cosa decompress` first",
+                metal.path
+            );
+        }
         fs::create_dir_all(tree.join(METAL_DIR))?;
         link_or_copy(
             &metal_src,
