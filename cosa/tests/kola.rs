@@ -145,13 +145,17 @@ fn basic_passes_with_bios_and_uefi() {
 }
 
 #[test]
-fn stream_external_tests_pass() {
+fn stream_external_and_builtin_tests_pass() {
     let wd = workdir();
     let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
     let out = outdir("ext");
-    let o = kola(wd, &out, &["-j", "2", "ext.config.*"])
-        .wait_with_output()
-        .unwrap();
+    let o = kola(
+        wd,
+        &out,
+        &["-j", "2", "ext.config.*", "firstboot", "reboot"],
+    )
+    .wait_with_output()
+    .unwrap();
     ok(o);
     let r = report(&out);
     let names = [
@@ -159,6 +163,8 @@ fn stream_external_tests_pass() {
         "ext.config.files",
         "ext.config.kernel",
         "ext.config.reboot",
+        "firstboot",
+        "reboot",
     ];
     for n in names {
         assert_eq!(result_of(&r, n)["result"], "PASS", "{n}: {r:#}");
@@ -272,4 +278,45 @@ fn missing_image_says_what_to_run() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("cosa buildextend-qemu"), "{err}");
+}
+
+#[test]
+fn kernel_override_is_the_kernel_booted() {
+    let wd = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kola-override");
+    let _ = std::fs::remove_dir_all(&wd);
+    let stream = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stream");
+    workdir(); // the repo check, and one build at a time
+    ok(cosa(
+        &wd,
+        &["init", stream.to_str().unwrap(), "-C", wd.to_str().unwrap()],
+    ));
+    // The stream pins the newer kernel; the older one overrides it.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/out/repo");
+    let older = std::fs::read_dir(&repo)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("kernel-") && n.ends_with(".rpm")
+        })
+        .min()
+        .expect("a kernel RPM in the demo repo");
+    std::fs::copy(
+        &older,
+        wd.join("overrides/rpm").join(older.file_name().unwrap()),
+    )
+    .unwrap();
+    ok(cosa(&wd, &["build"]));
+    ok(cosa(&wd, &["buildextend-qemu"]));
+    let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
+    let out = outdir("override");
+    ok(kola(&wd, &out, &["-j", "1", "kernel-override"])
+        .wait_with_output()
+        .unwrap());
+    let r = report(&out);
+    let t = result_of(&r, "kernel-override");
+    assert_eq!(t["result"], "PASS", "{r:#}");
+    let output = t["output"].as_str().unwrap();
+    let nvra = older.file_stem().unwrap().to_string_lossy().into_owned();
+    assert!(output.contains(&format!("override: {nvra}")), "{output}");
 }

@@ -89,7 +89,9 @@ impl BuildUnderTest {
             overrides_rpm: self.wd.overrides_rpm_dir(),
             overrides_active: self
                 .meta
-                .get_path("coreos-assembler.overrides-active")
+                .0
+                // A flat key with dots in it, not a path.
+                .get("coreos-assembler.overrides-active")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
             lockfile: lock.is_file().then_some(lock),
