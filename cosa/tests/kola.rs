@@ -190,14 +190,28 @@ fn never_booting_vm_and_failing_test_are_reported() {
     // A test that fails with output of its own.
     let tests = scratch.join("tests");
     std::fs::create_dir_all(tests.join("fails")).unwrap();
-    let exe = tests.join("fails/test.sh");
-    std::fs::write(
-        &exe,
-        "#!/bin/sh\n## kola:\n##   timeoutMin: 2\necho 'checking the frobnicator'\necho 'frobnicator is broken' >&2\nexit 3\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(tests.join("panics")).unwrap();
+    // Both share one VM (exclusive: false): each answers for its own console.
+    let scripts = [
+        (
+            "fails",
+            "echo 'checking the frobnicator'\necho 'frobnicator is broken' >&2\nexit 3\n",
+        ),
+        (
+            "panics",
+            "echo 'Kernel panic - not syncing: staged by the kola test' > /dev/console\necho done\n",
+        ),
+    ];
+    for (name, body) in scripts {
+        let exe = tests.join(name).join("test.sh");
+        std::fs::write(
+            &exe,
+            format!("#!/bin/sh\n## kola:\n##   timeoutMin: 2\n##   exclusive: false\n{body}"),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
 
     let (hang_out, fail_out) = (outdir("hang"), outdir("fail"));
     let hang = kola(
@@ -218,7 +232,7 @@ fn never_booting_vm_and_failing_test_are_reported() {
     let fail = kola(
         wd,
         &fail_out,
-        &["-j", "1", "-E", tests.to_str().unwrap(), "ext.tests.fails"],
+        &["-j", "1", "-E", tests.to_str().unwrap(), "ext.tests.*"],
     );
 
     let o = hang.wait_with_output().unwrap();
@@ -253,7 +267,22 @@ fn never_booting_vm_and_failing_test_are_reported() {
     assert!(output.contains("checking the frobnicator"), "{output}");
     assert!(output.contains("frobnicator is broken"), "{output}");
     assert!(output.contains("exit status 3"), "{output}");
-    junit_valid(&fail_out, &["ext.tests.fails"]);
+    assert_eq!(t["vm"], "batch-1");
+    // A test that passed in the guest fails on what it put on the console,
+    // quoted; the other test on the same VM does not answer for it.
+    let t = result_of(&r, "ext.tests.panics");
+    assert_eq!(t["result"], "FAIL", "{r:#}");
+    assert_eq!(t["vm"], "batch-1");
+    let output = t["output"].as_str().unwrap();
+    assert!(
+        output.contains("kernel panic: \"Kernel panic - not syncing: staged by the kola test\""),
+        "{output}"
+    );
+    assert!(!result_of(&r, "ext.tests.fails")["output"]
+        .as_str()
+        .unwrap()
+        .contains("staged by the kola test"));
+    junit_valid(&fail_out, &["ext.tests.fails", "ext.tests.panics"]);
 }
 
 #[test]

@@ -235,6 +235,7 @@ async fn run_vm(
             Duration::ZERO
         };
         let (mut verdict, mut output, vm_gone) = run_one(h, &mut m, t, &tdir).await?;
+        m.settle_console().await;
         let console = m.console_text();
         let new = console.get(offset..).unwrap_or("");
         offset = console.len();
