@@ -581,6 +581,9 @@ async fn launch(
                 .append(true)
                 .open(spec.dir.join("qemu.log"))?;
             cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
+            // Out of the terminal's process group: Ctrl-C reaches the harness,
+            // which kills every VM itself and records which tests finished.
+            cmd.process_group(0);
         }
         ConsoleMode::Terminal => {
             cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit());
