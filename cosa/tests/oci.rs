@@ -242,7 +242,6 @@ fn a_changed_package_changes_few_layers() {
 #[test]
 fn podman_runs_the_image_and_push_container_copies_it() {
     let f = built();
-    let img = format!("oci-archive:{}", archive(&f).display());
     let tag = format!(
         "localhost/cosa-test-{}:latest",
         f.dir
@@ -258,6 +257,13 @@ fn podman_runs_the_image_and_push_container_copies_it() {
         .cosa(&["push-container", &format!("containers-storage:{tag}")])
         .ok();
     assert!(out.contains("Pushed"), "{out}");
+    let pushed = &f.latest_meta()["base-oscontainer"];
+    assert_eq!(pushed["image"], format!("containers-storage:{tag}"));
+    assert!(
+        pushed["digest"].as_str().unwrap().starts_with("sha256:"),
+        "{pushed}"
+    );
+    validate_meta(&build_dir(&f).join("meta.json"));
     let out = run(Command::new("podman").args(PODMAN_RUN).args([
         &tag,
         "/usr/bin/sh",
@@ -272,7 +278,6 @@ fn podman_runs_the_image_and_push_container_copies_it() {
     let out = run(Command::new("podman").args(["load", "-i"]).arg(archive(&f)));
     assert!(out.contains("Loaded image"), "{out}");
     let _ = Command::new("podman").args(["rmi", "-f", &tag]).output();
-    let _ = img;
 }
 
 /// Add an uncompressed layer (given as tar entries) on top of the image in OCI dir `dir`.

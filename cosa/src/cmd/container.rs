@@ -138,8 +138,23 @@ pub fn push(g: &GlobalOpts, o: &PushContainerOpts) -> Result<()> {
         .arg(&o.dest)
         .run()
         .with_context(|| format!("pushing build {id} to {}", o.dest))?;
-    let digest = std::fs::read_to_string(digestfile.path()).unwrap_or_default();
-    println!("Pushed {p} to {} ({})", o.dest, digest.trim());
+    let digest = std::fs::read_to_string(digestfile.path())
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    // Record where the image went, as coreos-assembler does (`base-oscontainer`).
+    {
+        let _lock = wd.lock("push-container", true)?;
+        let mut meta = history.load_meta(&id, arch)?;
+        let image = o.dest.strip_prefix("docker://").unwrap_or(&o.dest);
+        let mut entry = json!({ "image": image });
+        if !digest.is_empty() {
+            entry["digest"] = json!(digest);
+        }
+        meta.set("base-oscontainer", entry);
+        meta.save(&history.build_dir(&id, arch).join("meta.json"))?;
+    }
+    println!("Pushed {p} to {} ({digest})", o.dest);
     Ok(())
 }
 
