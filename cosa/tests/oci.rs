@@ -414,6 +414,23 @@ fn import_applies_a_derived_layer_as_a_new_build() {
     f.cosa(&["build-container"]).ok();
     let img = format!("oci-archive:{}", archive(&f).display());
     assert_eq!(ostree_ext_pull(&img, &t.path().join("repo")), commit);
+
+    // The same image through the `dir:` transport, with an explicit version.
+    let as_dir = t.path().join("as-dir");
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("oci:{}", dir.display()))
+        .arg(format!("dir:{}", as_dir.display())));
+    let dir_image = format!("dir:{}", as_dir.display());
+    let out = f
+        .cosa(&["import", &dir_image, "--version", "custom.1"])
+        .ok();
+    assert!(out.contains("build custom.1"), "{out}");
+    assert_eq!(f.latest_meta()["buildid"], "custom.1");
+    let err = f
+        .cosa(&["import", &dir_image, "--version", "custom.1"])
+        .err();
+    assert!(err.contains("already exists"), "{err}");
 }
 
 #[test]
@@ -429,7 +446,17 @@ fn podman_build_derived_image_imports() {
         ),
     )
     .unwrap();
-    let out = t.path().join("derived.ociarchive");
+    // Built into local container storage and imported from there.
+    let tag = format!(
+        "localhost/cosa-derived-{}:latest",
+        f.dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase()
+            .replace('.', "")
+    );
     run(Command::new("podman")
         .args([
             "build",
@@ -445,11 +472,12 @@ fn podman_build_derived_image_imports() {
         ])
         .arg(t.path().join("Containerfile"))
         .arg("-t")
-        .arg(format!("oci-archive:{}", out.display()))
+        .arg(&tag)
         .arg(t.path()));
     let out = f
-        .cosa(&["import", &format!("oci-archive:{}", out.display())])
+        .cosa(&["import", &format!("containers-storage:{tag}")])
         .ok();
+    let _ = Command::new("podman").args(["rmi", "-f", &tag]).output();
     assert!(out.contains("Imported"), "{out}");
     let commit = f.latest_meta()["ostree-commit"]
         .as_str()
