@@ -5,19 +5,16 @@
 //! a guest that never boots or dies under a test ends in an error that quotes
 //! the console's tail instead of a hang.
 
+mod launch;
+
 use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus as ProcStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::OwnedWriteHalf;
-use tokio::net::UnixStream;
+use tokio::io::AsyncWriteExt;
 use tokio::process::Child;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::cli::Firmware;
@@ -26,7 +23,8 @@ use crate::kola::protocol::{
     ExecRequest, GuestMessage, HostMessage, JobEnd, ReadyInfo, RunRequest, ShutdownAction, Stream,
     PROTOCOL_VERSION,
 };
-use crate::kola::qemu::{self, Accel, Console, DirectBoot, QemuSpec, Qmp};
+use crate::kola::qemu::{self, Accel, Qmp};
+use launch::{describe_exit, launch, log_line, AgentSession};
 
 /// Lines of console quoted when a VM hangs or dies.
 pub const CONSOLE_TAIL_LINES: usize = 25;
@@ -116,18 +114,6 @@ enum Event {
     Deadline,
 }
 
-struct AgentSession {
-    writer: OwnedWriteHalf,
-    rx: mpsc::UnboundedReceiver<GuestMessage>,
-    reader: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for AgentSession {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
-}
-
 /// One VM, started and connected.
 pub struct Machine {
     pub spec: MachineSpec,
@@ -190,51 +176,6 @@ impl Machine {
             boots: 0,
             next_job: 0,
         })
-    }
-
-    fn qemu_spec(spec: &MachineSpec, first_boot: bool) -> QemuSpec {
-        let dir = &spec.dir;
-        let extra_disks = (1..=spec.additional_disks.len())
-            .map(|i| dir.join(format!("disk{i}.qcow2")))
-            .collect();
-        let direct_boot = spec.kernel_boot.as_ref().map(|k| {
-            let mut cmdline = k.options.clone();
-            let mut add = |a: &str| {
-                cmdline.push(' ');
-                cmdline.push_str(a);
-            };
-            if first_boot {
-                // What the image's GRUB adds while /boot/ignition.firstboot exists.
-                add("ignition.firstboot");
-                spec.append_firstboot_kernel_args
-                    .iter()
-                    .for_each(|a| add(a));
-            }
-            spec.append_kernel_args.iter().for_each(|a| add(a));
-            DirectBoot {
-                kernel: k.kernel.clone(),
-                initrd: k.initrd.clone(),
-                cmdline,
-            }
-        });
-        QemuSpec {
-            name: spec.name.clone(),
-            accel: spec.accel,
-            firmware: spec.firmware,
-            ovmf_vars: (spec.firmware == Firmware::Uefi).then(|| dir.join("OVMF_VARS.fd")),
-            memory_mib: spec.memory_mib,
-            cpus: 1,
-            disk: dir.join("disk.qcow2"),
-            extra_disks,
-            ignition: spec.ignition.as_ref().map(|_| dir.join("config.ign")),
-            direct_boot,
-            console: match spec.console {
-                ConsoleMode::Logged => Console::File(dir.join("console.txt")),
-                ConsoleMode::Terminal => Console::Stdio,
-            },
-            qmp_socket: dir.join("qmp.sock"),
-            agent_socket: dir.join("agent.sock"),
-        }
     }
 
     fn note(&self, s: &str) {
@@ -546,111 +487,5 @@ impl Machine {
 
     pub fn console_tail(&self) -> String {
         checks::tail(&self.console_text(), CONSOLE_TAIL_LINES)
-    }
-}
-
-fn describe_exit(s: std::io::Result<ProcStatus>) -> String {
-    match s {
-        Ok(s) => format!("exited ({s})"),
-        Err(e) => format!("could not be waited for ({e})"),
-    }
-}
-
-fn log_line(log: &Mutex<File>, started: Instant, s: &str) {
-    if let Ok(mut f) = log.lock() {
-        let _ = writeln!(f, "[{:9.3}] {s}", started.elapsed().as_secs_f64());
-    }
-}
-
-/// Starts QEMU and connects QMP and the agent channel.
-async fn launch(
-    spec: &MachineSpec,
-    first_boot: bool,
-    log: &Arc<Mutex<File>>,
-    started: Instant,
-) -> Result<(Child, Qmp, AgentSession)> {
-    let qspec = Machine::qemu_spec(spec, first_boot);
-    for s in [&qspec.qmp_socket, &qspec.agent_socket] {
-        let _ = fs::remove_file(s);
-    }
-    let mut cmd = qspec.command();
-    match spec.console {
-        ConsoleMode::Logged => {
-            let err = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(spec.dir.join("qemu.log"))?;
-            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
-            // Out of the terminal's process group: Ctrl-C reaches the harness,
-            // which kills every VM itself and records which tests finished.
-            cmd.process_group(0);
-        }
-        ConsoleMode::Terminal => {
-            cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit());
-        }
-    }
-    let args: Vec<String> = qspec
-        .args()
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    fs::write(
-        spec.dir.join("qemu.cmdline"),
-        format!("{} {}\n", qemu::QEMU, args.join(" ")),
-    )?;
-    log_line(
-        log,
-        started,
-        &format!("starting QEMU (first boot: {first_boot})"),
-    );
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {} for {}", qemu::QEMU, spec.name))?;
-    let qmp = tokio::select! {
-        q = Qmp::connect(&qspec.qmp_socket, Duration::from_secs(30)) => q?,
-        s = child.wait() => {
-            let err = fs::read_to_string(spec.dir.join("qemu.log")).unwrap_or_default();
-            return Err(anyhow!("{}: QEMU {} at start: {}", spec.name, describe_exit(s), err.trim()));
-        }
-    };
-    let stream = UnixStream::connect(&qspec.agent_socket)
-        .await
-        .with_context(|| format!("connecting to {}", qspec.agent_socket.display()))?;
-    let (read, writer) = stream.into_split();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let rlog = log.clone();
-    let reader = tokio::spawn(async move {
-        let mut lines = BufReader::with_capacity(64 * 1024, read).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<GuestMessage>(&line) {
-                Ok(m) => {
-                    log_line(&rlog, started, &describe_guest(&m));
-                    if tx.send(m).is_err() {
-                        break;
-                    }
-                }
-                Err(e) => log_line(&rlog, started, &format!("<- undecodable ({e}): {line}")),
-            }
-        }
-    });
-    Ok((child, qmp, AgentSession { writer, rx, reader }))
-}
-
-fn describe_guest(m: &GuestMessage) -> String {
-    match m {
-        GuestMessage::Output { id, stream, data } => {
-            let s = match stream {
-                Stream::Stdout => "stdout",
-                Stream::Stderr => "stderr",
-            };
-            format!(
-                "<- {id} {s}: {}",
-                String::from_utf8_lossy(&data.0).trim_end()
-            )
-        }
-        m => format!("<- {}", serde_json::to_string(m).unwrap_or_default()),
     }
 }
