@@ -339,6 +339,67 @@ fn pxe_offline_install(kernel: &Path, initrd: &Path, dir: &Path) {
     check_day0_files(&mut vm);
 }
 
+/// An HTTP server (python3 -m http.server) for `dir` on a free port, killed on drop.
+struct Http(Child, u16);
+
+impl Http {
+    fn serve(dir: &Path) -> Http {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--directory")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the HTTP server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Http(child, port)
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Online install: `coreos.inst.image_url` (a gzipped metal image) and
+/// `coreos.inst.ignition_url` over QEMU's user network, kernel arguments given to
+/// the ISO by `iso customize --live-karg-append`.
+fn iso_online_install(iso: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let target = dir.join("target.raw");
+    empty_disk(&target);
+    let mut a = disk(&target, "d0", 1, false);
+    a.extend(cdrom(iso, 2));
+    a.extend(args(&["-nic", "user,model=virtio-net-pci"]));
+    let mut vm = Vm::start(dir, false, true, &a);
+    vm.wait_ready("the system installed from URLs", |c| !is_live(c));
+    let (code, text) = vm.exec(&["cat", "/etc/cosa-day0"]);
+    assert_eq!((code, text.as_str()), (0, "hello from day 0\n"));
+    let (code, _) = vm.exec(&["test", "-f", &format!("/{DERIVED_FILE}")]);
+    assert_eq!(
+        code, 0,
+        "the installed system lacks the derived image's file"
+    );
+}
+
 /// The PXE initrd QEMU loads: initramfs, padded to 4 bytes, then the rootfs.
 fn pxe_initrd(initramfs: &Path, rootfs: &Path, out: &Path) {
     let mut b = std::fs::read(initramfs).unwrap();
@@ -658,6 +719,36 @@ fn live_media_boot_and_install_under_bios_and_uefi() {
     let kernel = b.image("live-kernel");
     let vms = t.path().join("vms");
 
+    // What an online install fetches: the metal image gzipped, the dest config.
+    let www = t.path().join("www");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::copy(&ign, www.join("config.ign")).unwrap();
+    let gz = std::fs::File::create(www.join("metal.raw.gz")).unwrap();
+    let st = Command::new("gzip")
+        .args(["-1", "-c"])
+        .arg(b.image("metal"))
+        .stdout(gz)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let http = Http::serve(&www);
+    let online = t.path().join("online.iso");
+    let url = |f: &str| format!("http://10.0.2.2:{}/{f}", http.1);
+    b.cosa(&[
+        "iso",
+        "customize",
+        iso.to_str().unwrap(),
+        "-o",
+        online.to_str().unwrap(),
+        "--live-karg-append",
+        "coreos.inst.install_dev=/dev/vda",
+        "--live-karg-append",
+        &format!("coreos.inst.image_url={}", url("metal.raw.gz")),
+        "--live-karg-append",
+        &format!("coreos.inst.ignition_url={}", url("config.ign")),
+    ])
+    .ok();
+
     // Two VMs at a time.
     std::thread::scope(|s| {
         let a = s.spawn(|| iso_live_login(&iso, &vms.join("live-bios"), false));
@@ -675,8 +766,9 @@ fn live_media_boot_and_install_under_bios_and_uefi() {
         a.join().unwrap();
     });
     std::thread::scope(|s| {
-        let a = s.spawn(|| iso_live_ignition(&live_custom, &vms.join("live-ignition")));
+        let a = s.spawn(|| iso_online_install(&online, &vms.join("online-bios")));
         iso_offline_install(&custom, &vms.join("install-uefi"), true);
         a.join().unwrap();
     });
+    iso_live_ignition(&live_custom, &vms.join("live-ignition"));
 }
