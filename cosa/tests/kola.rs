@@ -199,7 +199,9 @@ fn never_booting_vm_and_failing_test_are_reported() {
         ),
         (
             "panics",
-            "echo 'Kernel panic - not syncing: staged by the kola test' > /dev/console\necho done\n",
+            "echo 'Kernel panic - not syncing: staged by the kola test' > /dev/console\n\
+             echo 'demo[42]: segfault at 0 ip 0 sp 0 error 4 (staged by the kola test)' > /dev/kmsg\n\
+             echo done\n",
         ),
     ];
     for (name, body) in scripts {
@@ -276,6 +278,11 @@ fn never_booting_vm_and_failing_test_are_reported() {
     let output = t["output"].as_str().unwrap();
     assert!(
         output.contains("kernel panic: \"Kernel panic - not syncing: staged by the kola test\""),
+        "{output}"
+    );
+    // Only in the kernel log (the console's printk level hides it): read through the agent.
+    assert!(
+        output.contains("segfault: ") && output.contains("(staged by the kola test)"),
         "{output}"
     );
     assert!(!result_of(&r, "ext.tests.fails")["output"]

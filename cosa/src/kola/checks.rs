@@ -60,6 +60,21 @@ pub fn scan_console(text: &str) -> Vec<Finding> {
     found
 }
 
+/// Drops findings that repeat a line already found (the console and the
+/// kernel log both carry kernel messages, with different timestamps).
+pub fn dedup(findings: &mut Vec<Finding>) {
+    fn key(f: &Finding) -> (&'static str, String) {
+        let l = f.line.trim();
+        let l = match (l.starts_with('['), l.find("] ")) {
+            (true, Some(i)) => &l[i + 2..],
+            _ => l,
+        };
+        (f.what, l.trim().to_string())
+    }
+    let mut seen = std::collections::HashSet::new();
+    findings.retain(|f| seen.insert(key(f)));
+}
+
 /// Failed units the agent's `ready` listed.
 pub fn failed_units(units: &[FailedUnit]) -> Vec<Finding> {
     units
@@ -111,6 +126,15 @@ demo-init: emergency: first-boot provisioning failed (demo-agent firstboot exite
             f[3].line,
             "demo-initramfs: emergency: root device LABEL=root not found"
         );
+    }
+
+    #[test]
+    fn same_line_from_console_and_dmesg_counts_once() {
+        let mut f = scan_console("[    2.100000] Kernel panic - not syncing: x\n");
+        f.extend(scan_console("[    2.1] Kernel panic - not syncing: x\n"));
+        f.extend(scan_console("[    3.0] Kernel panic - not syncing: y\n"));
+        dedup(&mut f);
+        assert_eq!(f.len(), 2);
     }
 
     #[test]

@@ -220,6 +220,8 @@ async fn run_vm(
     };
     let mut pending_findings = checks::failed_units(&ready.failed_units);
     let mut offset = 0;
+    let mut klog = KernelLog::default();
+    let mut first = true;
     let mut any_failed = false;
     let mut tests = plan.tests.iter();
     while let Some(t) = tests.next() {
@@ -229,11 +231,12 @@ async fn run_vm(
             .line(&format!("--- {} start (VM {})", t.name, plan.vm));
         let started = Instant::now();
         // The first test on a VM also answers for its boot.
-        let boot_time = if offset == 0 {
+        let boot_time = if first {
             vm_started.elapsed()
         } else {
             Duration::ZERO
         };
+        first = false;
         let (mut verdict, mut output, vm_gone) = run_one(h, &mut m, t, &tdir).await?;
         m.settle_console().await;
         let console = m.console_text();
@@ -242,6 +245,10 @@ async fn run_vm(
         let mut findings = std::mem::take(&mut pending_findings);
         if h.console_checks {
             findings.extend(checks::scan_console(new));
+            if !vm_gone {
+                findings.extend(checks::scan_console(&klog.since_last(&mut m, &dir).await));
+            }
+            checks::dedup(&mut findings);
         }
         if verdict != Verdict::Skip && !findings.is_empty() {
             verdict = Verdict::Fail;
@@ -292,6 +299,35 @@ async fn run_vm(
         m.remove_scratch();
     }
     r
+}
+
+/// The guest's kernel log, read through the agent (`dmesg`) after each test:
+/// it holds what the console's printk level keeps off the serial console
+/// (warnings, segfaults, the OOM killer).
+#[derive(Default)]
+struct KernelLog {
+    boot: u32,
+    offset: usize,
+}
+
+impl KernelLog {
+    /// What the kernel logged since the last call (all of it after a reboot).
+    async fn since_last(&mut self, m: &mut Machine, dir: &Path) -> String {
+        let out = match m.exec(&["dmesg"], Duration::from_secs(30)).await {
+            Ok(o) if o.success() => o,
+            // No dmesg in the image, or the VM is going: the console checks remain.
+            _ => return String::new(),
+        };
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let _ = std::fs::write(dir.join("dmesg.txt"), &text);
+        if m.boots != self.boot {
+            self.boot = m.boots;
+            self.offset = 0;
+        }
+        let new = text.get(self.offset..).unwrap_or(&text).to_string();
+        self.offset = text.len();
+        new
+    }
 }
 
 fn sanitize(name: &str) -> String {
