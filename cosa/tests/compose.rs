@@ -146,28 +146,7 @@ fn meta_json_validates_against_the_schema_and_history_commands_work() {
     assert!(diff.contains("kernel") && diff.contains("6.1-1"), "{diff}");
 
     let id = meta["buildid"].as_str().unwrap();
-    // shared/ sits beside the checkout (ci/test exports the path).
-    let schema = std::env::var("COSA_META_SCHEMA").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/reference/meta.schema.json"
-        )
-        .into()
-    });
-    assert!(
-        std::path::Path::new(&schema).exists(),
-        "meta.json schema not found at {schema}: set COSA_META_SCHEMA"
-    );
-    let out = Command::new("python3")
-        .args(["-c", "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])))", &schema])
-        .arg(f.workdir().join(format!("builds/{id}/x86_64/meta.json")))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "meta.json is not schema-valid: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_meta_schema_valid(&f.workdir().join(format!("builds/{id}/x86_64/meta.json")));
 
     let listed: serde_json::Value =
         serde_json::from_str(&f.cosa(&["list", "--json"]).ok()).unwrap();

@@ -176,6 +176,12 @@ fn all_platforms_from_one_run_are_valid_and_boot() {
     assert_eq!(summary["images"].as_array().unwrap().len(), 6, "{out}");
     let meta = b.meta();
     let id = meta["buildid"].as_str().unwrap();
+    // The images need the OCI archive first (images.ostree): made on the way.
+    assert!(meta["images"]["ostree"]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with(".ociarchive"));
+    common::assert_meta_schema_valid(&b.build_dir().join("meta.json"));
     for (p, ext) in [
         ("qemu", "qcow2"),
         ("metal", "raw"),

@@ -65,7 +65,7 @@ pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<PlatformResu
     let id = history.resolve_id(req.build)?;
     let build_dir = history.build_dir(&id, arch);
     let meta_path = build_dir.join("meta.json");
-    let mut meta = Meta::load(&meta_path)?;
+    let meta = Meta::load(&meta_path)?;
     let commit = meta
         .ostree_commit()
         .context("meta.json has no ostree-commit")?
@@ -90,6 +90,8 @@ pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<PlatformResu
         return Ok(results);
     }
     commit_kernel(&wd.repo_path(), &commit)?;
+    ensure_ostree_image(wd, &id)?;
+    let mut meta = Meta::load(&meta_path)?;
     let config_dir = wd.config_dir();
     let img = ImageConfig::load(&config_dir)?;
     if !img.unsupported_keys().is_empty() {
@@ -201,6 +203,23 @@ pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<PlatformResu
     meta.save(&meta_path)?;
     sysroot::remove_tree(&scratch)?;
     Ok(results)
+}
+
+/// meta.json's schema wants `images.ostree` wherever `images` exists: make the
+/// build's OCI archive first if it has none. The caller holds the workdir lock.
+pub fn ensure_ostree_image(wd: &Workdir, id: &str) -> Result<()> {
+    let history = History::new(wd.builds_dir());
+    let meta = history.load_meta(id, crate::cmd::basearch())?;
+    if meta.get_path("images.ostree").is_none() {
+        tracing::info!("build {id} has no OCI archive (images.ostree) yet: making it first");
+        let req = crate::oci::archive::ContainerRequest {
+            max_layers: 64,
+            compression: crate::cli::Compression::Gzip,
+            force: false,
+        };
+        crate::oci::archive::build_container(wd, id, &req)?;
+    }
+    Ok(())
 }
 
 /// The one deployment directory in a sysroot's stateroot.

@@ -9,6 +9,7 @@
 //! `ostree.final-diffid` names the last layer that belongs to the commit; layers after
 //! it are a derived image's.
 
+pub mod archive;
 mod chunking;
 mod compress;
 pub mod encapsulate;

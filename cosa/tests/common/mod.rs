@@ -294,3 +294,35 @@ impl DemoBuild {
         self.build_dir().join(p)
     }
 }
+
+/// Check a meta.json against coreos-assembler's published schema (shared/reference),
+/// with Python's jsonschema.
+pub fn assert_meta_schema_valid(meta_json: &Path) {
+    // shared/ sits beside the checkout (ci/test exports the path).
+    let schema = std::env::var("COSA_META_SCHEMA").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/reference/meta.schema.json"
+        )
+        .into()
+    });
+    assert!(
+        Path::new(&schema).exists(),
+        "meta.json schema not found at {schema}: set COSA_META_SCHEMA"
+    );
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])))",
+            &schema,
+        ])
+        .arg(meta_json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} is not schema-valid: {}",
+        meta_json.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,128 @@
+//! `cosa build-container` as a library call: a build's commit as its ostree-native
+//! OCI archive, recorded in meta.json. Image and live builds call it too, since
+//! meta.json's schema wants `images.ostree` wherever `images` exists.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::encapsulate;
+use crate::builds::{History, Meta, Workdir};
+use crate::cli::Compression;
+use crate::compose::pkgcache::open_repo;
+
+/// `<name>-<id>-ostree.<arch>.ociarchive` and its manifest's file name.
+fn artifact_names(meta: &Meta, id: &str, arch: &str) -> (String, String) {
+    let name = meta.get_str("name").unwrap_or("cosa");
+    (
+        format!("{name}-{id}-ostree.{arch}.ociarchive"),
+        format!("{name}-{id}-ostree.{arch}-manifest.json"),
+    )
+}
+
+/// How many builds of the history changed each package (from their `pkgdiff`).
+fn package_changes(history: &History, arch: &str) -> Result<HashMap<String, u32>> {
+    let mut changes = HashMap::new();
+    for b in history.load()?.builds {
+        let Ok(meta) = history.load_meta(&b.id, arch) else {
+            continue;
+        };
+        for d in meta
+            .get_path("pkgdiff")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(name) = d.get(0).and_then(|n| n.as_str()) {
+                *changes.entry(name.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    Ok(changes)
+}
+
+/// What `build_container` is asked for.
+pub struct ContainerRequest {
+    pub max_layers: usize,
+    pub compression: Compression,
+    /// Rebuild the archive even if the build has one.
+    pub force: bool,
+}
+
+/// Wrap build `id`'s commit as its ostree-native OCI archive and record it as
+/// `images.ostree` (and `images.oci-manifest`). The caller holds the workdir lock.
+/// Returns false when the build already had one and `force` was not set.
+pub fn build_container(wd: &Workdir, id: &str, o: &ContainerRequest) -> Result<bool> {
+    let history = History::new(wd.builds_dir());
+    let arch = crate::cmd::basearch();
+    let id = id.to_string();
+    let dir = history.build_dir(&id, arch);
+    let mut meta = history.load_meta(&id, arch)?;
+    if let Some(p) = meta.get_path("images.ostree.path").and_then(|v| v.as_str()) {
+        if !o.force && dir.join(p).exists() {
+            tracing::info!("build {id} already has {p} (--force to rebuild it)");
+            return Ok(false);
+        }
+    }
+    let commit = meta
+        .ostree_commit()
+        .with_context(|| format!("build {id} has no ostree-commit in its meta.json"))?
+        .to_string();
+    let (archive_name, manifest_name) = artifact_names(&meta, &id, arch);
+    let repo = open_repo(&wd.repo_path())?;
+    let scratch = tempfile::Builder::new()
+        .prefix("build-container-")
+        .tempdir_in(wd.tmp_dir())?;
+    // Written beside its final name; dropped (removed) if anything fails.
+    let tmp = tempfile::Builder::new()
+        .prefix(".ociarchive-")
+        .tempfile_in(&dir)?;
+    let opts = encapsulate::EncapsulateOpts {
+        max_layers: o.max_layers,
+        compression: o.compression,
+        changes: package_changes(&history, arch)?,
+    };
+    let t0 = std::time::Instant::now();
+    let enc = encapsulate::encapsulate(
+        &repo,
+        &wd.repo_path(),
+        &commit,
+        arch,
+        &opts,
+        scratch.path(),
+        tmp.path(),
+    )
+    .with_context(|| format!("encapsulating build {id} (commit {commit})"))?;
+    let manifest_path = dir.join(&manifest_name);
+    crate::builds::workdir::write_atomic(&manifest_path, &enc.manifest)?;
+    tmp.persist(dir.join(&archive_name))
+        .with_context(|| format!("writing {archive_name}"))?;
+    let manifest_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&enc.manifest))
+    };
+    let images = meta
+        .0
+        .entry("images")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .context("meta.json: images is not an object")?;
+    images.insert(
+        "ostree".into(),
+        json!({"path": archive_name, "sha256": enc.sha256, "size": enc.size}),
+    );
+    images.insert(
+        "oci-manifest".into(),
+        json!({"path": manifest_name, "sha256": manifest_sha, "size": enc.manifest.len()}),
+    );
+    meta.save(&dir.join("meta.json"))?;
+    tracing::info!(
+        "wrote {archive_name}: {} layers, {} bytes, manifest {} ({:.1} s)",
+        enc.layers,
+        enc.size,
+        enc.manifest_digest,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(true)
+}
