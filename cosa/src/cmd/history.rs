@@ -182,14 +182,65 @@ pub fn prune(g: &GlobalOpts, o: &PruneOpts) -> Result<()> {
             gio::Cancellable::NONE,
         )?;
     }
+    let dropped = prune_package_cache(&wd, &h, &b, &repo)?;
     let (_, _, freed) = repo
         .prune(ostree::RepoPruneFlags::REFS_ONLY, 0, gio::Cancellable::NONE)
         .context("pruning the ostree repo")?;
+    println!("Dropped {dropped} cached packages no remaining build uses");
     println!(
         "Pruned {} builds; freed {freed} bytes of ostree objects",
         doomed.len()
     );
     Ok(())
+}
+
+/// The package cache follows the builds: drop the import refs and downloaded RPMs of
+/// packages that no remaining build's lockfile names (coreos-assembler's cache only grows).
+fn prune_package_cache(
+    wd: &Workdir,
+    h: &History,
+    b: &crate::builds::history::BuildsJson,
+    repo: &ostree::Repo,
+) -> Result<usize> {
+    let arch = basearch();
+    let mut keep_refs = BTreeSet::new();
+    let mut keep_files = BTreeSet::new();
+    for e in &b.builds {
+        let lock = h
+            .build_dir(&e.id, arch)
+            .join(fetch::generated_lockfile_name(arch));
+        let Ok(l) = Lockfile::load(&lock) else {
+            // A build without its lockfile (imported, or older): keep every package.
+            return Ok(0);
+        };
+        for (name, p) in &l.packages {
+            let (evr, a) = p.evra.rsplit_once('.').unwrap_or((&p.evra, ""));
+            let nevra = format!("{name}-{evr}.{a}");
+            keep_refs.insert(pkgcache::cache_ref(&nevra));
+            // Download names drop the epoch: NAME-VERSION-RELEASE.ARCH.rpm.
+            let evr_no_epoch = evr.split_once(':').map_or(evr, |x| x.1);
+            keep_files.insert(format!("{name}-{evr_no_epoch}.{a}.rpm"));
+        }
+    }
+    let mut dropped = 0;
+    let refs = repo.list_refs(Some("cosa/pkg"), gio::Cancellable::NONE)?;
+    for r in refs.keys() {
+        let full = format!("cosa/pkg/{r}");
+        if !keep_refs.contains(&full) {
+            repo.set_ref_immediate(None, &full, None, gio::Cancellable::NONE)?;
+            dropped += 1;
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(wd.rpms_dir()) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".rpm") && !keep_files.contains(&name) {
+                std::fs::remove_file(e.path())
+                    .with_context(|| format!("removing {}", e.path().display()))?;
+            }
+        }
+    }
+    Ok(dropped)
 }
 
 pub fn tag(g: &GlobalOpts, o: &TagOpts) -> Result<()> {

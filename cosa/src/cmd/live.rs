@@ -4,33 +4,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::builds::{History, Meta, Workdir};
-use crate::cli::{
-    BuildContainerOpts, Compression, CustomizeOpts, GlobalOpts, ImageOpts, LiveMediaAction,
-    LiveMediaOpts,
-};
+use crate::builds::{History, Workdir};
+use crate::cli::{CustomizeOpts, GlobalOpts, ImageOpts, LiveMediaAction, LiveMediaOpts};
 use crate::live::customize::{self, Customization};
 
 pub fn buildextend(g: &GlobalOpts, o: &ImageOpts) -> Result<()> {
     let wd = Workdir::open(&g.workdir)?;
-    // meta.json's schema requires images.ostree: make the OCI archive as
-    // `cosa build-container` does when the build has none yet.
-    let h = History::new(wd.builds_dir());
-    let id = h.resolve_id(o.build.as_deref())?;
-    let meta = Meta::load(&h.build_dir(&id, super::basearch()).join("meta.json"))?;
-    if meta.get_path("images.ostree").is_none() {
-        tracing::info!("{id} has no OCI archive (images.ostree): making it first");
-        super::container::build(
-            g,
-            &BuildContainerOpts {
-                build: Some(id.clone()),
-                max_layers: 64,
-                compression: Compression::Gzip,
-                force: false,
-                wait: true,
-            },
-        )?;
-    }
+    let id = History::new(wd.builds_dir()).resolve_id(o.build.as_deref())?;
     let started = std::time::Instant::now();
     let results = crate::live::build_live(&wd, Some(&id), o.force)?;
     if o.json {

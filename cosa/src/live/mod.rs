@@ -137,6 +137,7 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
         )?;
     }
     let _lock = wd.lock("live media build", true)?;
+    crate::image::ensure_ostree_image(wd, &id)?;
     let mut meta = Meta::load(&meta_path)?;
     let commit = meta
         .ostree_commit()
