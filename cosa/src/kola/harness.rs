@@ -221,7 +221,7 @@ async fn run_vm(
     let mut pending_findings = checks::failed_units(&ready.failed_units);
     let mut offset = 0;
     let mut klog = KernelLog::default();
-    let mut first = true;
+    let mut on_fresh_boot = true;
     let mut any_failed = false;
     let mut tests = plan.tests.iter();
     while let Some(t) = tests.next() {
@@ -231,13 +231,19 @@ async fn run_vm(
             .line(&format!("--- {} start (VM {})", t.name, plan.vm));
         let started = Instant::now();
         // The first test on a VM also answers for its boot.
-        let boot_time = if first {
+        let boot_time = if on_fresh_boot {
             vm_started.elapsed()
         } else {
             Duration::ZERO
         };
-        first = false;
+        on_fresh_boot = false;
         let (mut verdict, mut output, vm_gone) = run_one(h, &mut m, t, &tdir).await?;
+        // The kernel log first: its round trip also gives the console time to settle.
+        let kernel_log = if h.console_checks && !vm_gone {
+            klog.since_last(&mut m, &dir).await
+        } else {
+            String::new()
+        };
         m.settle_console().await;
         let console = m.console_text();
         let new = console.get(offset..).unwrap_or("");
@@ -245,9 +251,7 @@ async fn run_vm(
         let mut findings = std::mem::take(&mut pending_findings);
         if h.console_checks {
             findings.extend(checks::scan_console(new));
-            if !vm_gone {
-                findings.extend(checks::scan_console(&klog.since_last(&mut m, &dir).await));
-            }
+            findings.extend(checks::scan_console(&kernel_log));
             checks::dedup(&mut findings);
         }
         if verdict != Verdict::Skip && !findings.is_empty() {

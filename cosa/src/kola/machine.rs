@@ -470,13 +470,13 @@ impl Machine {
             .unwrap_or(0)
     }
 
-    /// Waits until the console log stops growing (50 ms quiet, 300 ms at
+    /// Waits until the console log stops growing (25 ms quiet, 300 ms at
     /// most): serial output the guest wrote during a test may reach the file
     /// after the test's `exit` did.
     pub async fn settle_console(&self) {
         let mut len = self.console_len();
-        for _ in 0..6 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..12 {
+            tokio::time::sleep(Duration::from_millis(25)).await;
             let now = self.console_len();
             if now == len {
                 return;
