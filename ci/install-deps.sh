@@ -23,7 +23,7 @@ PACKAGES=(
     # containers
     skopeo podman runc
     # misc test helpers
-    jq python3-jsonschema git
+    jq python3-jsonschema git bc
 )
 
 missing=()

@@ -154,7 +154,9 @@ pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<PlatformResu
             "making the base disk ({} MiB, {sector}-byte sectors)",
             size >> 20
         );
+        let t0 = std::time::Instant::now();
         disk::build(&spec, &bootdir, &rootdir, &deployment, &out, &scratch)?;
+        tracing::info!("base disk ({sector}-byte sectors) made in {:.2} s", t0.elapsed().as_secs_f64());
         bases.push((sector, out));
     }
 
