@@ -172,10 +172,19 @@ fn meta_json_validates_against_the_schema_and_history_commands_work() {
     assert!(!f.workdir().join("builds").join(&first).exists());
     // The package cache follows: the old kernel's import and RPM go, the rest stay.
     let refs = f.ostree(&["refs"]);
-    assert!(!refs.contains("cosa/pkg/kernel-6.0-1") && refs.contains("cosa/pkg/kernel-6.1-1"), "{refs}");
+    assert!(
+        !refs.contains("cosa/pkg/kernel-6.0-1") && refs.contains("cosa/pkg/kernel-6.1-1"),
+        "{refs}"
+    );
     assert!(refs.contains("cosa/pkg/libfoo-1.0-1"), "{refs}");
-    assert!(!f.workdir().join("cache/rpms/kernel-6.0-1.x86_64.rpm").exists());
-    assert!(f.workdir().join("cache/rpms/kernel-6.1-1.x86_64.rpm").exists());
+    assert!(!f
+        .workdir()
+        .join("cache/rpms/kernel-6.0-1.x86_64.rpm")
+        .exists());
+    assert!(f
+        .workdir()
+        .join("cache/rpms/kernel-6.1-1.x86_64.rpm")
+        .exists());
     f.ostree(&["fsck"]);
     // And the next build still composes from what is left.
     f.cosa(&["build", "--force"]).ok();

@@ -57,6 +57,43 @@ impl Artifact {
     }
 }
 
+/// What an image build did for one artifact.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuiltImage {
+    /// The key in meta.json's `images` (platform, `live-iso`, …).
+    pub name: String,
+    /// false when the build already had it and --force was not given.
+    pub built: bool,
+    pub image: Artifact,
+}
+
+/// Move finished artifacts (name, file in a scratch dir on the same filesystem) into
+/// the build directory and record them in `meta` (which the caller saves last).
+pub fn install(
+    build_dir: &Path,
+    meta: &mut super::Meta,
+    made: Vec<(String, std::path::PathBuf)>,
+) -> Result<Vec<BuiltImage>> {
+    let images = meta
+        .0
+        .entry("images")
+        .or_insert_with(|| serde_json::json!({}));
+    let mut results = Vec::new();
+    for (name, file) in made {
+        let dest = build_dir.join(file.file_name().context("artifact has no file name")?);
+        std::fs::rename(&file, &dest)
+            .with_context(|| format!("moving {} into {}", file.display(), build_dir.display()))?;
+        let image = Artifact::of(&dest)?;
+        images[name.as_str()] = serde_json::to_value(&image)?;
+        results.push(BuiltImage {
+            name,
+            built: true,
+            image,
+        });
+    }
+    Ok(results)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
-use crate::builds::artifact::{sha256_file, Artifact};
+use crate::builds::artifact::{sha256_file, Artifact, BuiltImage};
 use crate::builds::{History, Meta, Workdir};
 use crate::cli::{CompressOpts, CompressorArg, GlobalOpts, ImageOpts, OsbuildOpts};
 use crate::cmdext::CommandRunExt;
@@ -24,7 +24,12 @@ fn run_images(g: &GlobalOpts, platforms: &[String], o: &ImageOpts) -> Result<()>
             force: o.force,
         },
     )?;
-    if o.json {
+    print_built(&results, o.json, started)
+}
+
+/// The summary of an image build: a line per artifact, or JSON with `--json`.
+pub fn print_built(results: &[BuiltImage], json: bool, started: std::time::Instant) -> Result<()> {
+    if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
@@ -36,8 +41,8 @@ fn run_images(g: &GlobalOpts, platforms: &[String], o: &ImageOpts) -> Result<()>
     for r in results {
         let what = if r.built { "built" } else { "already built" };
         println!(
-            "{:8} {what}: {} ({} bytes)",
-            r.platform, r.image.path, r.image.size
+            "{:14} {what}: {} ({} bytes)",
+            r.name, r.image.path, r.image.size
         );
     }
     Ok(())

@@ -13,23 +13,7 @@ pub fn buildextend(g: &GlobalOpts, o: &ImageOpts) -> Result<()> {
     let id = History::new(wd.builds_dir()).resolve_id(o.build.as_deref())?;
     let started = std::time::Instant::now();
     let results = crate::live::build_live(&wd, Some(&id), o.force)?;
-    if o.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "images": results, "seconds": started.elapsed().as_secs_f64(),
-            }))?
-        );
-        return Ok(());
-    }
-    for r in results {
-        let what = if r.built { "built" } else { "already built" };
-        println!(
-            "{:14} {what}: {} ({} bytes)",
-            r.name, r.image.path, r.image.size
-        );
-    }
-    Ok(())
+    super::images::print_built(&results, o.json, started)
 }
 
 fn customize_opts(o: &LiveMediaOpts) -> &CustomizeOpts {

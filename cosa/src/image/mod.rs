@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
-use crate::builds::artifact::Artifact;
+use crate::builds::artifact::{self, BuiltImage};
 use crate::builds::{History, Meta, Workdir};
 use crate::config::image::{platform_ext, ImageConfig, Platforms};
 
@@ -22,15 +22,6 @@ pub struct ImageRequest<'a> {
     pub build: Option<&'a str>,
     pub platforms: &'a [String],
     pub force: bool,
-}
-
-/// What happened to one platform.
-#[derive(Debug, serde::Serialize)]
-pub struct PlatformResult {
-    pub platform: String,
-    /// false when the build already had it and --force was not given.
-    pub built: bool,
-    pub image: Artifact,
 }
 
 /// The kernel version the build's commit boots, or a clear error if it has none.
@@ -52,7 +43,7 @@ pub fn artifact_name(meta: &Meta, platform: &str, arch: &str) -> Result<String> 
     ))
 }
 
-pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<PlatformResult>> {
+pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<BuiltImage>> {
     if req.platforms.is_empty() {
         bail!("no platform given");
     }
@@ -77,8 +68,8 @@ pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<PlatformResu
         match meta.get_path(&format!("images.{p}")) {
             Some(v) if !req.force => {
                 tracing::info!("{p}: already built for {id} (--force to rebuild)");
-                results.push(PlatformResult {
-                    platform: p.clone(),
+                results.push(BuiltImage {
+                    name: p.clone(),
                     built: false,
                     image: serde_json::from_value(v.clone())?,
                 });
@@ -156,7 +147,10 @@ pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<PlatformResu
         );
         let t0 = std::time::Instant::now();
         disk::build(&spec, &bootdir, &rootdir, &deployment, &out, &scratch)?;
-        tracing::info!("base disk ({sector}-byte sectors) made in {:.2} s", t0.elapsed().as_secs_f64());
+        tracing::info!(
+            "base disk ({sector}-byte sectors) made in {:.2} s",
+            t0.elapsed().as_secs_f64()
+        );
         bases.push((sector, out));
     }
 
@@ -186,22 +180,7 @@ pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<PlatformResu
         .collect::<Result<_>>()?;
 
     // Move the finished artifacts in, then record them: meta.json is written last.
-    let images = meta
-        .0
-        .entry("images")
-        .or_insert_with(|| serde_json::json!({}));
-    for (p, file) in made {
-        let dest = build_dir.join(file.file_name().context("artifact name")?);
-        fs::rename(&file, &dest)
-            .with_context(|| format!("moving {} into {}", file.display(), build_dir.display()))?;
-        let a = Artifact::of(&dest)?;
-        images[p.as_str()] = serde_json::to_value(&a)?;
-        results.push(PlatformResult {
-            platform: p,
-            built: true,
-            image: a,
-        });
-    }
+    results.extend(artifact::install(&build_dir, &mut meta, made)?);
     meta.save(&meta_path)?;
     sysroot::remove_tree(&scratch)?;
     Ok(results)

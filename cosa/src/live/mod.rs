@@ -16,7 +16,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::builds::artifact::Artifact;
+use crate::builds::artifact::{self, Artifact, BuiltImage};
 use crate::builds::{History, Meta, Workdir};
 use crate::cmdext::CommandRunExt;
 use crate::config::image::{ImageConfig, LiveRootFs, Platforms};
@@ -28,14 +28,6 @@ pub const ARTIFACTS: &[&str] = &["live-kernel", "live-initramfs", "live-rootfs",
 /// Where the metal image sits inside the live image (and, in the live system,
 /// under `/sysroot`).
 pub const METAL_DIR: &str = "cosa";
-
-#[derive(Debug, serde::Serialize)]
-pub struct LiveResult {
-    pub name: String,
-    /// false when the build already had it and --force was not given.
-    pub built: bool,
-    pub image: Artifact,
-}
 
 /// The ISO volume label for a build: it names the build (at most 32 bytes).
 pub fn volume_label(name: &str, id: &str) -> String {
@@ -53,12 +45,12 @@ fn artifact_file(name: &str, id: &str, what: &str, arch: &str) -> String {
     }
 }
 
-fn existing(meta: &Meta) -> Option<Vec<LiveResult>> {
+fn existing(meta: &Meta) -> Option<Vec<BuiltImage>> {
     ARTIFACTS
         .iter()
         .map(|n| {
             let v = meta.get_path(&format!("images.{n}"))?;
-            Some(LiveResult {
+            Some(BuiltImage {
                 name: n.to_string(),
                 built: false,
                 image: serde_json::from_value(v.clone()).ok()?,
@@ -112,7 +104,7 @@ pub fn write_rootfs_cpio(image: &Path, member: &str, out: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<LiveResult>> {
+pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<BuiltImage>> {
     let history = History::new(wd.builds_dir());
     let arch = crate::cmd::basearch();
     let id = history.resolve_id(build)?;
@@ -266,23 +258,7 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
     };
 
     // Move the finished artifacts in, then record them: meta.json is written last.
-    let images = meta
-        .0
-        .entry("images")
-        .or_insert_with(|| serde_json::json!({}));
-    let mut results = Vec::new();
-    for (n, file) in made {
-        let dest = build_dir.join(file.file_name().context("artifact name")?);
-        fs::rename(&file, &dest)
-            .with_context(|| format!("moving {} into {}", file.display(), build_dir.display()))?;
-        let a = Artifact::of(&dest)?;
-        images[n.as_str()] = serde_json::to_value(&a)?;
-        results.push(LiveResult {
-            name: n,
-            built: true,
-            image: a,
-        });
-    }
+    let results = artifact::install(&build_dir, &mut meta, made)?;
     meta.save(&meta_path)?;
     sysroot::remove_tree(&scratch)?;
     Ok(results)
