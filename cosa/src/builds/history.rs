@@ -39,6 +39,14 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// A Unix timestamp as meta.json writes times (`2020-01-15T19:31:31Z`).
+pub fn rfc3339(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(secs as i64, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
 impl Default for BuildsJson {
     fn default() -> Self {
         BuildsJson {

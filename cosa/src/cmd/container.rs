@@ -139,10 +139,7 @@ pub fn import(g: &GlobalOpts, o: &ImportOpts) -> Result<()> {
     meta.set("ostree-version", version.clone());
     meta.set(
         "ostree-timestamp",
-        chrono::DateTime::from_timestamp(timestamp as i64, 0)
-            .unwrap_or_default()
-            .format("%Y-%m-%dT%H:%M:%SZ")
-            .to_string(),
+        crate::builds::history::rfc3339(timestamp),
     );
     meta.set("coreos-assembler.basearch", arch.to_string());
     meta.set(
