@@ -119,7 +119,7 @@ pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<BuiltImage>>
         &scratch.join("sysroot"),
     )?;
     let (bootdir, rootdir) = disk::split_sysroot(&sr.dir, &scratch)?;
-    let deployment = deployment_dir(&rootdir, &stateroot)?;
+    let deployment = sysroot::deployment_dir(&rootdir, &stateroot)?;
     let size = match img.size {
         Some(gb) => gb * 1024 * gpt::MIB,
         None => disk::default_size(disk::tree_bytes(&rootdir)?),
@@ -201,16 +201,4 @@ pub fn ensure_ostree_image(wd: &Workdir, id: &str) -> Result<()> {
         crate::oci::archive::build_container(wd, id, &req)?;
     }
     Ok(())
-}
-
-/// The one deployment directory in a sysroot's stateroot.
-fn deployment_dir(sysroot: &Path, stateroot: &str) -> Result<PathBuf> {
-    let d = sysroot.join("ostree/deploy").join(stateroot).join("deploy");
-    for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-        let p = e?.path();
-        if p.is_dir() {
-            return Ok(p);
-        }
-    }
-    bail!("no deployment in {}", d.display())
 }

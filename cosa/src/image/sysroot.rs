@@ -79,6 +79,18 @@ pub fn remove_tree(dir: &Path) -> Result<()> {
     fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
 }
 
+/// The one deployment directory in a sysroot's stateroot.
+pub fn deployment_dir(sysroot: &Path, stateroot: &str) -> Result<PathBuf> {
+    let d = sysroot.join("ostree/deploy").join(stateroot).join("deploy");
+    for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+        let p = e?.path();
+        if p.is_dir() {
+            return Ok(p);
+        }
+    }
+    bail!("no deployment in {}", d.display())
+}
+
 fn ostree(args: &[&str]) -> Command {
     let mut c = Command::new("ostree");
     c.args(args);

@@ -167,7 +167,7 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
         )?;
         let bls = sr.bls.first().context("no boot entry")?.clone();
         let (bootdir, tree) = disk::split_sysroot(&sr.dir, &scratch)?;
-        let deployment = deployment_dir(&tree, &name)?;
+        let deployment = sysroot::deployment_dir(&tree, &name)?;
         // A live root without `ostree=` (PXE) is found by the initramfs as the one
         // `deploy/*.[0-9]*` entry, which the deployment's `.origin` file would double.
         let origin = deployment.with_extension(format!(
@@ -262,18 +262,6 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
     meta.save(&meta_path)?;
     sysroot::remove_tree(&scratch)?;
     Ok(results)
-}
-
-/// The one deployment directory in a sysroot's stateroot.
-fn deployment_dir(sysroot: &Path, stateroot: &str) -> Result<PathBuf> {
-    let d = sysroot.join("ostree/deploy").join(stateroot).join("deploy");
-    for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-        let p = e?.path();
-        if p.is_dir() {
-            return Ok(p);
-        }
-    }
-    bail!("no deployment in {}", d.display())
 }
 
 /// NAME from the deployment's os-release, for the boot menu.
