@@ -1,9 +1,10 @@
 //! A build's artifacts as meta.json records them: `images.<name> = {path, sha256, size}`.
 
-use std::io::Read;
-use std::path::Path;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -20,23 +21,51 @@ pub struct Artifact {
     pub uncompressed_size: Option<u64>,
 }
 
-/// sha256 and size of a file, streamed.
+/// sha256 and size of a file, streamed. Holes of a sparse file (a disk image is
+/// mostly holes) are hashed as the zeros they read as, without reading them: the
+/// kernel would otherwise fill the page cache with gigabytes of zero pages.
 pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
+    let ctx = || format!("reading {}", path.display());
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = f.metadata().with_context(ctx)?.len();
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
+    let mut pos = 0u64;
+    while pos < len {
+        let data = match rustix::fs::seek(&f, rustix::fs::SeekFrom::Data(pos)) {
+            Ok(d) => d.min(len),
+            // No data after pos: the rest is a hole.
+            Err(rustix::io::Errno::NXIO) => len,
+            Err(e) => return Err(std::io::Error::from(e)).with_context(ctx),
+        };
+        buf.fill(0);
+        while pos < data {
+            let n = (data - pos).min(buf.len() as u64) as usize;
+            h.update(&buf[..n]);
+            pos += n as u64;
+        }
+        if pos == len {
             break;
         }
-        h.update(&buf[..n]);
-        size += n as u64;
+        let hole = rustix::fs::seek(&f, rustix::fs::SeekFrom::Hole(pos))
+            .map_err(std::io::Error::from)
+            .with_context(ctx)?
+            .min(len);
+        f.seek(SeekFrom::Start(pos)).with_context(ctx)?;
+        let mut region = (&mut f).take(hole - pos);
+        loop {
+            let n = region.read(&mut buf).with_context(ctx)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            pos += n as u64;
+        }
+        if pos < hole {
+            anyhow::bail!("{} shrank while it was being hashed", path.display());
+        }
     }
-    Ok((hex::encode(h.finalize()), size))
+    Ok((hex::encode(h.finalize()), len))
 }
 
 impl Artifact {
@@ -67,23 +96,33 @@ pub struct BuiltImage {
     pub image: Artifact,
 }
 
-/// Move finished artifacts (name, file in a scratch dir on the same filesystem) into
-/// the build directory and record them in `meta` (which the caller saves last).
+/// Describe files made in a scratch directory, hashing them in parallel.
+pub fn describe(made: Vec<(String, PathBuf)>) -> Result<Vec<(String, PathBuf, Artifact)>> {
+    made.into_par_iter()
+        .map(|(name, file)| {
+            let a = Artifact::of(&file)?;
+            Ok((name, file, a))
+        })
+        .collect()
+}
+
+/// Move finished artifacts (name, file in a scratch dir on the same filesystem, its
+/// description) into the build directory and record them in `meta` (which the caller
+/// saves last).
 pub fn install(
     build_dir: &Path,
     meta: &mut super::Meta,
-    made: Vec<(String, std::path::PathBuf)>,
+    made: Vec<(String, PathBuf, Artifact)>,
 ) -> Result<Vec<BuiltImage>> {
     let images = meta
         .0
         .entry("images")
         .or_insert_with(|| serde_json::json!({}));
     let mut results = Vec::new();
-    for (name, file) in made {
+    for (name, file, image) in made {
         let dest = build_dir.join(file.file_name().context("artifact has no file name")?);
         std::fs::rename(&file, &dest)
             .with_context(|| format!("moving {} into {}", file.display(), build_dir.display()))?;
-        let image = Artifact::of(&dest)?;
         images[name.as_str()] = serde_json::to_value(&image)?;
         results.push(BuiltImage {
             name,
@@ -112,5 +151,29 @@ mod tests {
         );
         let j = serde_json::to_value(&a).unwrap();
         assert!(j.get("uncompressed-sha256").is_none());
+    }
+
+    #[test]
+    fn sparse_files_hash_like_their_bytes() {
+        use std::os::unix::fs::FileExt;
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("disk.raw");
+        let f = std::fs::File::create(&p).unwrap();
+        // data, hole, data, trailing hole, at offsets that are not block-aligned
+        f.write_all_at(b"head", 0).unwrap();
+        f.write_all_at(&[7u8; 5000], 3 * 1024 * 1024 + 17).unwrap();
+        f.set_len(9 * 1024 * 1024 + 3).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        let (sha, size) = sha256_file(&p).unwrap();
+        assert_eq!(size, bytes.len() as u64);
+        assert_eq!(sha, hex::encode(Sha256::digest(&bytes)));
+        // all hole
+        let q = t.path().join("empty.raw");
+        std::fs::File::create(&q)
+            .unwrap()
+            .set_len(2 * 1024 * 1024)
+            .unwrap();
+        let (sha, _) = sha256_file(&q).unwrap();
+        assert_eq!(sha, hex::encode(Sha256::digest(vec![0u8; 2 * 1024 * 1024])));
     }
 }

@@ -257,6 +257,61 @@ pub fn split_sysroot(sysroot: &Path, scratch: &Path) -> Result<(PathBuf, PathBuf
     Ok((bootdir, sysroot.to_path_buf()))
 }
 
+/// Where [`build`] leaves the UEFI GRUB image it put on the ESP.
+pub fn efi_image(scratch: &Path) -> PathBuf {
+    scratch.join("BOOTX64.EFI")
+}
+
+/// Make a 4K-sector disk at `out` from a finished 512-byte one made by [`build`] for
+/// the same build: the boot and root filesystems (4 KiB blocks, same offsets) are
+/// kept, and only the partition table, the ESP (vfat at 4096-byte sectors) are laid
+/// again, without BIOS GRUB. The result is what [`build`] makes for `spec`, for the
+/// cost of a sparse copy and a small vfat instead of the filesystems again.
+pub fn relayout_4k(spec: &DiskSpec, base512: &Path, out: &Path, scratch: &Path) -> Result<()> {
+    if spec.sector != 4096 {
+        bail!("relayout_4k makes 4096-byte-sector disks only");
+    }
+    Command::new("cp")
+        .arg("--sparse=always")
+        .arg(base512)
+        .arg(out)
+        .run()
+        .context("copying the base disk for 4K sectors")?;
+    let mut disk = File::options()
+        .read(true)
+        .write(true)
+        .open(out)
+        .with_context(|| format!("opening {}", out.display()))?;
+    if disk.metadata()?.len() != spec.size {
+        bail!(
+            "{} is not a {} MiB disk",
+            base512.display(),
+            spec.size / MIB
+        );
+    }
+    // MBR, GPT, BIOS-BOOT (core.img) and the ESP go; so does the backup GPT.
+    let punch = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+    for (start, len) in [(0, BOOT_START), (spec.size - TAIL, TAIL)] {
+        rustix::fs::fallocate(&disk, punch, start, len)
+            .map_err(std::io::Error::from)
+            .with_context(|| {
+                format!("clearing {} MiB at {start} in {}", len / MIB, out.display())
+            })?;
+    }
+    gpt::write(
+        &mut disk,
+        spec.size,
+        spec.sector,
+        Guid::derived(&format!("{}/disk", spec.seed)),
+        &spec.partitions(),
+    )?;
+    let esp_scratch = scratch.join("esp-4k");
+    fs::create_dir_all(&esp_scratch)?;
+    write_esp(spec, &disk, &efi_image(scratch), &esp_scratch)?;
+    fs::remove_dir(&esp_scratch)?;
+    Ok(())
+}
+
 /// Make the base disk at `out`: GPT, ESP with GRUB for UEFI, boot and root
 /// filesystems, and GRUB for BIOS (512-byte sectors only: BIOS cannot boot 4K disks).
 pub fn build(
@@ -283,7 +338,7 @@ pub fn build(
         &spec.partitions(),
     )?;
 
-    let efi = scratch.join("BOOTX64.EFI");
+    let efi = efi_image(scratch);
     grub::mkimage(
         &grub::modules_dir(deployment, Target::Efi)?,
         Target::Efi,

@@ -258,7 +258,7 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
     };
 
     // Move the finished artifacts in, then record them: meta.json is written last.
-    let results = artifact::install(&build_dir, &mut meta, made)?;
+    let results = artifact::install(&build_dir, &mut meta, artifact::describe(made)?)?;
     meta.save(&meta_path)?;
     sysroot::remove_tree(&scratch)?;
     Ok(results)
