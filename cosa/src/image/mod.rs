@@ -168,7 +168,6 @@ pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<BuiltImage>>
         todo.join(", ")
     );
     // Longest first, so that two cores are not left with one long job at the end.
-    let mut todo = todo;
     todo.sort_by_key(|p| std::cmp::Reverse(platform_cost(p)));
     let make = |p: &String| -> Result<(String, PathBuf, Artifact)> {
         let sector = sector_of(p);
