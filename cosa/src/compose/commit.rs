@@ -23,7 +23,12 @@ pub(crate) fn write_tree(
         gio::Cancellable::NONE,
     )
     .with_context(|| format!("writing {} into the repo", dir.display()))?;
-    let root = repo.write_mtree(&mtree, gio::Cancellable::NONE)?;
+    write_mtree(repo, &mtree)
+}
+
+/// Write a mutable tree's objects; returns its root (within a transaction).
+pub fn write_mtree(repo: &ostree::Repo, mtree: &ostree::MutableTree) -> Result<ostree::RepoFile> {
+    let root = repo.write_mtree(mtree, gio::Cancellable::NONE)?;
     root.downcast::<ostree::RepoFile>()
         .map_err(|_| anyhow::anyhow!("write_mtree returned no RepoFile"))
 }

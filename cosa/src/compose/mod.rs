@@ -140,9 +140,12 @@ pub fn compose(
     });
     fs::create_dir_all(&scratch)?;
     let rootfs = scratch.join("rootfs");
+    let mut phase = crate::logging::Phases::new("compose");
     let (commits, import) = pkgcache::import_all(repo, req.packages, &scratch.join("import"))?;
+    phase.done("import");
     let rpms: Vec<PathBuf> = req.packages.iter().map(|p| p.location.clone()).collect();
     let hdrs = rpmhdr::query(&rpms)?;
+    phase.done("headers");
 
     tracing::info!("assembling {} packages", req.packages.len());
     let devino = ostree::RepoDevInoCache::new();
@@ -150,18 +153,25 @@ pub fn compose(
     for l in req.layers {
         assemble::checkout_layer(repo, &rootfs, &l.commit, &devino)?;
     }
+    phase.done("checkout");
     assemble::unshare_etc(&rootfs)?;
     let kernel = {
         let tree = sandbox::ProtectedTree::mount(&rootfs, &scratch)?;
+        phase.done("mount");
         assemble::run_scriptlets(&tree, &hdrs, assemble::Phase::Pre)?;
+        phase.done("pre");
         assemble::apply_ownership(&rootfs, &hdrs)?;
+        phase.done("ownership");
         let n = assemble::run_scriptlets(&tree, &hdrs, assemble::Phase::Post)?
             + assemble::run_scriptlets(&tree, &hdrs, assemble::Phase::PostTrans)?;
         tracing::info!("ran {n} scriptlets");
-        treepost::write_rpmdb(&rootfs, &rpms)?;
+        phase.done("post");
+        treepost::write_rpmdb(repo, &rootfs, &rpms, req.parent)?;
+        phase.done("rpmdb");
         treepost::apply_file_edits(&rootfs, req.tf, &hdrs)?;
         treepost::apply_system_config(&rootfs, req.tf)?;
         treepost::run_postprocess(&tree, req.tf)?;
+        phase.done("edits+postprocess");
         let kernels = treepost::kernels(&rootfs)?;
         if kernels.len() > 1 {
             bail!("the tree has more than one kernel: {}", kernels.join(", "));
@@ -170,9 +180,11 @@ pub fn compose(
             tracing::info!("generating the initramfs for {k}");
             treepost::make_initramfs(&tree, req.tf, k)?;
         }
+        phase.done("initramfs");
         kernels.into_iter().next()
     };
     treepost::finalize_layout(&rootfs)?;
+    phase.done("layout");
 
     tracing::info!("committing");
     let meta = commit::CommitMeta {
@@ -185,6 +197,7 @@ pub fn compose(
         timestamp: req.timestamp,
     };
     let committed = commit::commit_tree(repo, &rootfs, &devino, &refs[0], &meta)?;
+    phase.done("commit");
     for r in &refs[1..] {
         repo.set_ref_immediate(None, r, Some(&committed.commit), gio::Cancellable::NONE)?;
     }

@@ -12,6 +12,12 @@ use crate::cmdext::CommandRunExt;
 
 const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// A host path bound into the sandbox at a path inside it.
+pub enum Bind<'a> {
+    Ro(&'a Path, &'a str),
+    Rw(&'a Path, &'a str),
+}
+
 /// The tree, mounted through rofiles-fuse for as long as this lives.
 pub struct ProtectedTree {
     mountpoint: PathBuf,
@@ -42,13 +48,8 @@ impl ProtectedTree {
         &self.mountpoint
     }
 
-    /// Run `argv` inside the sandbox; `files` are host files bound read-only at the given paths.
-    pub fn run(
-        &self,
-        argv: &[String],
-        files: &[(&Path, &str)],
-        env: &[(&str, &str)],
-    ) -> Result<()> {
+    /// Run `argv` inside the sandbox, with host paths bound in (below /run or /tmp).
+    pub fn run(&self, argv: &[String], binds: &[Bind], env: &[(&str, &str)]) -> Result<()> {
         let mut cmd = Command::new("bwrap");
         cmd.arg("--bind").arg(&self.mountpoint).arg("/");
         cmd.args([
@@ -85,8 +86,12 @@ impl ProtectedTree {
         for (k, v) in env {
             cmd.args(["--setenv", k, v]);
         }
-        for (host, inside) in files {
-            cmd.arg("--ro-bind").arg(host).arg(inside);
+        for b in binds {
+            let (opt, host, inside) = match b {
+                Bind::Ro(h, i) => ("--ro-bind", h, i),
+                Bind::Rw(h, i) => ("--bind", h, i),
+            };
+            cmd.arg(opt).arg(host).arg(inside);
         }
         cmd.arg("--").args(argv);
         cmd.run()
@@ -138,6 +143,6 @@ pub fn run_script(
     if let Some(a) = arg {
         argv.push(a.into());
     }
-    tree.run(&argv, &[(f.path(), "/run/cosa-script")], env)
+    tree.run(&argv, &[Bind::Ro(f.path(), "/run/cosa-script")], env)
         .with_context(|| format!("{what} failed"))
 }

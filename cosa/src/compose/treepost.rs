@@ -29,22 +29,30 @@ fn remove_path(p: &Path) -> Result<()> {
     .with_context(|| format!("removing {}", p.display()))
 }
 
-/// Write the rpmdb of exactly these packages into the tree.
-pub fn write_rpmdb(rootfs: &Path, rpms: &[PathBuf]) -> Result<()> {
-    let db = rootfs.join(RPMDB_PATH);
-    fs::create_dir_all(&db)?;
-    Command::new("rpm")
-        .arg("--root")
+/// rpm's common options for writing only the database.
+const JUSTDB: [&str; 6] = [
+    "--justdb",
+    "--nodeps",
+    "--noscripts",
+    "--notriggers",
+    "--nosignature",
+    "--nodigest",
+];
+
+/// A package's identity in an rpmdb: NEVRA and header digest.
+const PKG_KEY: &str = "%{NEVRA} %|SHA256HEADER?{%{SHA256HEADER}}:{%{SHA1HEADER}}|\\n";
+
+fn rpm_in(rootfs: &Path) -> Command {
+    let mut c = Command::new("rpm");
+    c.arg("--root")
         .arg(rootfs)
-        .args(["--dbpath", &format!("/{RPMDB_PATH}")])
-        .args([
-            "--justdb",
-            "--nodeps",
-            "--noscripts",
-            "--notriggers",
-            "--nosignature",
-            "--nodigest",
-        ])
+        .args(["--dbpath", &format!("/{RPMDB_PATH}")]);
+    c
+}
+
+fn install_justdb(rootfs: &Path, rpms: &[&Path]) -> Result<()> {
+    rpm_in(rootfs)
+        .args(JUSTDB)
         .args([
             "--ignorearch",
             "--ignoreos",
@@ -57,6 +65,108 @@ pub fn write_rpmdb(rootfs: &Path, rpms: &[PathBuf]) -> Result<()> {
         .run()
         .context("writing the rpmdb")?;
     Ok(())
+}
+
+/// Write the rpmdb of exactly these packages into the tree. With a `parent` commit
+/// that has one, its database is the start: only the packages that changed are
+/// erased and added (a one-package rebuild touches one package, not 300).
+pub fn write_rpmdb(
+    repo: &ostree::Repo,
+    rootfs: &Path,
+    rpms: &[PathBuf],
+    parent: Option<&str>,
+) -> Result<()> {
+    let db = rootfs.join(RPMDB_PATH);
+    if let Some(parent) = parent {
+        match update_parent_rpmdb(repo, rootfs, rpms, parent) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => tracing::debug!("rpmdb from the parent {parent}: {e:#}; writing it whole"),
+        }
+        remove_path(&db)?;
+    }
+    fs::create_dir_all(&db)?;
+    let all: Vec<&Path> = rpms.iter().map(|p| p.as_path()).collect();
+    install_justdb(rootfs, &all)
+}
+
+/// Start from the parent commit's rpmdb and apply the difference. Ok(false) when
+/// the parent has no rpmdb or the difference is most of the packages.
+fn update_parent_rpmdb(
+    repo: &ostree::Repo,
+    rootfs: &Path,
+    rpms: &[PathBuf],
+    parent: &str,
+) -> Result<bool> {
+    let db = rootfs.join(RPMDB_PATH);
+    remove_path(&db)?;
+    fs::create_dir_all(db.parent().unwrap())?;
+    let opts = ostree::RepoCheckoutAtOptions {
+        subpath: Some(PathBuf::from(format!("/{RPMDB_PATH}"))),
+        force_copy: true,
+        ..Default::default()
+    };
+    if repo
+        .checkout_at(
+            Some(&opts),
+            libc::AT_FDCWD,
+            &db,
+            parent,
+            gio::Cancellable::NONE,
+        )
+        .is_err()
+    {
+        return Ok(false);
+    }
+    let old = rpm_in(rootfs)
+        .args(["-qa", "--qf", PKG_KEY])
+        .run_get_string()
+        .context("listing the parent's rpmdb")?;
+    let new = Command::new("rpm")
+        .args(["-qp", "--nosignature", "--nodigest", "--qf", PKG_KEY])
+        .args(rpms)
+        .run_get_string()
+        .context("reading the packages' headers")?;
+    let old: std::collections::BTreeSet<&str> = old.lines().collect();
+    let new_keys: Vec<&str> = new.lines().collect();
+    if new_keys.len() != rpms.len() {
+        bail!(
+            "rpm -qp gave {} lines for {} packages",
+            new_keys.len(),
+            rpms.len()
+        );
+    }
+    let new_set: std::collections::BTreeSet<&str> = new_keys.iter().copied().collect();
+    let erase: Vec<&str> = old
+        .difference(&new_set)
+        .map(|k| k.split(' ').next().unwrap_or(k))
+        .collect();
+    let add: Vec<&Path> = new_keys
+        .iter()
+        .zip(rpms)
+        .filter(|(k, _)| !old.contains(*k))
+        .map(|(_, p)| p.as_path())
+        .collect();
+    if erase.len() + add.len() > rpms.len() / 2 {
+        return Ok(false);
+    }
+    tracing::debug!(
+        "rpmdb from the parent: {} erased, {} added",
+        erase.len(),
+        add.len()
+    );
+    if !erase.is_empty() {
+        rpm_in(rootfs)
+            .args(JUSTDB)
+            .arg("-e")
+            .args(&erase)
+            .run()
+            .context("erasing changed packages from the rpmdb")?;
+    }
+    if !add.is_empty() {
+        install_justdb(rootfs, &add)?;
+    }
+    Ok(true)
 }
 
 /// `add-files`, `remove-from-packages`, `remove-files`, `documentation: false`.
