@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod cmdext;
 pub mod compose;
 pub mod config;
+pub mod cpio;
 pub mod image;
 pub mod kola;
 pub mod live;

@@ -141,7 +141,7 @@ pub fn compose(
     fs::create_dir_all(&scratch)?;
     let rootfs = scratch.join("rootfs");
     let mut phase = crate::logging::Phases::new("compose");
-    let (commits, import) = pkgcache::import_all(repo, req.packages, &scratch.join("import"))?;
+    let (commits, import) = pkgcache::import_all(repo, req.packages)?;
     phase.done("import");
     let rpms: Vec<PathBuf> = req.packages.iter().map(|p| p.location.clone()).collect();
     let hdrs = rpmhdr::query(&rpms)?;

@@ -5,15 +5,19 @@
 //! conventions, so unpacking also turns /var content into tmpfiles.d entries, as
 //! rpm-ostree's importer does; ownership is applied after assembly (see `assemble`).
 
+use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
-use rayon::prelude::*;
+use gio::prelude::*;
 
 use super::dnf::Package;
-use crate::cmdext::CommandRunExt;
+use crate::cpio;
 
 /// Commit metadata key holding the digest of the RPM a cache commit was made from.
 const META_DIGEST: &str = "cosa.rpm.digest";
@@ -63,11 +67,7 @@ pub struct ImportStats {
 }
 
 /// Make sure every package has a cache commit; returns the commit of each, in order.
-pub fn import_all(
-    repo: &ostree::Repo,
-    pkgs: &[Package],
-    scratch: &Path,
-) -> Result<(Vec<String>, ImportStats)> {
+pub fn import_all(repo: &ostree::Repo, pkgs: &[Package]) -> Result<(Vec<String>, ImportStats)> {
     let mut commits: Vec<Option<String>> = Vec::with_capacity(pkgs.len());
     for p in pkgs {
         commits.push(cached_commit(repo, p)?);
@@ -85,61 +85,360 @@ pub fn import_all(
         stats.imported,
         stats.reused
     );
-    let _ = fs::remove_dir_all(scratch);
-    fs::create_dir_all(scratch).with_context(|| format!("creating {}", scratch.display()))?;
-    // Unpacking is process-bound: do it in parallel; the repo writes happen below in one transaction.
-    let dirs: Vec<PathBuf> = todo
-        .par_iter()
-        .map(|&i| {
-            let p = &pkgs[i];
-            let dir = scratch.join(format!("{i}"));
-            unpack(&p.location, &dir, &p.name)
-                .with_context(|| format!("unpacking package {}", p.nevra()))?;
-            Ok(dir)
-        })
-        .collect::<Result<_>>()?;
-    let tx = repo.auto_transaction(gio::Cancellable::NONE)?;
-    for (&i, dir) in todo.iter().zip(&dirs) {
-        let p = &pkgs[i];
-        let c = commit_dir(repo, dir, p)
-            .with_context(|| format!("importing package {} into the cache", p.nevra()))?;
-        repo.transaction_set_ref(None, &cache_ref(&p.nevra()), Some(&c));
+    // One worker per core, each with its own repo handle and transaction (an
+    // OstreeRepo is not thread-safe), taking the largest packages first.
+    let repo_path = repo
+        .path()
+        .path()
+        .context("the package cache repo has no local path")?;
+    let mut order = todo.clone();
+    order.sort_by_key(|&i| {
+        std::cmp::Reverse(fs::metadata(&pkgs[i].location).map_or(0, |m| m.len()))
+    });
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let done: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
+    let workers = rayon::current_num_threads().clamp(1, order.len());
+    let results: Vec<Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = import_worker(&repo_path, pkgs, &order, &next, &done, &failed);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    r
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("an import worker panicked")))
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+    for (i, c) in done.into_inner().unwrap() {
         commits[i] = Some(c);
     }
-    tx.commit(gio::Cancellable::NONE)
-        .context("committing the package cache")?;
-    let _ = fs::remove_dir_all(scratch);
+    if commits.iter().any(|c| c.is_none()) {
+        bail!("the package import stopped before every package was imported");
+    }
     Ok((commits.into_iter().flatten().collect(), stats))
 }
 
-fn unpack(rpm: &Path, dir: &Path, name: &str) -> Result<()> {
-    fs::create_dir_all(dir)?;
-    let mut rpm2cpio = Command::new("rpm2cpio")
-        .arg(rpm)
+fn import_worker(
+    repo_path: &Path,
+    pkgs: &[Package],
+    order: &[usize],
+    next: &AtomicUsize,
+    done: &Mutex<Vec<(usize, String)>>,
+    failed: &AtomicBool,
+) -> Result<()> {
+    let repo = open_repo(repo_path)?;
+    let tx = repo.auto_transaction(gio::Cancellable::NONE)?;
+    let mut mine = Vec::new();
+    while !failed.load(Ordering::Relaxed) {
+        let k = next.fetch_add(1, Ordering::Relaxed);
+        let Some(&i) = order.get(k) else { break };
+        let p = &pkgs[i];
+        let c = import_one(&repo, p)
+            .with_context(|| format!("importing package {} into the cache", p.nevra()))?;
+        repo.transaction_set_ref(None, &cache_ref(&p.nevra()), Some(&c));
+        mine.push((i, c));
+    }
+    tx.commit(gio::Cancellable::NONE)
+        .context("committing the package cache")?;
+    done.lock().unwrap().extend(mine);
+    Ok(())
+}
+
+/// Import one RPM: its payload, decompressed by rpm2cpio, is read as it streams and
+/// each file is written straight into the repo (nothing is unpacked to disk).
+fn import_one(repo: &ostree::Repo, pkg: &Package) -> Result<String> {
+    let mut child = Command::new("rpm2cpio")
+        .arg(&pkg.location)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .context("starting rpm2cpio")?;
-    let stdout = rpm2cpio.stdout.take().context("rpm2cpio stdout")?;
-    Command::new("cpio")
-        .args([
-            "-idm",
-            "--quiet",
-            "--no-absolute-filenames",
-            "--no-preserve-owner",
-        ])
-        .current_dir(dir)
-        .stdin(stdout)
-        .run()?;
-    let out = rpm2cpio.wait_with_output()?;
-    if !out.status.success() {
+    let stdout = child.stdout.take().context("rpm2cpio stdout")?;
+    let mut reader = cpio::Reader::new(std::io::BufReader::with_capacity(1 << 20, stdout));
+    let written = PayloadTree::new(repo, &pkg.name).and_then(|t| t.write_payload(&mut reader));
+    if written.is_err() {
+        let _ = child.kill();
+    } else {
+        // What follows the trailer (padding) must be read for rpm2cpio to exit cleanly.
+        std::io::copy(&mut reader.into_inner(), &mut std::io::sink())?;
+    }
+    let out = child.wait_with_output()?;
+    if written.is_ok() && !out.status.success() {
         bail!(
             "rpm2cpio {} failed: {}",
-            rpm.display(),
+            pkg.location.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    var_to_tmpfiles(dir, &format!("pkg-{name}.conf"))
+    let root =
+        written.with_context(|| format!("reading the payload of {}", pkg.location.display()))?;
+    let meta = glib::VariantDict::new(None);
+    meta.insert(META_DIGEST, pkg.checksum.as_str());
+    meta.insert("cosa.rpm.nevra", pkg.nevra().as_str());
+    let c = repo.write_commit_with_time(
+        None,
+        Some(&pkg.nevra()),
+        None,
+        Some(&meta.end()),
+        &root,
+        0,
+        gio::Cancellable::NONE,
+    )?;
+    Ok(c.to_string())
+}
+
+/// A package's payload as an ostree tree being built, with rpm-ostree's importer
+/// conventions: everything owned by root (ownership comes from the header later),
+/// /var turned into tmpfiles.d entries.
+struct PayloadTree<'a> {
+    repo: &'a ostree::Repo,
+    name: &'a str,
+    mtree: ostree::MutableTree,
+    dirmetas: HashMap<u32, String>,
+    /// Earlier names of hardlink sets whose data has not come yet, by inode.
+    pending_links: HashMap<u64, Vec<(String, u32)>>,
+    /// /var entries, turned into tmpfiles.d lines at the end.
+    var: Vec<(String, VarEntry)>,
+    has_var: bool,
+}
+
+impl<'a> PayloadTree<'a> {
+    fn new(repo: &'a ostree::Repo, name: &'a str) -> Result<Self> {
+        let mut t = PayloadTree {
+            repo,
+            name,
+            mtree: ostree::MutableTree::new(),
+            dirmetas: HashMap::new(),
+            pending_links: HashMap::new(),
+            var: Vec::new(),
+            has_var: false,
+        };
+        let root = t.dirmeta(cpio::S_IFDIR | 0o755)?;
+        t.mtree.set_metadata_checksum(&root);
+        Ok(t)
+    }
+
+    /// The checksum of a root-owned directory's metadata with this mode.
+    fn dirmeta(&mut self, mode: u32) -> Result<String> {
+        if let Some(c) = self.dirmetas.get(&mode) {
+            return Ok(c.clone());
+        }
+        let xattrs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let v = (0u32.to_be(), 0u32.to_be(), mode.to_be(), xattrs).to_variant();
+        let c = self
+            .repo
+            .write_metadata(
+                ostree::ObjectType::DirMeta,
+                None,
+                &v,
+                gio::Cancellable::NONE,
+            )?
+            .to_hex();
+        self.dirmetas.insert(mode, c.clone());
+        Ok(c)
+    }
+
+    /// The directory at `path`, made (0755) with its parents if missing.
+    fn dir(&mut self, path: &str) -> Result<ostree::MutableTree> {
+        let default = self.dirmeta(cpio::S_IFDIR | 0o755)?;
+        let mut cur = self.mtree.clone();
+        for c in path.split('/').filter(|c| !c.is_empty()) {
+            cur = match cur.lookup(c) {
+                Ok((_, Some(sub))) => sub,
+                Ok((Some(_), None)) => bail!("{path}: {c} is both a file and a directory"),
+                _ => {
+                    let sub = cur.ensure_dir(c)?;
+                    sub.set_metadata_checksum(&default);
+                    sub
+                }
+            };
+        }
+        Ok(cur)
+    }
+
+    fn place(&mut self, path: &str, csum: &str) -> Result<()> {
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        self.dir(parent)?.replace_file(name, csum)?;
+        Ok(())
+    }
+
+    fn write_payload<R: Read>(mut self, r: &mut cpio::Reader<R>) -> Result<ostree::RepoFile> {
+        while let Some(e) = r.next_entry()? {
+            self.entry(r, &e).with_context(|| format!("/{}", e.name))?;
+        }
+        // Hardlink sets whose data never came are empty files.
+        for (_, names) in std::mem::take(&mut self.pending_links) {
+            let csum = self.write_file(None::<&mut cpio::Reader<std::io::Empty>>, names[0].1, 0)?;
+            for (n, _) in names {
+                self.place_file(&n, &csum)?;
+            }
+        }
+        if self.has_var {
+            self.finish_var()?;
+        }
+        super::commit::write_mtree(self.repo, &self.mtree)
+    }
+
+    fn entry<R: Read>(&mut self, r: &mut cpio::Reader<R>, e: &cpio::Entry) -> Result<()> {
+        let in_var = e.name == "var" || e.name.starts_with("var/");
+        self.has_var |= in_var;
+        match e.kind() {
+            _ if e.name.is_empty() || e.name == "." => {
+                let m = self.dirmeta(e.mode)?;
+                self.mtree.set_metadata_checksum(&m);
+            }
+            cpio::S_IFDIR if in_var => {
+                if e.name != "var" {
+                    self.var
+                        .push((format!("/{}", e.name), VarEntry::Dir(e.mode & 0o7777)));
+                }
+            }
+            cpio::S_IFDIR => {
+                let m = self.dirmeta(e.mode)?;
+                self.dir(&e.name)?.set_metadata_checksum(&m);
+            }
+            cpio::S_IFLNK => {
+                let target =
+                    String::from_utf8(r.data_to_vec()?).context("symlink target is not UTF-8")?;
+                if in_var {
+                    self.var
+                        .push((format!("/{}", e.name), VarEntry::Symlink(target)));
+                } else {
+                    let c = self.repo.write_symlink(
+                        None,
+                        0,
+                        0,
+                        None,
+                        &target,
+                        gio::Cancellable::NONE,
+                    )?;
+                    self.place(&e.name, &c)?;
+                }
+            }
+            cpio::S_IFREG => {
+                if e.nlink > 1 && e.size == 0 {
+                    self.pending_links
+                        .entry(e.ino)
+                        .or_default()
+                        .push((e.name.clone(), e.mode));
+                    return Ok(());
+                }
+                let csum = self.write_file(Some(r), e.mode, e.size)?;
+                self.place_file(&e.name, &csum)?;
+                if e.nlink > 1 {
+                    for (n, _) in self.pending_links.remove(&e.ino).unwrap_or_default() {
+                        self.place_file(&n, &csum)?;
+                    }
+                }
+            }
+            _ => bail!(
+                "is a device node, FIFO or socket (mode {:o}), which an ostree commit cannot hold",
+                e.mode
+            ),
+        }
+        Ok(())
+    }
+
+    /// A regular file at `path`; under /var it goes to /usr/share/factory and is
+    /// copied at boot.
+    fn place_file(&mut self, path: &str, csum: &str) -> Result<()> {
+        if path.starts_with("var/") {
+            self.var.push((format!("/{path}"), VarEntry::File));
+            self.place(&format!("usr/share/factory/{path}"), csum)
+        } else {
+            self.place(path, csum)
+        }
+    }
+
+    /// Write a regular file's content object from the entry's data (None: empty).
+    fn write_file<R: Read>(
+        &mut self,
+        r: Option<&mut cpio::Reader<R>>,
+        mode: u32,
+        size: u64,
+    ) -> Result<String> {
+        let mode = cpio::S_IFREG | (mode & 0o7777);
+        let inline = |data: &[u8]| -> Result<String> {
+            Ok(self
+                .repo
+                .write_regfile_inline(None, 0, 0, mode, None, data, gio::Cancellable::NONE)?
+                .to_string())
+        };
+        let Some(r) = r.filter(|_| size > 0) else {
+            return inline(&[]);
+        };
+        if size <= INLINE_MAX {
+            return inline(&r.data_to_vec()?);
+        }
+        let w = self.repo.write_regfile(None, 0, 0, mode, size, None)?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = r.read_data(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            w.write_all(&buf[..n], gio::Cancellable::NONE)?;
+        }
+        Ok(w.finish(gio::Cancellable::NONE)?.to_string())
+    }
+
+    /// An empty /var, and the package's tmpfiles.d entries that recreate its content.
+    fn finish_var(&mut self) -> Result<()> {
+        let m = self.dirmeta(cpio::S_IFDIR | 0o755)?;
+        self.dir("var")?.set_metadata_checksum(&m);
+        let mut entries = std::mem::take(&mut self.var);
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // The order a sorted depth-first walk gives.
+        entries.sort_by(|a, b| a.0.split('/').cmp(b.0.split('/')));
+        let lines: Vec<String> = entries.iter().map(|(p, e)| tmpfiles_line(p, e)).collect();
+        let conf = lines.join("\n") + "\n";
+        let c = self.repo.write_regfile_inline(
+            None,
+            0,
+            0,
+            cpio::S_IFREG | 0o644,
+            None,
+            conf.as_bytes(),
+            gio::Cancellable::NONE,
+        )?;
+        let name = format!("usr/lib/tmpfiles.d/pkg-{}.conf", self.name);
+        self.place(&name, &c)
+    }
+}
+
+/// Files up to this size are read whole and written in one call.
+const INLINE_MAX: u64 = 1 << 20;
+
+/// What a /var path is, for its tmpfiles.d line.
+pub(crate) enum VarEntry {
+    Dir(u32),
+    Symlink(String),
+    /// A regular file, kept under /usr/share/factory.
+    File,
+}
+
+/// The tmpfiles.d line recreating `path` (absolute, under /var).
+pub(crate) fn tmpfiles_line(path: &str, e: &VarEntry) -> String {
+    match e {
+        VarEntry::Dir(mode) => format!("d {path} {mode:04o} root root - -"),
+        VarEntry::Symlink(to) => format!("L {path} - - - - {to}"),
+        VarEntry::File => format!("C {path} - - - - /usr/share/factory{path}"),
+    }
 }
 
 /// Move a package's /var content out of the tree: directories and symlinks become
@@ -158,20 +457,17 @@ pub(crate) fn var_to_tmpfiles(root: &Path, conf_name: &str) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let mode = md.permissions().mode() & 0o7777;
         let target = format!("/{}", rel.display());
-        if md.is_dir() {
-            lines.push(format!("d {target} {mode:04o} root root - -"));
+        let entry = if md.is_dir() {
+            VarEntry::Dir(mode)
         } else if md.file_type().is_symlink() {
-            let to = fs::read_link(e.path())?;
-            lines.push(format!("L {target} - - - - {}", to.display()));
+            VarEntry::Symlink(fs::read_link(e.path())?.to_string_lossy().into_owned())
         } else {
             let factory = root.join("usr/share/factory").join(rel);
             fs::create_dir_all(factory.parent().unwrap())?;
             fs::copy(e.path(), &factory)?;
-            lines.push(format!(
-                "C {target} - - - - /usr/share/factory/{}",
-                rel.display()
-            ));
-        }
+            VarEntry::File
+        };
+        lines.push(tmpfiles_line(&target, &entry));
     }
     fs::remove_dir_all(&var)?;
     fs::create_dir(&var)?;
@@ -181,27 +477,6 @@ pub(crate) fn var_to_tmpfiles(root: &Path, conf_name: &str) -> Result<()> {
         fs::write(d.join(conf_name), lines.join("\n") + "\n")?;
     }
     Ok(())
-}
-
-fn commit_dir(repo: &ostree::Repo, dir: &Path, pkg: &Package) -> Result<String> {
-    let modifier = ostree::RepoCommitModifier::new(
-        ostree::RepoCommitModifierFlags::CONSUME | ostree::RepoCommitModifierFlags::SKIP_XATTRS,
-        None,
-    );
-    let root = super::commit::write_tree(repo, dir, &modifier)?;
-    let meta = glib::VariantDict::new(None);
-    meta.insert(META_DIGEST, pkg.checksum.as_str());
-    meta.insert("cosa.rpm.nevra", pkg.nevra().as_str());
-    let c = repo.write_commit_with_time(
-        None,
-        Some(&pkg.nevra()),
-        None,
-        Some(&meta.end()),
-        &root,
-        0,
-        gio::Cancellable::NONE,
-    )?;
-    Ok(c.to_string())
 }
 
 #[cfg(test)]
@@ -234,5 +509,128 @@ mod tests {
         );
         assert!(conf.contains("L /var/run - - - - ../run"), "{conf}");
         assert!(r.join("usr/share/factory/var/lib/foo/state").exists());
+    }
+
+    /// GNU cpio's newc archive of `root` (relative paths, `./`-prefixed as rpm's).
+    fn cpio_of(root: &Path) -> Vec<u8> {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("find . -mindepth 1 | sort | cpio -o -H newc --quiet")
+            .current_dir(root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    fn import_archive(archive: &[u8]) -> Result<(tempfile::TempDir, String)> {
+        let t = tempfile::tempdir().unwrap();
+        let repo = open_repo(&t.path().join("repo")).unwrap();
+        let tx = repo.auto_transaction(gio::Cancellable::NONE).unwrap();
+        let mut r = cpio::Reader::new(archive);
+        let root = PayloadTree::new(&repo, "foo")?.write_payload(&mut r)?;
+        let c =
+            repo.write_commit_with_time(None, None, None, None, &root, 0, gio::Cancellable::NONE)?;
+        repo.transaction_set_ref(None, "t", Some(&c));
+        tx.commit(gio::Cancellable::NONE)?;
+        Ok((t, c.to_string()))
+    }
+
+    fn ostree_out(repo: &Path, args: &[&str]) -> String {
+        let out = Command::new("ostree")
+            .arg(format!("--repo={}", repo.display()))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn payload_streams_into_the_repo_with_hardlinks_var_and_big_files() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("usr/bin")).unwrap();
+        fs::create_dir_all(r.join("var/lib/foo")).unwrap();
+        fs::write(r.join("usr/bin/a"), "linked").unwrap();
+        fs::hard_link(r.join("usr/bin/a"), r.join("usr/bin/b")).unwrap();
+        fs::write(r.join("usr/bin/empty"), "").unwrap();
+        let big: Vec<u8> = (0..(3 << 20)).map(|i: u32| (i % 251) as u8).collect();
+        fs::write(r.join("usr/bin/big"), &big).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(r.join("usr/bin/big"), fs::Permissions::from_mode(0o4755)).unwrap();
+        std::os::unix::fs::symlink("a", r.join("usr/bin/c")).unwrap();
+        fs::write(r.join("var/lib/foo/state"), "x").unwrap();
+        std::os::unix::fs::symlink("../run", r.join("var/run")).unwrap();
+
+        let (repo_dir, _) = import_archive(&cpio_of(r)).unwrap();
+        let repo = repo_dir.path().join("repo");
+        assert_eq!(ostree_out(&repo, &["cat", "t", "/usr/bin/b"]), "linked");
+        assert_eq!(ostree_out(&repo, &["cat", "t", "/usr/bin/empty"]), "");
+        // (the big file's size is checked in the listing below)
+        let ls = ostree_out(&repo, &["ls", "-R", "-C", "t"]);
+        let line = |p: &str| {
+            ls.lines()
+                .find(|l| l.ends_with(p))
+                .unwrap_or_else(|| panic!("{p} in {ls}"))
+                .to_string()
+        };
+        let csum = |p: &str| line(p).split_whitespace().nth(4).unwrap().to_string();
+        assert_eq!(
+            csum("/usr/bin/a"),
+            csum("/usr/bin/b"),
+            "hardlinks share content"
+        );
+        let big_line = line("/usr/bin/big");
+        assert!(big_line.starts_with("-04755 0 0"), "{big_line}");
+        assert_eq!(
+            big_line.split_whitespace().nth(3),
+            Some(big.len().to_string().as_str()),
+            "{big_line}"
+        );
+        assert!(line("/usr/bin/c -> a").starts_with('l'));
+        // /var: empty in the commit, recreated by tmpfiles.d from /usr/share/factory.
+        assert!(ls.lines().any(|l| l.ends_with(" /var")));
+        assert!(!ls.lines().any(|l| l.contains(" /var/")), "{ls}");
+        assert_eq!(
+            ostree_out(&repo, &["cat", "t", "/usr/share/factory/var/lib/foo/state"]),
+            "x"
+        );
+        let conf = ostree_out(&repo, &["cat", "t", "/usr/lib/tmpfiles.d/pkg-foo.conf"]);
+        assert_eq!(
+            conf,
+            "d /var/lib 0755 root root - -\n\
+             d /var/lib/foo 0755 root root - -\n\
+             C /var/lib/foo/state - - - - /usr/share/factory/var/lib/foo/state\n\
+             L /var/run - - - - ../run\n"
+        );
+        ostree_out(&repo, &["fsck"]);
+    }
+
+    #[test]
+    fn device_nodes_in_a_payload_are_refused_by_name() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("dev")).unwrap();
+        let st = Command::new("mknod")
+            .arg(r.join("dev/null"))
+            .args(["c", "1", "3"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "mknod (the tests run as root)");
+        let e = import_archive(&cpio_of(r)).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("/dev/null") && msg.contains("device node"),
+            "{msg}"
+        );
     }
 }

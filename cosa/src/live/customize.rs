@@ -22,9 +22,9 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use super::cpio;
 use super::iso;
 use crate::cmdext::CommandRunExt;
+use crate::cpio;
 
 /// Everything a customization embeds, validated.
 #[derive(Debug, Default)]

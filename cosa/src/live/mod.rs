@@ -6,7 +6,6 @@
 //! system sees it as `/sysroot/cosa/metal.*`), so ISO and PXE both install offline.
 //! Day-0 customization of the results is in [`customize`].
 
-pub mod cpio;
 pub mod customize;
 pub mod iso;
 
@@ -20,6 +19,7 @@ use crate::builds::artifact::{self, Artifact, BuiltImage};
 use crate::builds::{History, Meta, Workdir};
 use crate::cmdext::CommandRunExt;
 use crate::config::image::{ImageConfig, LiveRootFs, Platforms};
+use crate::cpio;
 use crate::image::{disk, platform, sysroot, ImageRequest};
 
 /// meta.json names of the live artifacts, in the order they are made.
