@@ -57,3 +57,52 @@ impl Drop for Phases {
         );
     }
 }
+
+/// Progress of a long step: a bar on a terminal (none when `quiet`, e.g. `--json`),
+/// and the step's lines printed above it. Shared by worker threads.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    /// `unit` names what is counted ("tests", "packages").
+    pub fn new(total: usize, unit: &str, quiet: bool) -> Progress {
+        use std::io::IsTerminal;
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new(total as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(&format!(
+                    "[{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit}"
+                ))
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        });
+        Progress { bar }
+    }
+
+    pub fn line(&self, s: &str) {
+        match &self.bar {
+            Some(b) => b.println(s),
+            None => eprintln!("{s}"),
+        }
+    }
+
+    pub fn add_total(&self, n: usize) {
+        if let Some(b) = &self.bar {
+            b.inc_length(n as u64);
+        }
+    }
+
+    pub fn inc(&self) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -14,7 +14,7 @@ use crate::cli::{
 };
 use crate::cmd::basearch;
 use crate::kola::builtin::{self, BuildFacts};
-use crate::kola::harness::{self, Harness, Progress, TestRun, Verdict};
+use crate::kola::harness::{self, Harness, TestRun, Verdict};
 use crate::kola::kernelboot;
 use crate::kola::machine::{ConsoleMode, Machine, MachineSpec};
 use crate::kola::qemu::{self, Accel};
@@ -22,6 +22,7 @@ use crate::kola::report;
 use crate::kola::scheduler::{self, Ledger};
 use crate::kola::select::{self, Denylist, Selection, Shard, TagFilter};
 use crate::kola::test::{self, KolaTest, TestBody};
+use crate::logging::Progress;
 
 /// How long the KVM probe may take to reach the guest agent.
 const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -281,7 +282,7 @@ fn kola_run(g: &GlobalOpts, o: &KolaRunOpts) -> Result<()> {
     } else {
         None
     };
-    let progress = Progress::new(to_run.len(), o.json);
+    let progress = Progress::new(to_run.len(), "tests", o.json);
     progress.line(&format!(
         "kola: {} test(s) to run, {} skipped; build {}, {} firmware, accel {}, -j {parallel}, output {}",
         to_run.len(),

@@ -99,11 +99,13 @@ pub fn import_all(repo: &ostree::Repo, pkgs: &[Package]) -> Result<(Vec<String>,
     let failed = AtomicBool::new(false);
     let done: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
     let workers = rayon::current_num_threads().clamp(1, order.len());
+    let progress = crate::logging::Progress::new(order.len(), "packages imported", false);
     let results: Vec<Result<()>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 s.spawn(|| {
-                    let r = import_worker(&repo_path, pkgs, &order, &next, &done, &failed);
+                    let r =
+                        import_worker(&repo_path, pkgs, &order, &next, &done, &failed, &progress);
                     if r.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -119,6 +121,7 @@ pub fn import_all(repo: &ostree::Repo, pkgs: &[Package]) -> Result<(Vec<String>,
             })
             .collect()
     });
+    progress.finish();
     for r in results {
         r?;
     }
@@ -138,6 +141,7 @@ fn import_worker(
     next: &AtomicUsize,
     done: &Mutex<Vec<(usize, String)>>,
     failed: &AtomicBool,
+    progress: &crate::logging::Progress,
 ) -> Result<()> {
     let repo = open_repo(repo_path)?;
     let tx = repo.auto_transaction(gio::Cancellable::NONE)?;
@@ -150,6 +154,7 @@ fn import_worker(
             .with_context(|| format!("importing package {} into the cache", p.nevra()))?;
         repo.transaction_set_ref(None, &cache_ref(&p.nevra()), Some(&c));
         mine.push((i, c));
+        progress.inc();
     }
     tx.commit(gio::Cancellable::NONE)
         .context("committing the package cache")?;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -20,6 +19,7 @@ use crate::kola::protocol::bundle;
 use crate::kola::qemu::Accel;
 use crate::kola::scheduler::{self, Ledger, VmPlan};
 use crate::kola::test::{Feature, KolaTest, TestBody};
+use crate::logging::Progress;
 
 /// How long a VM gets to power off cleanly before QMP `quit`.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -56,51 +56,6 @@ pub struct TestRun {
     pub attempt: u32,
     pub vm: String,
     pub console_log: PathBuf,
-}
-
-/// Progress lines (and a bar on a terminal).
-pub struct Progress {
-    bar: Option<ProgressBar>,
-}
-
-impl Progress {
-    pub fn new(total: usize, quiet: bool) -> Progress {
-        use std::io::IsTerminal;
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let b = ProgressBar::new(total as u64);
-            b.set_style(
-                ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} tests")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            b
-        });
-        Progress { bar }
-    }
-
-    pub fn line(&self, s: &str) {
-        match &self.bar {
-            Some(b) => b.println(s),
-            None => eprintln!("{s}"),
-        }
-    }
-
-    pub fn add_total(&self, n: usize) {
-        if let Some(b) = &self.bar {
-            b.inc_length(n as u64);
-        }
-    }
-
-    fn done(&self) {
-        if let Some(b) = &self.bar {
-            b.inc(1);
-        }
-    }
-
-    pub fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
 }
 
 /// What the harness cannot give a test: those are skipped with the reason.
@@ -276,13 +231,13 @@ async fn run_vm(
             },
             duration.as_secs_f64()
         ));
-        h.progress.done();
+        h.progress.inc();
         let _ = tx.send(result(&t.name, verdict, duration, output));
         if vm_gone {
             let _ = m.screendump(&dir.join("screendump.ppm")).await;
             m.kill().await;
             for rest in tests.by_ref() {
-                h.progress.done();
+                h.progress.inc();
                 let _ = tx.send(result(
                     &rest.name,
                     Verdict::Fail,
