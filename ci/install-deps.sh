@@ -10,7 +10,7 @@ PACKAGES=(
     libglib2.0-dev libostree-dev libdnf-dev librepo-dev librpm-dev libsolv-dev
     libgpgme-dev libarchive-dev libzstd-dev liblzma-dev
     # compose: rpm tooling, ostree CLI, sandboxing
-    rpm createrepo-c ostree bubblewrap cpio gnupg
+    rpm createrepo-c ostree bubblewrap cpio gnupg libcap2-bin
     # the compose benchmark's baseline
     dnf
     # demo stream recipes: fetch Debian binaries and repackage them

@@ -94,6 +94,32 @@ fn build_composes_a_bootable_commit() {
         ]
     );
 
+    // %caps: the capability is in the commit (as an xattr of the file's object), not
+    // in the package cache's object the tree was assembled from.
+    let ls = f.ostree(&["ls", "-X", commit, "/usr/bin/app-ping"]);
+    assert!(ls.contains("security.capability"), "{ls}");
+    let getcap = Command::new("getcap")
+        .arg(root.join("usr/bin/app-ping"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&getcap.stdout).contains("cap_net_raw=ep"),
+        "getcap: {}",
+        String::from_utf8_lossy(&getcap.stdout)
+    );
+    let cached = f.ostree(&["refs", "cosa/pkg"]);
+    let app_ref = cached
+        .lines()
+        .find(|r| r.starts_with("app-2.0"))
+        .unwrap_or_else(|| panic!("no cache ref for app in {cached}"));
+    let ls = f.ostree(&[
+        "ls",
+        "-X",
+        &format!("cosa/pkg/{app_ref}"),
+        "/usr/bin/app-ping",
+    ]);
+    assert!(!ls.contains("security.capability"), "{ls}");
+
     // Commit metadata.
     let show = f.ostree(&["show", "--print-metadata-key=ostree.linux", commit]);
     assert!(show.contains(KVER), "{show}");

@@ -58,6 +58,8 @@ pub struct Package {
     /// Weak dependencies (`Recommends:`).
     pub recommends: Vec<String>,
     pub files: Vec<FileEntry>,
+    /// File capabilities (`%caps`), by path, in libcap's text form (`cap_net_raw=ep`).
+    pub caps: std::collections::BTreeMap<String, String>,
     /// Directories the package owns (`%dir`), mode 0755.
     pub dirs: Vec<String>,
     pub pre: Option<String>,
@@ -117,6 +119,7 @@ impl Package {
             obsoletes: Vec::new(),
             recommends: Vec::new(),
             files: Vec::new(),
+            caps: Default::default(),
             dirs: Vec::new(),
             pre: None,
             post: None,
@@ -204,6 +207,12 @@ impl Package {
             path: path.into(),
             target: target.into(),
         });
+        self
+    }
+
+    /// Give a file of the package capabilities (`%caps(…)`).
+    pub fn caps(mut self, path: impl Into<String>, caps: impl Into<String>) -> Self {
+        self.caps.insert(path.into(), caps.into());
         self
     }
 

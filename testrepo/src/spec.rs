@@ -78,9 +78,20 @@ pub(crate) fn render(pkg: &Package) -> Result<String> {
     for entry in &pkg.files {
         match entry {
             FileEntry::File { path, mode, .. } | FileEntry::Copy { path, mode, .. } => {
+                let caps = match pkg.caps.get(path) {
+                    Some(c) => {
+                        ensure!(
+                            c.chars()
+                                .all(|ch| ch.is_ascii_alphanumeric() || "_,=+-".contains(ch)),
+                            "invalid capabilities {c:?} for {path}"
+                        );
+                        format!("%caps({c}) ")
+                    }
+                    None => String::new(),
+                };
                 let _ = writeln!(
                     w,
-                    "%attr({:04o},root,root) {}",
+                    "{caps}%attr({:04o},root,root) {}",
                     mode & 0o7777,
                     files_path(path)?
                 );

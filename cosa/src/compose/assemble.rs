@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use super::dnf::Package;
 use super::rpmhdr::{self, RpmHeader};
 use super::sandbox::{run_script, Bind, ProtectedTree};
+use crate::cmdext::CommandRunExt;
 
 fn checkout_opts(
     devino: &ostree::RepoDevInoCache,
@@ -248,6 +249,34 @@ pub fn apply_ownership(rootfs: &Path, hdrs: &[RpmHeader]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Give files the capabilities their headers name (`%caps`), with setcap on a private
+/// copy (the cache's object stays as the package has it). Runs after ownership:
+/// chown clears capabilities. Returns the paths given capabilities.
+pub fn apply_caps(rootfs: &Path, hdrs: &[RpmHeader]) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    for h in hdrs {
+        for f in h.files.iter().filter(|f| !f.caps.is_empty()) {
+            let p = rootfs.join(f.path.trim_start_matches('/'));
+            if !p.symlink_metadata().is_ok_and(|m| m.is_file()) {
+                continue; // removed by a later layer or docs filtering
+            }
+            break_hardlink(&p)?;
+            std::process::Command::new("setcap")
+                .arg(&f.caps)
+                .arg(&p)
+                .run()
+                .with_context(|| {
+                    format!(
+                        "package {}: giving {} the capabilities {}",
+                        h.name, f.path, f.caps
+                    )
+                })?;
+            done.push(f.path.clone());
+        }
+    }
+    Ok(done)
 }
 
 /// Which scriptlets to run.

@@ -134,12 +134,38 @@ pub struct Committed {
     pub content_checksum: String,
 }
 
+/// The xattr this compose keeps: file capabilities. Names are NUL-terminated in
+/// ostree's xattr variants.
+const CAPABILITY_XATTR: &str = "security.capability";
+
+/// The xattrs to commit for `path` (relative to the tree's root, as ostree passes
+/// it): its capabilities if it is one of `caps`, else none (the host's labels and
+/// other xattrs are not part of the OS).
+fn commit_xattrs(
+    rootfs: &Path,
+    caps: &std::collections::HashSet<String>,
+    path: &str,
+) -> glib::Variant {
+    let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let rel = path.trim_start_matches('/');
+    if caps.contains(rel) {
+        let mut buf = [0u8; 256];
+        if let Ok(n) = rustix::fs::lgetxattr(rootfs.join(rel), CAPABILITY_XATTR, &mut buf) {
+            let mut name = CAPABILITY_XATTR.as_bytes().to_vec();
+            name.push(0);
+            xattrs.push((name, buf[..n].to_vec()));
+        }
+    }
+    xattrs.to_variant()
+}
+
 /// Commit the assembled tree. Files hardlinked from the cache are not read again:
-/// the devino cache gives their checksums.
+/// the devino cache gives their checksums. `caps` are the paths given capabilities.
 pub fn commit_tree(
     repo: &ostree::Repo,
     rootfs: &Path,
     devino: &ostree::RepoDevInoCache,
+    caps: &[String],
     refname: &str,
     m: &CommitMeta,
 ) -> Result<Committed> {
@@ -152,6 +178,14 @@ pub fn commit_tree(
         None,
     );
     modifier.set_devino_cache(devino);
+    let caps: std::collections::HashSet<String> = caps
+        .iter()
+        .map(|p| p.trim_start_matches('/').to_string())
+        .collect();
+    if !caps.is_empty() {
+        let root = rootfs.to_path_buf();
+        modifier.set_xattr_callback(move |_, path, _| commit_xattrs(&root, &caps, path));
+    }
 
     let root = write_tree(repo, rootfs, &modifier)?;
     let content_checksum = content_checksum(&root)?;

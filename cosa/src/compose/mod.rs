@@ -155,12 +155,13 @@ pub fn compose(
     }
     phase.done("checkout");
     assemble::unshare_etc(&rootfs)?;
-    let kernel = {
+    let (kernel, caps) = {
         let tree = sandbox::ProtectedTree::mount(&rootfs, &scratch)?;
         phase.done("mount");
         assemble::run_scriptlets(&tree, &hdrs, assemble::Phase::Pre)?;
         phase.done("pre");
         assemble::apply_ownership(&rootfs, &hdrs)?;
+        let caps = assemble::apply_caps(&rootfs, &hdrs)?;
         phase.done("ownership");
         let n = assemble::run_scriptlets(&tree, &hdrs, assemble::Phase::Post)?
             + assemble::run_scriptlets(&tree, &hdrs, assemble::Phase::PostTrans)?;
@@ -181,7 +182,7 @@ pub fn compose(
             treepost::make_initramfs(&tree, req.tf, k)?;
         }
         phase.done("initramfs");
-        kernels.into_iter().next()
+        (kernels.into_iter().next(), caps)
     };
     treepost::finalize_layout(&rootfs)?;
     phase.done("layout");
@@ -196,7 +197,7 @@ pub fn compose(
         parent: req.parent,
         timestamp: req.timestamp,
     };
-    let committed = commit::commit_tree(repo, &rootfs, &devino, &refs[0], &meta)?;
+    let committed = commit::commit_tree(repo, &rootfs, &devino, &caps, &refs[0], &meta)?;
     phase.done("commit");
     for r in &refs[1..] {
         repo.set_ref_immediate(None, r, Some(&committed.commit), gio::Cancellable::NONE)?;

@@ -261,6 +261,7 @@ mod tests {
                 checksum: c.to_string(),
                 size,
                 paths: paths.iter().map(|s| s.to_string()).collect(),
+                xattrs: None,
             },
         )
     }
@@ -327,6 +328,7 @@ mod tests {
                         checksum: c,
                         size: 1000 + i * 10 + if i == 50 { bump } else { 0 },
                         paths: vec![path.clone()],
+                        xattrs: None,
                     },
                 );
                 pkgs.push(pkg(&format!("p{i:03}"), &[&path]));

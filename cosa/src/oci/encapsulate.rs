@@ -99,11 +99,27 @@ fn write_content_layer(
     plan: &LayerPlan,
     w: &mut LayerWriter<impl std::io::Write>,
 ) -> Result<()> {
-    let mut prefixes: Vec<String> = plan.objects.iter().map(|o| o[..2].to_string()).collect();
+    // Objects with xattrs (file capabilities) link to their own xattrs objects.
+    let xattrs: BTreeMap<&str, &[u8]> = plan
+        .objects
+        .iter()
+        .filter_map(|o| tree.objects[o.as_str()].xattrs.as_ref())
+        .map(|(c, d)| (c.as_str(), d.as_slice()))
+        .collect();
+    let mut prefixes: Vec<String> = plan
+        .objects
+        .iter()
+        .map(|o| o.as_str())
+        .chain(xattrs.keys().copied())
+        .map(|c| c[..2].to_string())
+        .collect();
     prefixes.sort();
     prefixes.dedup();
     w.repo_structure(&prefixes, false)?;
     w.xattrs_object()?;
+    for (c, d) in &xattrs {
+        w.xattrs_object_data(c, d)?;
+    }
     for o in &plan.objects {
         w.content_object(tree, o)?;
     }

@@ -144,14 +144,16 @@ impl<W: Write> LayerWriter<W> {
         )
     }
 
-    /// The (empty) xattrs object the content objects of this layer link to.
+    /// The (empty) xattrs object most content objects of this layer link to.
     pub fn xattrs_object(&mut self) -> Result<()> {
+        self.xattrs_object_data(EMPTY_XATTRS, &[])
+    }
+
+    /// An xattrs object (`.file-xattrs`): the serialized `a(ayay)`, named by its sha256.
+    pub fn xattrs_object_data(&mut self, checksum: &str, data: &[u8]) -> Result<()> {
         self.data(
-            &format!(
-                "{REPO_OBJECTS}/{}",
-                object_relpath(EMPTY_XATTRS, "file-xattrs")
-            ),
-            &[],
+            &format!("{REPO_OBJECTS}/{}", object_relpath(checksum, "file-xattrs")),
+            data,
         )
     }
 
@@ -164,9 +166,13 @@ impl<W: Write> LayerWriter<W> {
             .symlink_metadata()
             .with_context(|| format!("reading object {checksum}"))?;
         let objpath = format!("{REPO_OBJECTS}/{}", object_relpath(checksum, "file"));
+        let xattrs_csum = obj
+            .xattrs
+            .as_ref()
+            .map_or(EMPTY_XATTRS, |(c, _)| c.as_str());
         let xattrs = format!(
             "{REPO_OBJECTS}/{}",
-            object_relpath(EMPTY_XATTRS, "file-xattrs")
+            object_relpath(xattrs_csum, "file-xattrs")
         );
         self.hardlink(
             &format!(

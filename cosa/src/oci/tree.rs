@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
+use sha2::Digest;
 
 /// A directory of the tree with its ownership and permission bits.
 #[derive(Debug, Clone)]
@@ -24,6 +25,9 @@ pub struct Object {
     /// Bytes on disk (for symlinks, the target's length): what packing weighs.
     pub size: u64,
     pub paths: Vec<String>,
+    /// The object's xattrs (file capabilities), as ostree serializes them for its
+    /// `.file-xattrs` objects: (sha256 of the data, the data). None: no xattrs.
+    pub xattrs: Option<(String, Vec<u8>)>,
 }
 
 /// Everything of one commit that goes into an image.
@@ -106,16 +110,34 @@ impl CommitTree {
         t.walk(repo, String::new(), &root_tree, &root_meta)
             .with_context(|| format!("walking commit {commit}"))?;
         let dir = &t.objects_dir;
-        t.objects
+        let with_xattrs: Vec<String> = t
+            .objects
             .par_iter_mut()
-            .try_for_each(|(_, o)| -> Result<()> {
+            .map(|(_, o)| -> Result<Option<String>> {
                 let p = dir.join(object_relpath(&o.checksum, "file"));
                 o.size = p
                     .symlink_metadata()
                     .with_context(|| format!("object {} is missing from the repo", o.checksum))?
                     .len();
-                Ok(())
-            })?;
+                // A bare repo keeps an object's xattrs on its file.
+                let mut names = [0u8; 64];
+                let has = !matches!(rustix::fs::llistxattr(&p, &mut names), Ok(0));
+                Ok(has.then(|| o.checksum.clone()))
+            })
+            .filter_map(|r| r.transpose())
+            .collect::<Result<_>>()?;
+        for csum in with_xattrs {
+            let (_, _, xattrs) = repo
+                .load_file(&csum, gio::Cancellable::NONE)
+                .with_context(|| format!("reading the xattrs of object {csum}"))?;
+            let data = xattrs.data_as_bytes().to_vec();
+            if !data.is_empty() {
+                let x = hex::encode(sha2::Sha256::digest(&data));
+                if let Some(o) = t.objects.get_mut(&csum) {
+                    o.xattrs = Some((x, data));
+                }
+            }
+        }
         Ok(t)
     }
 
@@ -159,6 +181,7 @@ impl CommitTree {
                     checksum: csum,
                     size: 0,
                     paths: Vec::new(),
+                    xattrs: None,
                 })
                 .paths
                 .push(join(&name));

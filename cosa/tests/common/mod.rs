@@ -44,6 +44,8 @@ pub fn base_packages() -> Vec<Package> {
             .requires("libfoo.so.1")
             .requires("/bin/sh")
             .exec("/usr/bin/app", "#!/bin/sh\necho app\n")
+            .exec("/usr/bin/app-ping", "#!/bin/sh\necho ping\n")
+            .caps("/usr/bin/app-ping", "cap_net_raw=ep")
             .file("/usr/lib/systemd/system/app.service", "[Service]\nExecStart=/usr/bin/app\n[Install]\nWantedBy=multi-user.target\n")
             .file("/usr/share/doc/app/README", "docs\n")
             .pre("echo 'appuser:x:990:990::/:/bin/sh' >> /etc/passwd\n")
