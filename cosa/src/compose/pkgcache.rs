@@ -516,20 +516,22 @@ mod tests {
         assert!(r.join("usr/share/factory/var/lib/foo/state").exists());
     }
 
+    /// stdout of a command that must succeed.
+    fn run_ok(cmd: &mut Command) -> Vec<u8> {
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{cmd:?}: {err}");
+        out.stdout
+    }
+
     /// GNU cpio's newc archive of `root` (relative paths, `./`-prefixed as rpm's).
     fn cpio_of(root: &Path) -> Vec<u8> {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg("find . -mindepth 1 | sort | cpio -o -H newc --quiet")
-            .current_dir(root)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        run_ok(
+            Command::new("sh")
+                .arg("-c")
+                .arg("find . -mindepth 1 | sort | cpio -o -H newc --quiet")
+                .current_dir(root),
+        )
     }
 
     fn import_archive(archive: &[u8]) -> Result<(tempfile::TempDir, String)> {
@@ -546,17 +548,12 @@ mod tests {
     }
 
     fn ostree_out(repo: &Path, args: &[&str]) -> String {
-        let out = Command::new("ostree")
-            .arg(format!("--repo={}", repo.display()))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = run_ok(
+            Command::new("ostree")
+                .arg(format!("--repo={}", repo.display()))
+                .args(args),
         );
-        String::from_utf8(out.stdout).unwrap()
+        String::from_utf8(out).unwrap()
     }
 
     #[test]

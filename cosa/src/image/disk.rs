@@ -52,6 +52,17 @@ impl DiskSpec<'_> {
         ]
     }
 
+    /// Write this disk's partition table (at its sector size) into `disk`.
+    pub fn write_gpt(&self, disk: &mut File) -> Result<()> {
+        gpt::write(
+            disk,
+            self.size,
+            self.sector,
+            Guid::derived(&format!("{}/disk", self.seed)),
+            &self.partitions(),
+        )
+    }
+
     pub fn root_size(&self) -> u64 {
         self.size - ROOT_START - TAIL
     }
@@ -298,13 +309,7 @@ pub fn relayout_4k(spec: &DiskSpec, base512: &Path, out: &Path, scratch: &Path) 
                 format!("clearing {} MiB at {start} in {}", len / MIB, out.display())
             })?;
     }
-    gpt::write(
-        &mut disk,
-        spec.size,
-        spec.sector,
-        Guid::derived(&format!("{}/disk", spec.seed)),
-        &spec.partitions(),
-    )?;
+    spec.write_gpt(&mut disk)?;
     let esp_scratch = scratch.join("esp-4k");
     fs::create_dir_all(&esp_scratch)?;
     write_esp(spec, &disk, &efi_image(scratch), &esp_scratch)?;
@@ -330,13 +335,7 @@ pub fn build(
         .open(out)
         .with_context(|| format!("creating {}", out.display()))?;
     disk.set_len(spec.size)?;
-    gpt::write(
-        &mut disk,
-        spec.size,
-        spec.sector,
-        Guid::derived(&format!("{}/disk", spec.seed)),
-        &spec.partitions(),
-    )?;
+    spec.write_gpt(&mut disk)?;
 
     let efi = efi_image(scratch);
     grub::mkimage(
