@@ -181,15 +181,15 @@ fn import_one(repo: &ostree::Repo, pkg: &Package) -> Result<String> {
         std::io::copy(&mut reader.into_inner(), &mut std::io::sink())?;
     }
     let out = child.wait_with_output()?;
-    if written.is_ok() && !out.status.success() {
-        bail!(
-            "rpm2cpio {} failed: {}",
-            pkg.location.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let root =
-        written.with_context(|| format!("reading the payload of {}", pkg.location.display()))?;
+    let rpm = pkg.location.display();
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let root = match written {
+        Ok(_) if !out.status.success() => bail!("rpm2cpio {rpm} failed: {stderr}"),
+        Ok(root) => root,
+        // A payload cut short is usually rpm2cpio's failure: say what it said.
+        Err(e) if !stderr.is_empty() => return Err(e.context(format!("rpm2cpio {rpm}: {stderr}"))),
+        Err(e) => return Err(e.context(format!("reading the payload of {rpm}"))),
+    };
     let meta = glib::VariantDict::new(None);
     meta.insert(META_DIGEST, pkg.checksum.as_str());
     meta.insert("cosa.rpm.nevra", pkg.nevra().as_str());
@@ -634,5 +634,29 @@ mod tests {
             msg.contains("/dev/null") && msg.contains("device node"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_corrupt_rpm_is_an_error_naming_it() {
+        let t = tempfile::tempdir().unwrap();
+        let rpm = t.path().join("broken-1-1.noarch.rpm");
+        fs::write(&rpm, b"\xed\xab\xee\xdb not really an rpm").unwrap();
+        let repo = open_repo(&t.path().join("repo")).unwrap();
+        let pkg = Package {
+            name: "broken".into(),
+            epoch: 0,
+            version: "1".into(),
+            release: "1".into(),
+            arch: "noarch".into(),
+            repo: "test".into(),
+            checksum: "sha256:00".into(),
+            size: 0,
+            location: rpm.clone(),
+        };
+        let tx = repo.auto_transaction(gio::Cancellable::NONE).unwrap();
+        let e = import_one(&repo, &pkg).unwrap_err();
+        drop(tx);
+        let msg = format!("{e:#}");
+        assert!(msg.contains(&rpm.display().to_string()), "{msg}");
     }
 }
