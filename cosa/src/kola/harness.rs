@@ -295,19 +295,8 @@ fn sanitize(name: &str) -> String {
 
 /// The first-boot config of the VM a test runs on (every VM gets one).
 fn config_for(t: &KolaTest) -> Result<serde_json::Value> {
-    let cfg = match &t.body {
-        TestBody::External {
-            config: Some(p), ..
-        } => Some(
-            serde_json::from_slice(
-                &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-            )
-            .with_context(|| format!("{}: not a JSON Ignition config", p.display()))?,
-        ),
-        TestBody::External { .. } => None,
-        TestBody::Builtin(b) => builtin::ignition_config(*b),
-    };
-    Ok(cfg.unwrap_or_else(|| serde_json::json!({"ignition": {"version": "3.4.0"}})))
+    Ok(t.ignition_config()?
+        .unwrap_or_else(|| serde_json::json!({"ignition": {"version": "3.4.0"}})))
 }
 
 /// Runs one test's body. Returns (verdict, output, whether the VM is unusable now).

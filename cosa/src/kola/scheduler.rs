@@ -11,8 +11,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::kola::builtin;
-use crate::kola::test::{KolaTest, TestBody};
+use crate::kola::test::KolaTest;
 
 /// QEMU's own memory beyond the guest's RAM, counted in the ledger.
 pub const QEMU_OVERHEAD_MIB: u64 = 256;
@@ -42,18 +41,7 @@ struct MachineNeeds {
 }
 
 fn needs(t: &KolaTest, default_memory_mib: u64) -> Result<MachineNeeds> {
-    let config = match &t.body {
-        TestBody::External {
-            config: Some(p), ..
-        } => Some(
-            serde_json::from_slice(
-                &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-            )
-            .with_context(|| format!("{}: not a JSON Ignition config", p.display()))?,
-        ),
-        TestBody::External { config: None, .. } => None,
-        TestBody::Builtin(b) => builtin::ignition_config(*b),
-    };
+    let config = t.ignition_config()?;
     Ok(MachineNeeds {
         config,
         kargs: t.meta.append_kernel_args.clone(),
@@ -196,7 +184,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kola::test::{Builtin, TestMeta};
+    use crate::kola::test::{Builtin, TestBody, TestMeta};
     use std::path::PathBuf;
 
     fn ext(name: &str, exclusive: bool, conflicts: &[&str]) -> KolaTest {

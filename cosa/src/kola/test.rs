@@ -284,6 +284,24 @@ impl TestMeta {
 }
 
 impl KolaTest {
+    /// The Ignition config the test's VM boots with, if the test has one (an
+    /// external test's `config.ign`, a built-in test's own).
+    pub fn ignition_config(&self) -> anyhow::Result<Option<serde_json::Value>> {
+        use anyhow::Context;
+        Ok(match &self.body {
+            TestBody::External {
+                config: Some(p), ..
+            } => Some(
+                serde_json::from_slice(
+                    &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+                )
+                .with_context(|| format!("{}: not a JSON Ignition config", p.display()))?,
+            ),
+            TestBody::External { config: None, .. } => None,
+            TestBody::Builtin(b) => super::builtin::ignition_config(*b),
+        })
+    }
+
     pub fn is_external(&self) -> bool {
         matches!(self.body, TestBody::External { .. })
     }
