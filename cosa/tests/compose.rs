@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::{path_exists, Fixture, KVER};
@@ -65,22 +66,7 @@ fn build_composes_a_bootable_commit() {
     ));
 
     // The rpmdb in the tree lists exactly the composed packages.
-    let out = Command::new("rpm")
-        .arg("--dbpath")
-        .arg(root.join("usr/lib/sysimage/rpm"))
-        .args(["-qa", "--qf", "%{NAME}\n"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut names: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
+    let mut names: Vec<String> = rpm_qa(&root, "%{NAME}");
     names.sort();
     assert_eq!(
         names,
@@ -231,6 +217,51 @@ fn kernel_override_replaces_the_repo_package() {
     let rel = std::fs::read_to_string(root.join(format!("usr/lib/modules/{KVER}/kernel-release")))
         .unwrap();
     assert_eq!(rel, "5.9-7\n", "the older override kernel must win");
+
+    // Without the override the repo's kernel comes back. This build's rpmdb starts
+    // from the previous build's and swaps the kernel: it must list exactly what a
+    // fresh one would.
+    std::fs::remove_dir_all(f.workdir().join("overrides/rpm")).unwrap();
+    std::fs::create_dir(f.workdir().join("overrides/rpm")).unwrap();
+    f.cosa(&["build"]).ok();
+    let meta = f.latest_meta();
+    let root = f.checkout(meta["ostree-commit"].as_str().unwrap());
+    let mut nevras = rpm_qa(&root, "%{NEVRA}");
+    nevras.sort();
+    let kernels: Vec<&String> = nevras.iter().filter(|n| n.starts_with("kernel-")).collect();
+    assert_eq!(kernels, ["kernel-6.0-1.x86_64"], "{nevras:?}");
+    assert_eq!(nevras.len(), 6, "{nevras:?}");
+    let out = Command::new("rpm")
+        .arg("--dbpath")
+        .arg(root.join("usr/lib/sysimage/rpm"))
+        .arg("--verifydb")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `rpm -qa` of a checked-out tree's rpmdb, one `format` per package.
+fn rpm_qa(root: &Path, format: &str) -> Vec<String> {
+    let out = Command::new("rpm")
+        .arg("--dbpath")
+        .arg(root.join("usr/lib/sysimage/rpm"))
+        .args(["-qa", "--qf", &format!("{format}\n")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 #[test]

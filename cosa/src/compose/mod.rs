@@ -167,7 +167,7 @@ pub fn compose(
             + assemble::run_scriptlets(&tree, &hdrs, assemble::Phase::PostTrans)?;
         tracing::info!("ran {n} scriptlets");
         phase.done("post");
-        treepost::write_rpmdb(repo, &rootfs, &rpms, req.parent)?;
+        treepost::write_rpmdb(repo, &rootfs, &hdrs, req.parent)?;
         phase.done("rpmdb");
         treepost::apply_file_edits(&rootfs, req.tf, &hdrs)?;
         treepost::apply_system_config(&rootfs, req.tf)?;

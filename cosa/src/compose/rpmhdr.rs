@@ -44,6 +44,8 @@ pub struct RpmHeader {
     pub post: Option<Script>,
     pub posttrans: Option<Script>,
     pub files: Vec<RpmFile>,
+    /// The package's identity in an rpmdb: NEVRA and header digest.
+    pub dbkey: String,
 }
 
 impl RpmHeader {
@@ -72,6 +74,7 @@ fn query_format() -> String {
         arr("FILEUSERNAME"),
         arr("FILEGROUPNAME"),
         arr("FILECAPS"),
+        "%{NEVRA} %|SHA256HEADER?{%{SHA256HEADER}}:{%{SHA1HEADER}}|".into(),
     ]
     .join(&FS.to_string())
         + &RS.to_string()
@@ -106,7 +109,7 @@ fn script(pkg: &str, what: &str, prog: &str, body: &str) -> Result<Option<Script
 
 fn parse_one(path: &Path, rec: &str) -> Result<RpmHeader> {
     let f: Vec<&str> = rec.split(FS).collect();
-    if f.len() != 14 {
+    if f.len() != 15 {
         bail!(
             "unexpected header query output for {} ({} fields)",
             path.display(),
@@ -142,6 +145,7 @@ fn parse_one(path: &Path, rec: &str) -> Result<RpmHeader> {
         post: script(&name, "%post", f[5], f[6])?,
         posttrans: script(&name, "%posttrans", f[7], f[8])?,
         files,
+        dbkey: f[14].to_string(),
         name,
     })
 }
@@ -234,6 +238,7 @@ mod tests {
             post: None,
             posttrans: None,
             files: vec![],
+            dbkey: String::new(),
         }
     }
 
@@ -273,6 +278,7 @@ mod tests {
             "root\u{1d}nobody\u{1d}",
             "root\u{1d}root\u{1d}",
             "\u{1d}cap_net_raw=ep",
+            "p-1-1.noarch abc",
         ]
         .join("\u{1e}");
         let e = parse_one(Path::new("p.rpm"), &rec).unwrap_err();
@@ -284,5 +290,6 @@ mod tests {
         assert!(h.files[1].doc && !h.files[0].doc);
         assert_eq!(h.nonroot_files().count(), 1);
         assert_eq!(h.files[1].caps, "cap_net_raw=ep");
+        assert_eq!(h.dbkey, "p-1-1.noarch abc");
     }
 }

@@ -39,7 +39,7 @@ const JUSTDB: [&str; 6] = [
     "--nodigest",
 ];
 
-/// A package's identity in an rpmdb: NEVRA and header digest.
+/// A package's identity in an rpmdb, as [`RpmHeader::dbkey`] has it.
 const PKG_KEY: &str = "%{NEVRA} %|SHA256HEADER?{%{SHA256HEADER}}:{%{SHA1HEADER}}|\\n";
 
 fn rpm_in(rootfs: &Path) -> Command {
@@ -73,12 +73,12 @@ fn install_justdb(rootfs: &Path, rpms: &[&Path]) -> Result<()> {
 pub fn write_rpmdb(
     repo: &ostree::Repo,
     rootfs: &Path,
-    rpms: &[PathBuf],
+    hdrs: &[RpmHeader],
     parent: Option<&str>,
 ) -> Result<()> {
     let db = rootfs.join(RPMDB_PATH);
     if let Some(parent) = parent {
-        match update_parent_rpmdb(repo, rootfs, rpms, parent) {
+        match update_parent_rpmdb(repo, rootfs, hdrs, parent) {
             Ok(true) => return Ok(()),
             Ok(false) => {}
             Err(e) => tracing::debug!("rpmdb from the parent {parent}: {e:#}; writing it whole"),
@@ -86,7 +86,7 @@ pub fn write_rpmdb(
         remove_path(&db)?;
     }
     fs::create_dir_all(&db)?;
-    let all: Vec<&Path> = rpms.iter().map(|p| p.as_path()).collect();
+    let all: Vec<&Path> = hdrs.iter().map(|h| h.path.as_path()).collect();
     install_justdb(rootfs, &all)
 }
 
@@ -95,7 +95,7 @@ pub fn write_rpmdb(
 fn update_parent_rpmdb(
     repo: &ostree::Repo,
     rootfs: &Path,
-    rpms: &[PathBuf],
+    hdrs: &[RpmHeader],
     parent: &str,
 ) -> Result<bool> {
     let db = rootfs.join(RPMDB_PATH);
@@ -122,32 +122,18 @@ fn update_parent_rpmdb(
         .args(["-qa", "--qf", PKG_KEY])
         .run_get_string()
         .context("listing the parent's rpmdb")?;
-    let new = Command::new("rpm")
-        .args(["-qp", "--nosignature", "--nodigest", "--qf", PKG_KEY])
-        .args(rpms)
-        .run_get_string()
-        .context("reading the packages' headers")?;
     let old: std::collections::BTreeSet<&str> = old.lines().collect();
-    let new_keys: Vec<&str> = new.lines().collect();
-    if new_keys.len() != rpms.len() {
-        bail!(
-            "rpm -qp gave {} lines for {} packages",
-            new_keys.len(),
-            rpms.len()
-        );
-    }
-    let new_set: std::collections::BTreeSet<&str> = new_keys.iter().copied().collect();
+    let new: std::collections::BTreeSet<&str> = hdrs.iter().map(|h| h.dbkey.as_str()).collect();
     let erase: Vec<&str> = old
-        .difference(&new_set)
+        .difference(&new)
         .map(|k| k.split(' ').next().unwrap_or(k))
         .collect();
-    let add: Vec<&Path> = new_keys
+    let add: Vec<&Path> = hdrs
         .iter()
-        .zip(rpms)
-        .filter(|(k, _)| !old.contains(*k))
-        .map(|(_, p)| p.as_path())
+        .filter(|h| !old.contains(h.dbkey.as_str()))
+        .map(|h| h.path.as_path())
         .collect();
-    if erase.len() + add.len() > rpms.len() / 2 {
+    if erase.len() + add.len() > hdrs.len() / 2 {
         return Ok(false);
     }
     tracing::debug!(
