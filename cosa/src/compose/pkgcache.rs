@@ -91,7 +91,7 @@ pub fn import_all(repo: &ostree::Repo, pkgs: &[Package]) -> Result<(Vec<String>,
         .path()
         .path()
         .context("the package cache repo has no local path")?;
-    let mut order = todo.clone();
+    let mut order = todo;
     order.sort_by_key(|&i| {
         std::cmp::Reverse(fs::metadata(&pkgs[i].location).map_or(0, |m| m.len()))
     });
