@@ -408,55 +408,6 @@ fn pxe_initrd(initramfs: &Path, rootfs: &Path, out: &Path) {
     std::fs::write(out, b).unwrap();
 }
 
-/// Append a layer holding `files` (path, content) to the OCI image in `dir`.
-fn append_layer(dir: &Path, files: &[(&str, &[u8])]) {
-    use sha2::{Digest, Sha256};
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_size(data.len() as u64);
-        b.append_data(&mut h, path, *data).unwrap();
-    }
-    let layer = b.into_inner().unwrap();
-    let blobs = dir.join("blobs/sha256");
-    let put = |bytes: &[u8]| -> (String, usize) {
-        let d = hex::encode(Sha256::digest(bytes));
-        std::fs::write(blobs.join(&d), bytes).unwrap();
-        (format!("sha256:{d}"), bytes.len())
-    };
-    let blob = |digest: &str| -> serde_json::Value {
-        let p = blobs.join(digest.trim_start_matches("sha256:"));
-        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-    };
-    let mut index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
-    let mut manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
-    let mut config = blob(manifest["config"]["digest"].as_str().unwrap());
-    let (ld, ls) = put(&layer);
-    config["rootfs"]["diff_ids"]
-        .as_array_mut()
-        .unwrap()
-        .push(ld.clone().into());
-    let (cd, cs) = put(&serde_json::to_vec(&config).unwrap());
-    manifest["config"]["digest"] = cd.into();
-    manifest["config"]["size"] = cs.into();
-    manifest["layers"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ls
-        }));
-    let (md, ms) = put(&serde_json::to_vec(&manifest).unwrap());
-    index["manifests"][0]["digest"] = md.into();
-    index["manifests"][0]["size"] = ms.into();
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-}
-
 /// A derived image (the demo build plus a layer with [`DERIVED_FILE`]) made into a
 /// build by `cosa import`: the live media are made from it like from any build.
 fn import_derived(b: &DemoBuild, t: &Path) {
@@ -470,7 +421,10 @@ fn import_derived(b: &DemoBuild, t: &Path) {
         .status()
         .unwrap();
     assert!(st.success(), "skopeo copy");
-    append_layer(&dir, &[(DERIVED_FILE, b"derived\n")]);
+    common::append_oci_layer(
+        &dir,
+        &[(DERIVED_FILE, tar::EntryType::Regular, b"derived\n", 0o644)],
+    );
     let out = b.cosa(&["import", &format!("oci:{}", dir.display())]).ok();
     assert!(out.contains("Imported"), "{out}");
 }

@@ -280,59 +280,6 @@ fn podman_runs_the_image_and_push_container_copies_it() {
     let _ = Command::new("podman").args(["rmi", "-f", &tag]).output();
 }
 
-/// Add an uncompressed layer (given as tar entries) on top of the image in OCI dir `dir`.
-fn append_layer(dir: &Path, entries: &[(&str, tar::EntryType, &[u8], u32)]) {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, kind, data, mode) in entries {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(*kind);
-        h.set_mode(*mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_size(data.len() as u64);
-        b.append_data(&mut h, path, *data).unwrap();
-    }
-    let layer = b.into_inner().unwrap();
-    let put = |bytes: &[u8]| -> (String, usize) {
-        let d = hex::encode(Sha256::digest(bytes));
-        std::fs::write(dir.join("blobs/sha256").join(&d), bytes).unwrap();
-        (format!("sha256:{d}"), bytes.len())
-    };
-    let blob = |digest: &str| -> serde_json::Value {
-        serde_json::from_slice(
-            &std::fs::read(
-                dir.join("blobs/sha256")
-                    .join(digest.trim_start_matches("sha256:")),
-            )
-            .unwrap(),
-        )
-        .unwrap()
-    };
-    let mut index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
-    let mut manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
-    let mut config = blob(manifest["config"]["digest"].as_str().unwrap());
-    let (ld, ls) = put(&layer);
-    config["rootfs"]["diff_ids"]
-        .as_array_mut()
-        .unwrap()
-        .push(ld.clone().into());
-    let (cd, cs) = put(&serde_json::to_vec(&config).unwrap());
-    manifest["config"]["digest"] = cd.into();
-    manifest["config"]["size"] = cs.into();
-    manifest["layers"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ls
-        }));
-    let (md, ms) = put(&serde_json::to_vec(&manifest).unwrap());
-    index["manifests"][0]["digest"] = md.into();
-    index["manifests"][0]["size"] = ms.into();
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-}
-
 /// The latest build's archive as an `oci:` directory under `t`.
 fn oci_copy(f: &Fixture, t: &Path, name: &str) -> PathBuf {
     let dir = t.join(name);
@@ -351,7 +298,7 @@ fn import_applies_a_derived_layer_as_a_new_build() {
     let base_commit = base["ostree-commit"].as_str().unwrap().to_string();
     let t = tempfile::tempdir().unwrap();
     let dir = oci_copy(&f, t.path(), "derived");
-    append_layer(
+    common::append_oci_layer(
         &dir,
         &[
             ("etc/derived.conf", Regular, b"derived\n", 0o600),
@@ -533,7 +480,7 @@ fn bad_images_are_refused_and_builds_stay_unchanged() {
 
     // A missing blob (the derived layer's).
     let dir = oci_copy(&f, t.path(), "missing");
-    append_layer(&dir, &[("usr/share/x", Regular, b"x", 0o644)]);
+    common::append_oci_layer(&dir, &[("usr/share/x", Regular, b"x", 0o644)]);
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
     let manifest: serde_json::Value = serde_json::from_slice(
@@ -580,7 +527,7 @@ fn bad_images_are_refused_and_builds_stay_unchanged() {
         .unwrap(),
     )
     .unwrap();
-    append_layer(&plain, &[("usr/bin/x", Regular, b"x", 0o755)]);
+    common::append_oci_layer(&plain, &[("usr/bin/x", Regular, b"x", 0o755)]);
     check(
         format!("oci:{}", plain.display()),
         "not an ostree-based image",
@@ -588,7 +535,7 @@ fn bad_images_are_refused_and_builds_stay_unchanged() {
 
     // Files under /var are named and refused.
     let dir = oci_copy(&f, t.path(), "var");
-    append_layer(
+    common::append_oci_layer(
         &dir,
         &[
             ("var/lib/app/state.db", Regular, b"x", 0o644),

@@ -328,3 +328,57 @@ pub fn assert_meta_schema_valid(meta_json: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Add an uncompressed layer (given as tar entries) on top of the image in OCI dir `dir`.
+pub fn append_oci_layer(dir: &Path, entries: &[(&str, tar::EntryType, &[u8], u32)]) {
+    use sha2::Digest;
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, data, mode) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(*mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, *data).unwrap();
+    }
+    let layer = b.into_inner().unwrap();
+    let put = |bytes: &[u8]| -> (String, usize) {
+        let d = hex::encode(sha2::Sha256::digest(bytes));
+        std::fs::write(dir.join("blobs/sha256").join(&d), bytes).unwrap();
+        (format!("sha256:{d}"), bytes.len())
+    };
+    let blob = |digest: &str| -> serde_json::Value {
+        serde_json::from_slice(
+            &std::fs::read(
+                dir.join("blobs/sha256")
+                    .join(digest.trim_start_matches("sha256:")),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let mut manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
+    let mut config = blob(manifest["config"]["digest"].as_str().unwrap());
+    let (ld, ls) = put(&layer);
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(ld.clone().into());
+    let (cd, cs) = put(&serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = cd.into();
+    manifest["config"]["size"] = cs.into();
+    manifest["layers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ls
+        }));
+    let (md, ms) = put(&serde_json::to_vec(&manifest).unwrap());
+    index["manifests"][0]["digest"] = md.into();
+    index["manifests"][0]["size"] = ms.into();
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
