@@ -18,15 +18,14 @@ const HOST_DIR: &str = "/usr/lib/grub";
 
 /// Modules built into both images: enough to find the boot partition by label and
 /// boot Linux from ext4 or xfs, with a serial console.
-const MODULES: &[&str] = &[
+/// What every GRUB image of ours needs to find its config, show the menu and boot
+/// Linux (disk images and the live ISO alike).
+pub const MENU_MODULES: &[&str] = &[
     "part_gpt",
     "part_msdos",
-    "ext2",
-    "xfs",
     "fat",
     "search",
     "search_label",
-    "search_fs_uuid",
     "configfile",
     "normal",
     "linux",
@@ -35,13 +34,14 @@ const MODULES: &[&str] = &[
     "serial",
     "terminal",
     "sleep",
-    "cat",
-    "ls",
+    "gzio",
     "reboot",
     "halt",
-    "gzio",
-    "loadenv",
 ];
+
+/// And what a disk image's GRUB needs besides: its filesystems and the commands its
+/// grub.cfg uses.
+const DISK_MODULES: &[&str] = &["ext2", "xfs", "search_fs_uuid", "cat", "ls", "loadenv"];
 
 /// Found the boot partition by its label, then read its grub.cfg.
 const EARLY_CFG: &str = "search --no-floppy --label boot --set root\nset prefix=($root)/grub2\nconfigfile ($root)/grub2/grub.cfg\n";
@@ -85,27 +85,40 @@ pub fn modules_dir(deployment: &Path, target: Target) -> Result<PathBuf> {
     )
 }
 
-/// Build a GRUB image (core.img for BIOS, BOOTX64.EFI for UEFI).
+/// Build a disk image's GRUB image (core.img for BIOS, BOOTX64.EFI for UEFI).
 pub fn mkimage(modules: &Path, target: Target, out: &Path) -> Result<()> {
     let early = out.with_extension("early.cfg");
     fs::write(&early, EARLY_CFG)?;
-    let mut mods: Vec<&str> = MODULES.to_vec();
+    let mut mods: Vec<&str> = [MENU_MODULES, DISK_MODULES].concat();
     if let Target::Bios = target {
         mods.push("biosdisk");
     }
+    grub_mkimage(modules, target.format(), &early, "/grub2", &mods, out)?;
+    fs::remove_file(&early)?;
+    Ok(())
+}
+
+/// `grub-mkimage`: a `format` image at `out` from the modules in `modules_dir`, with
+/// the early config `early` and the prefix `prefix`.
+pub fn grub_mkimage(
+    modules_dir: &Path,
+    format: &str,
+    early: &Path,
+    prefix: &str,
+    modules: &[&str],
+    out: &Path,
+) -> Result<()> {
     Command::new("grub-mkimage")
-        .args(["-O", target.format(), "-d"])
-        .arg(modules)
+        .args(["-O", format, "-d"])
+        .arg(modules_dir)
         .arg("-o")
         .arg(out)
         .arg("-c")
-        .arg(&early)
-        .args(["-p", "/grub2"])
-        .args(&mods)
+        .arg(early)
+        .args(["-p", prefix])
+        .args(modules)
         .run()
-        .with_context(|| format!("making the GRUB {} image", target.format()))?;
-    fs::remove_file(&early)?;
-    Ok(())
+        .with_context(|| format!("making the GRUB {format} image"))
 }
 
 /// Install BIOS GRUB without grub-install: core.img into the BIOS-BOOT partition at

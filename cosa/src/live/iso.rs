@@ -25,26 +25,6 @@ pub const KARGS_AREA_SIZE: usize = 4096;
 pub const EMBED_AREA: &str = "cosa/embed.img";
 pub const EMBED_AREA_SIZE: usize = 1 << 20;
 
-const MODULES: &[&str] = &[
-    "iso9660",
-    "part_gpt",
-    "part_msdos",
-    "fat",
-    "search",
-    "search_label",
-    "configfile",
-    "normal",
-    "linux",
-    "echo",
-    "test",
-    "serial",
-    "terminal",
-    "sleep",
-    "gzio",
-    "reboot",
-    "halt",
-];
-
 /// What the ISO's boot menu boots.
 pub struct IsoSpec<'a> {
     pub label: &'a str,
@@ -104,18 +84,8 @@ fn mkimage(
     out: &Path,
     extra: &[&str],
 ) -> Result<()> {
-    Command::new("grub-mkimage")
-        .args(["-O", format, "-d"])
-        .arg(modules_dir)
-        .arg("-o")
-        .arg(out)
-        .arg("-c")
-        .arg(early)
-        .args(["-p", "/boot/grub2"])
-        .args(MODULES)
-        .args(extra)
-        .run()
-        .with_context(|| format!("making the GRUB {format} image"))
+    let mods = [grub::MENU_MODULES, &["iso9660"], extra].concat();
+    grub::grub_mkimage(modules_dir, format, early, "/boot/grub2", &mods, out)
 }
 
 /// Lay out the GRUB side of `isodir` and return the EFI boot image (outside it).
