@@ -198,31 +198,19 @@ fn build_container_is_read_by_skopeo_and_ostree_ext_and_is_reproducible() {
 #[test]
 fn a_changed_package_changes_few_layers() {
     let f = built();
-    let first: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            build_dir(&f).join(
-                f.latest_meta()["images"]["oci-manifest"]["path"]
-                    .as_str()
-                    .unwrap(),
-            ),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    // The latest build's OCI manifest.
+    let manifest = |f: &Fixture| -> serde_json::Value {
+        let path = f.latest_meta()["images"]["oci-manifest"]["path"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        serde_json::from_slice(&std::fs::read(build_dir(f).join(path)).unwrap()).unwrap()
+    };
+    let first = manifest(&f);
     f.repo.add(&[common::kernel("6.1", "1")]).unwrap();
     f.cosa(&["build"]).ok();
     f.cosa(&["build-container"]).ok();
-    let second: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            build_dir(&f).join(
-                f.latest_meta()["images"]["oci-manifest"]["path"]
-                    .as_str()
-                    .unwrap(),
-            ),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let second = manifest(&f);
     let digests = |m: &serde_json::Value| -> Vec<String> {
         m["layers"]
             .as_array()
