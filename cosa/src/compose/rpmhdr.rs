@@ -15,6 +15,9 @@ const AS: char = '\u{1d}';
 /// Ends a package's record.
 const RS: char = '\u{1c}';
 
+/// A package's identity in an rpmdb ([`RpmHeader::dbkey`]): NEVRA and header digest.
+pub const DBKEY_FORMAT: &str = "%{NEVRA} %|SHA256HEADER?{%{SHA256HEADER}}:{%{SHA1HEADER}}|";
+
 /// `RPMFILE_DOC` in FILEFLAGS.
 const RPMFILE_DOC: u32 = 1 << 1;
 
@@ -74,7 +77,7 @@ fn query_format() -> String {
         arr("FILEUSERNAME"),
         arr("FILEGROUPNAME"),
         arr("FILECAPS"),
-        "%{NEVRA} %|SHA256HEADER?{%{SHA256HEADER}}:{%{SHA1HEADER}}|".into(),
+        DBKEY_FORMAT.into(),
     ]
     .join(&FS.to_string())
         + &RS.to_string()

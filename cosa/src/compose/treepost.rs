@@ -39,9 +39,6 @@ const JUSTDB: [&str; 6] = [
     "--nodigest",
 ];
 
-/// A package's identity in an rpmdb, as [`RpmHeader::dbkey`] has it.
-const PKG_KEY: &str = "%{NEVRA} %|SHA256HEADER?{%{SHA256HEADER}}:{%{SHA1HEADER}}|\\n";
-
 fn rpm_in(rootfs: &Path) -> Command {
     let mut c = Command::new("rpm");
     c.arg("--root")
@@ -119,7 +116,11 @@ fn update_parent_rpmdb(
         return Ok(false);
     }
     let old = rpm_in(rootfs)
-        .args(["-qa", "--qf", PKG_KEY])
+        .args([
+            "-qa",
+            "--qf",
+            &format!("{}\\n", super::rpmhdr::DBKEY_FORMAT),
+        ])
         .run_get_string()
         .context("listing the parent's rpmdb")?;
     let old: std::collections::BTreeSet<&str> = old.lines().collect();
