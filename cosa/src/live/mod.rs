@@ -168,16 +168,6 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
         let bls = sr.bls.first().context("no boot entry")?.clone();
         let (bootdir, tree) = disk::split_sysroot(&sr.dir, &scratch)?;
         let deployment = sysroot::deployment_dir(&tree, &name)?;
-        // A live root without `ostree=` (PXE) is found by the initramfs as the one
-        // `deploy/*.[0-9]*` entry, which the deployment's `.origin` file would double.
-        let origin = deployment.with_extension(format!(
-            "{}.origin",
-            deployment
-                .extension()
-                .and_then(|e| e.to_str())
-                .unwrap_or("0")
-        ));
-        let _ = fs::remove_file(&origin);
         let out = |what: &str| scratch.join(artifact_file(&name, &id, what, arch));
         let kernel = out("live-kernel");
         let initramfs = out("live-initramfs");
