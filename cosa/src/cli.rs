@@ -2,6 +2,8 @@
 //!
 //! `--help` is the reference for every command; keep the doc comments exact.
 
+pub use crate::kola::machine::Firmware;
+pub use crate::oci::Compression;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -220,13 +222,6 @@ pub struct KolaListOpts {
     pub json: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Firmware {
-    Bios,
-    Uefi,
-}
-
 #[derive(Debug, Args)]
 pub struct RunOpts {
     /// Build ID (default: latest).
@@ -301,12 +296,6 @@ pub struct BuildContainerOpts {
     /// Wait for another command in this workdir to finish instead of failing.
     #[arg(long)]
     pub wait: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Compression {
-    Gzip,
-    Zstd,
 }
 
 #[derive(Debug, Args)]

@@ -3,10 +3,10 @@
 //! The pipeline's stages live in their own modules; `cmd` holds one entry point
 //! per command of the CLI (`cli`), and `main.rs` only dispatches to them.
 
+pub mod arch;
 pub mod builds;
 pub mod cli;
 pub mod cmd;
-pub mod cmdext;
 pub mod compose;
 pub mod config;
 pub mod cpio;

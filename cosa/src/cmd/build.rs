@@ -44,7 +44,7 @@ pub fn pkgdiff(old: &Lockfile, new: &Lockfile) -> Vec<serde_json::Value> {
 }
 
 fn git_state(dir: &std::path::Path) -> Option<(String, bool)> {
-    use crate::cmdext::CommandRunExt;
+    use cmdext::CommandRunExt;
     let rev = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)

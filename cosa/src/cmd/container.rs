@@ -5,13 +5,13 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::basearch;
+use crate::arch::Arch;
 use crate::builds::{History, Meta, Workdir};
 use crate::cli::{BuildContainerOpts, GlobalOpts, ImportOpts, PushContainerOpts};
-use crate::cmdext::CommandRunExt;
 use crate::compose::pkgcache::open_repo;
 use crate::oci::archive::{build_container, ContainerRequest};
 use crate::oci::import;
+use cmdext::CommandRunExt;
 
 pub fn build(g: &GlobalOpts, o: &BuildContainerOpts) -> Result<()> {
     let wd = Workdir::open(&g.workdir)?;
@@ -23,7 +23,7 @@ pub fn build(g: &GlobalOpts, o: &BuildContainerOpts) -> Result<()> {
         force: o.force,
     };
     if build_container(&wd, &id, &req)? {
-        let meta = History::new(wd.builds_dir()).load_meta(&id, basearch())?;
+        let meta = History::new(wd.builds_dir()).load_meta(&id, Arch::host()?.name())?;
         let p = meta
             .get_path("images.ostree.path")
             .and_then(|v| v.as_str())
@@ -39,7 +39,7 @@ pub fn push(g: &GlobalOpts, o: &PushContainerOpts) -> Result<()> {
     let wd = Workdir::open(&g.workdir)?;
     let history = History::new(wd.builds_dir());
     let id = history.resolve_id(o.build.as_deref())?;
-    let arch = basearch();
+    let arch = Arch::host()?.name();
     let meta = history.load_meta(&id, arch)?;
     let Some(p) = meta.get_path("images.ostree.path").and_then(|v| v.as_str()) else {
         bail!("build {id} has no container image; run `cosa build-container` first");
@@ -81,7 +81,7 @@ pub fn import(g: &GlobalOpts, o: &ImportOpts) -> Result<()> {
     let _lock = wd.lock("import", o.wait)?;
     let history = History::new(wd.builds_dir());
     history.clean_staging()?;
-    let arch = basearch();
+    let arch = Arch::host()?.name();
     let repo = open_repo(&wd.repo_path())?;
     let scratch = tempfile::Builder::new()
         .prefix("import-")

@@ -10,7 +10,7 @@ use crate::cli::{DiffOpts, GlobalOpts, ListOpts, MetaOpts, PruneOpts, TagAction,
 use crate::compose::{fetch, pkgcache};
 use crate::config::lockfile::Lockfile;
 
-use super::basearch;
+use crate::arch::Arch;
 
 fn open(g: &GlobalOpts) -> Result<(Workdir, History)> {
     let wd = Workdir::open(&g.workdir)?;
@@ -21,7 +21,7 @@ fn open(g: &GlobalOpts) -> Result<(Workdir, History)> {
 pub fn list(g: &GlobalOpts, o: &ListOpts) -> Result<()> {
     let (_, h) = open(g)?;
     let b = h.load()?;
-    let arch = basearch();
+    let arch = Arch::host()?.name();
     let mut rows = Vec::new();
     for e in &b.builds {
         let m = h.load_meta(&e.id, arch)?;
@@ -75,7 +75,7 @@ pub fn list(g: &GlobalOpts, o: &ListOpts) -> Result<()> {
 pub fn meta(g: &GlobalOpts, o: &MetaOpts) -> Result<()> {
     let (_, h) = open(g)?;
     let id = h.resolve_id(o.build.as_deref())?;
-    let m = h.load_meta(&id, basearch())?;
+    let m = h.load_meta(&id, Arch::host()?.name())?;
     match &o.get {
         None => println!("{}", serde_json::to_string_pretty(&m.0)?),
         Some(k) => match m.get_path(k) {
@@ -108,7 +108,7 @@ pub fn diff(g: &GlobalOpts, o: &DiffOpts) -> Result<()> {
                 .with_context(|| format!("build {to} has no older build to compare with"))?
         }
     };
-    let arch = basearch();
+    let arch = Arch::host()?.name();
     let load = |id: &str| {
         Lockfile::load(
             &h.build_dir(id, arch)
@@ -202,7 +202,7 @@ fn prune_package_cache(
     b: &crate::builds::history::BuildsJson,
     repo: &ostree::Repo,
 ) -> Result<usize> {
-    let arch = basearch();
+    let arch = Arch::host()?.name();
     let mut keep_refs = BTreeSet::new();
     let mut keep_files = BTreeSet::new();
     for e in &b.builds {

@@ -9,9 +9,9 @@ use rayon::prelude::*;
 use crate::builds::artifact::{sha256_file, Artifact, BuiltImage};
 use crate::builds::{History, Meta, Workdir};
 use crate::cli::{CompressOpts, CompressorArg, GlobalOpts, ImageOpts, OsbuildOpts};
-use crate::cmdext::CommandRunExt;
 use crate::config::image::{Compressor, ImageConfig};
 use crate::image::{build_images, ImageRequest};
+use cmdext::CommandRunExt;
 
 fn run_images(g: &GlobalOpts, platforms: &[String], o: &ImageOpts) -> Result<()> {
     let wd = Workdir::open(&g.workdir)?;
@@ -70,7 +70,7 @@ fn open_build(g: &GlobalOpts, build: Option<&str>) -> Result<(Workdir, std::path
     let wd = Workdir::open(&g.workdir)?;
     let h = History::new(wd.builds_dir());
     let id = h.resolve_id(build)?;
-    let dir = h.build_dir(&id, super::basearch());
+    let dir = h.build_dir(&id, crate::arch::Arch::host()?.name());
     Ok((wd, dir))
 }
 

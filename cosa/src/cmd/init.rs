@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::builds::Workdir;
 use crate::cli::InitOpts;
-use crate::cmdext::CommandRunExt;
+use cmdext::CommandRunExt;
 
 /// This project's demo stream, the config used when none is given.
 pub fn default_config() -> PathBuf {

@@ -8,11 +8,11 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::sync::mpsc;
 
+use crate::arch::Arch;
 use crate::builds::{History, Meta, Workdir};
 use crate::cli::{
     GlobalOpts, KolaAction, KolaListOpts, KolaOpts, KolaRunOpts, KolaSelectOpts, RunOpts,
 };
-use crate::cmd::basearch;
 use crate::kola::builtin::{self, BuildFacts};
 use crate::kola::harness::{self, Harness, TestRun, Verdict};
 use crate::kola::kernelboot;
@@ -38,6 +38,7 @@ pub fn run(g: &GlobalOpts, o: &KolaOpts) -> Result<()> {
 struct BuildUnderTest {
     wd: Workdir,
     id: String,
+    arch: Arch,
     dir: PathBuf,
     meta: Meta,
 }
@@ -46,9 +47,16 @@ fn open_build(g: &GlobalOpts, build: Option<&str>) -> Result<BuildUnderTest> {
     let wd = Workdir::open(&g.workdir)?;
     let history = History::new(wd.builds_dir());
     let id = history.resolve_id(build)?;
-    let dir = history.build_dir(&id, basearch());
-    let meta = history.load_meta(&id, basearch())?;
-    Ok(BuildUnderTest { wd, id, dir, meta })
+    let arch = Arch::host()?;
+    let dir = history.build_dir(&id, arch.name());
+    let meta = history.load_meta(&id, arch.name())?;
+    Ok(BuildUnderTest {
+        wd,
+        id,
+        arch,
+        dir,
+        meta,
+    })
 }
 
 impl BuildUnderTest {
@@ -85,7 +93,7 @@ impl BuildUnderTest {
     fn facts(&self) -> BuildFacts {
         let lock = self
             .dir
-            .join(format!("manifest-lock.generated.{}.json", basearch()));
+            .join(format!("manifest-lock.generated.{}.json", self.arch));
         BuildFacts {
             overrides_rpm: self.wd.overrides_rpm_dir(),
             overrides_active: self
@@ -121,7 +129,7 @@ fn selection(b: &BuildUnderTest, s: &KolaSelectOpts) -> Result<Selection> {
             .map(|t| TagFilter::parse(t))
             .collect::<Result<_>>()?,
         platform: s.platform.clone(),
-        arch: basearch().to_string(),
+        arch: b.arch.name().to_string(),
         distro: b.meta.get_str("name").unwrap_or("fcos").to_string(),
         stream: b.stream(),
         denylist,
@@ -144,6 +152,7 @@ fn open_for_list(g: &GlobalOpts, build: Option<&str>) -> Result<BuildUnderTest> 
         return Ok(BuildUnderTest {
             wd,
             id: "none".into(),
+            arch: Arch::host()?,
             dir: PathBuf::new(),
             meta: Meta::default(),
         });

@@ -8,7 +8,7 @@ use crate::config::treefile::Treefile;
 
 pub fn run(g: &GlobalOpts, o: &ManifestOpts) -> Result<()> {
     let tf = match &o.path {
-        Some(p) => Treefile::load(p, super::basearch())?,
+        Some(p) => Treefile::load(p, crate::arch::Arch::host()?.name())?,
         None => super::load_treefile(&Workdir::open(&g.workdir)?)?,
     };
     if o.json {

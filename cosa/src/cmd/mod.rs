@@ -12,17 +12,13 @@ pub mod manifest;
 
 use anyhow::Result;
 
+use crate::arch::Arch;
 use crate::builds::Workdir;
 use crate::config::treefile::Treefile;
 
-/// The architecture we build for: the host's.
-pub fn basearch() -> &'static str {
-    std::env::consts::ARCH
-}
-
 /// Load the workdir's treefile, warning by name about keys cosa does not act on.
 pub fn load_treefile(wd: &Workdir) -> Result<Treefile> {
-    let tf = Treefile::load(&wd.treefile_path()?, basearch())?;
+    let tf = Treefile::load(&wd.treefile_path()?, Arch::host()?.name())?;
     let unsupported = tf.unsupported_keys();
     if !unsupported.is_empty() {
         tracing::warn!(

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use super::dnf::Package;
 use super::rpmhdr::{self, RpmHeader};
 use super::sandbox::{run_script, Bind, ProtectedTree};
-use crate::cmdext::CommandRunExt;
+use cmdext::CommandRunExt;
 
 fn checkout_opts(
     devino: &ostree::RepoDevInoCache,

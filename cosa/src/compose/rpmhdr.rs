@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cmdext::CommandRunExt;
+use cmdext::CommandRunExt;
 
 /// Separates fields of one package.
 const FS: char = '\u{1e}';

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::cmdext::CommandRunExt;
+use cmdext::CommandRunExt;
 
 const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 

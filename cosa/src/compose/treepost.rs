@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 
 use super::rpmhdr::RpmHeader;
 use super::sandbox::{run_script, ProtectedTree};
-use crate::cmdext::CommandRunExt;
 use crate::config::treefile::Treefile;
+use cmdext::CommandRunExt;
 
 /// Where the rpmdb lives in the tree.
 pub const RPMDB_PATH: &str = "usr/lib/sysimage/rpm";

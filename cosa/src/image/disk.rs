@@ -12,8 +12,8 @@ use anyhow::{bail, Context, Result};
 
 use super::gpt::{self, derived_uuid, Guid, Partition, MIB};
 use super::grub::{self, Target};
-use crate::cmdext::CommandRunExt;
 use crate::config::image::RootFs;
+use cmdext::CommandRunExt;
 
 pub const BIOS_START: u64 = MIB;
 pub const ESP_START: u64 = 2 * MIB;

@@ -10,7 +10,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use super::sysroot::BlsEntry;
-use crate::cmdext::CommandRunExt;
+use cmdext::CommandRunExt;
 
 /// Where a stream ships its GRUB modules, relative to the deployment root.
 const PAYLOAD_DIR: &str = "usr/lib/bootupd/grub2";

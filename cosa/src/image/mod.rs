@@ -52,7 +52,7 @@ pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<BuiltImage>>
     }
     let _lock = wd.lock("image build", true)?;
     let history = History::new(wd.builds_dir());
-    let arch = crate::cmd::basearch();
+    let arch = crate::arch::Arch::host()?.name();
     let id = history.resolve_id(req.build)?;
     let build_dir = history.build_dir(&id, arch);
     let meta_path = build_dir.join("meta.json");
@@ -235,12 +235,12 @@ fn platform_cost(platform: &str) -> u32 {
 /// build's OCI archive first if it has none. The caller holds the workdir lock.
 pub fn ensure_ostree_image(wd: &Workdir, id: &str) -> Result<()> {
     let history = History::new(wd.builds_dir());
-    let meta = history.load_meta(id, crate::cmd::basearch())?;
+    let meta = history.load_meta(id, crate::arch::Arch::host()?.name())?;
     if meta.get_path("images.ostree").is_none() {
         tracing::info!("build {id} has no OCI archive (images.ostree) yet: making it first");
         let req = crate::oci::archive::ContainerRequest {
             max_layers: 64,
-            compression: crate::cli::Compression::Gzip,
+            compression: crate::oci::Compression::Gzip,
             force: false,
         };
         crate::oci::archive::build_container(wd, id, &req)?;

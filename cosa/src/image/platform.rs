@@ -10,8 +10,8 @@ use anyhow::{Context, Result};
 use super::disk::{self, DiskSpec};
 use super::grub;
 use super::sysroot::BlsEntry;
-use crate::cmdext::CommandRunExt;
 use crate::config::image::PlatformConfig;
+use cmdext::CommandRunExt;
 
 /// Kernel arguments a platform's image boots with, after the image-wide ones.
 pub fn platform_kargs(platform: &str, cfg: &PlatformConfig) -> Vec<String> {

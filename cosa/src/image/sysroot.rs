@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cmdext::CommandRunExt;
+use cmdext::CommandRunExt;
 
 pub struct Sysroot {
     pub dir: PathBuf,

@@ -10,10 +10,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::cmdext::CommandRunExt;
 use crate::kola::machine::{JobFate, Machine};
 use crate::kola::protocol::bundle;
 use crate::kola::test::Builtin;
+use cmdext::CommandRunExt;
 
 /// The file the `firstboot` test's config writes, and what it holds.
 const FIRSTBOOT_PATH: &str = "/etc/cosa-kola/firstboot";

@@ -11,9 +11,9 @@ use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::cli::Firmware;
 use crate::kola::builtin::{self, BodyResult, BuildFacts};
 use crate::kola::checks;
+use crate::kola::machine::Firmware;
 use crate::kola::machine::{ConsoleMode, JobFate, KernelBoot, Machine, MachineSpec};
 use crate::kola::protocol::bundle;
 use crate::kola::qemu::Accel;

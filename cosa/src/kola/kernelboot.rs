@@ -7,8 +7,8 @@ use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::cmdext::CommandRunExt;
 use crate::kola::machine::KernelBoot;
+use cmdext::CommandRunExt;
 
 /// One BLS entry's fields that matter here.
 #[derive(Debug, Clone, PartialEq, Eq)]

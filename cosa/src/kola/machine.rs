@@ -17,7 +17,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Child;
 use tokio::time::Instant;
 
-use crate::cli::Firmware;
 use crate::kola::checks;
 use crate::kola::protocol::{
     ExecRequest, GuestMessage, HostMessage, JobEnd, ReadyInfo, RunRequest, ShutdownAction, Stream,
@@ -25,6 +24,14 @@ use crate::kola::protocol::{
 };
 use crate::kola::qemu::{self, Accel, Qmp};
 use launch::{describe_exit, launch, log_line, AgentSession};
+
+/// The firmware a VM boots with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    Bios,
+    Uefi,
+}
 
 /// Lines of console quoted when a VM hangs or dies.
 pub const CONSOLE_TAIL_LINES: usize = 25;

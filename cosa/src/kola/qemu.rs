@@ -14,9 +14,9 @@ use qapi::futures::{QapiService, QmpStreamTokio};
 use tokio::io::WriteHalf;
 use tokio::net::UnixStream;
 
-use crate::cli::Firmware;
-use crate::cmdext::CommandRunExt;
+use crate::kola::machine::Firmware;
 use crate::kola::protocol;
+use cmdext::CommandRunExt;
 
 /// The QEMU binary for this architecture.
 pub const QEMU: &str = "qemu-system-x86_64";

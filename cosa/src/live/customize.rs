@@ -23,8 +23,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use super::iso;
-use crate::cmdext::CommandRunExt;
 use crate::cpio;
+use cmdext::CommandRunExt;
 
 /// Everything a customization embeds, validated.
 #[derive(Debug, Default)]

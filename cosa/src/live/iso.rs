@@ -15,8 +15,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cmdext::CommandRunExt;
 use crate::image::grub::{self, Target};
+use cmdext::CommandRunExt;
 
 /// The GRUB script holding the extra live kernel arguments (`set live_kargs="…"`).
 pub const KARGS_AREA: &str = "boot/grub2/kargs.cfg";

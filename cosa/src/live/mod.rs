@@ -17,10 +17,10 @@ use anyhow::{bail, Context, Result};
 
 use crate::builds::artifact::{self, Artifact, BuiltImage};
 use crate::builds::{History, Meta, Workdir};
-use crate::cmdext::CommandRunExt;
 use crate::config::image::{ImageConfig, LiveRootFs, Platforms};
 use crate::cpio;
 use crate::image::{disk, platform, sysroot, ImageRequest};
+use cmdext::CommandRunExt;
 
 /// meta.json names of the live artifacts, in the order they are made.
 pub const ARTIFACTS: &[&str] = &["live-kernel", "live-initramfs", "live-rootfs", "live-iso"];
@@ -106,7 +106,7 @@ pub fn write_rootfs_cpio(image: &Path, member: &str, out: &Path) -> Result<()> {
 
 pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<BuiltImage>> {
     let history = History::new(wd.builds_dir());
-    let arch = crate::cmd::basearch();
+    let arch = crate::arch::Arch::host()?.name();
     let id = history.resolve_id(build)?;
     let build_dir = history.build_dir(&id, arch);
     let meta_path = build_dir.join("meta.json");

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use super::encapsulate;
 use crate::builds::{History, Meta, Workdir};
-use crate::cli::Compression;
 use crate::compose::pkgcache::open_repo;
+use crate::oci::Compression;
 
 /// `<name>-<id>-ostree.<arch>.ociarchive` and its manifest's file name.
 fn artifact_names(meta: &Meta, id: &str, arch: &str) -> (String, String) {
@@ -55,7 +55,7 @@ pub struct ContainerRequest {
 /// Returns false when the build already had one and `force` was not set.
 pub fn build_container(wd: &Workdir, id: &str, o: &ContainerRequest) -> Result<bool> {
     let history = History::new(wd.builds_dir());
-    let arch = crate::cmd::basearch();
+    let arch = crate::arch::Arch::host()?.name();
     let id = id.to_string();
     let dir = history.build_dir(&id, arch);
     let mut meta = history.load_meta(&id, arch)?;

@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::tree::{CommitTree, Object};
-use crate::cmdext::CommandRunExt;
+use cmdext::CommandRunExt;
 
 /// Where rpm-ostree style trees keep the rpmdb.
 const RPMDB_DIRS: &[&str] = &["usr/lib/sysimage/rpm", "usr/share/rpm"];

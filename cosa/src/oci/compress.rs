@@ -14,11 +14,17 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// How an OCI layer (or a GCP tarball) is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+}
+
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::layer::{HashingWriter, LayerWriter};
-use crate::cli::Compression;
 
 /// Uncompressed bytes per gzip chunk: the 32 KiB window lost at each cut costs little.
 const GZIP_CHUNK: usize = 1 << 20;

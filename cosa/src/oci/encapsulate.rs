@@ -17,7 +17,7 @@ use super::labels;
 use super::layer::LayerWriter;
 use super::layout::{self, Descriptor, Index, Manifest};
 use super::tree::{image_path, CommitTree};
-use crate::cli::Compression;
+use crate::oci::Compression;
 
 pub struct EncapsulateOpts {
     pub max_layers: usize,

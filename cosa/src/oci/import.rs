@@ -25,7 +25,7 @@ use glib::prelude::*;
 
 use super::labels;
 use super::layout::OciDir;
-use crate::cmdext::CommandRunExt;
+use cmdext::CommandRunExt;
 
 /// Where a layer's own tmpfiles.d lines for /var go.
 const TMPFILES_CONF: &str = "usr/lib/tmpfiles.d/cosa-import-var.conf";

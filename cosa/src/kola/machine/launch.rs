@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{ConsoleMode, MachineSpec};
-use crate::cli::Firmware;
+use crate::kola::machine::Firmware;
 use crate::kola::protocol::{GuestMessage, Stream};
 use crate::kola::qemu::{self, Console, DirectBoot, QemuSpec, Qmp};
 

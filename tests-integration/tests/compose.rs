@@ -1,7 +1,7 @@
 //! `cosa init/fetch/build` against a real rpm-md repo made at test time, checked with
 //! the ostree and rpm command-line tools.
 
-mod common;
+use tests_integration as common;
 
 use std::path::Path;
 use std::process::Command;
@@ -391,7 +391,7 @@ fn interrupted_build_leaves_history_and_caches_valid() {
     let before = history_state(&f);
     f.repo.add(&[common::kernel("6.2", "1")]).unwrap();
     // SIGINT while scriptlets run (the tree is mounted through rofiles-fuse), as Ctrl-C would.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cosa"))
+    let mut child = Command::new(common::cosa_bin())
         .arg("build")
         .env("COSA_DIR", f.workdir())
         .env("RUST_LOG", "warn")

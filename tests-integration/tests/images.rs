@@ -2,7 +2,7 @@
 //! sgdisk and tar; images booted under QEMU (TCG) with SeaBIOS and OVMF until the
 //! guest agent reports ready.
 
-mod common;
+use tests_integration as common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

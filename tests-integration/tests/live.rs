@@ -4,7 +4,7 @@
 //! from PXE (kernel + initramfs + rootfs) to a second disk, then the installed
 //! system. Everything is checked through the agent channel, not by sleeping.
 
-mod common;
+use tests_integration as common;
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};

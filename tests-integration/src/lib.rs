@@ -1,13 +1,54 @@
-//! Shared fixtures for the integration tests: a throwaway rpm-md repo of small but
+//! cosa's integration tests: they run as root and build real RPM repos, ostree
+//! commits, disk images, containers and VMs (`cargo test -p tests-integration`).
+//! The fast unprivileged tests stay beside the code (`cargo test`).
+//!
+//! This library holds what the tests share: a throwaway rpm-md repo of small but
 //! real packages (a static busybox shell, a passwd, dependencies, scriptlets, a
-//! kernel-like package and an initramfs generator) and a stream config composing it.
-
-#![allow(dead_code)] // each test binary uses its own subset
+//! kernel-like package and an initramfs generator), a stream config composing it,
+//! and the demo stream's build.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use testrepo::Package;
+
+/// The repository's root (the workspace), where `stream/` and `packages/` are.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests-integration sits in the workspace")
+        .to_path_buf()
+}
+
+/// The `cosa` binary under test: `$COSA_BIN`, or the one cargo built beside this
+/// test binary (`target/<profile>/cosa`; `./ci/test` builds it first).
+pub fn cosa_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("COSA_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("locating the test binary");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/cosa
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("cosa"))
+        .expect("test binary under target/<profile>/deps");
+    assert!(
+        bin.exists(),
+        "the cosa binary is missing at {}: run `cargo build -p cosa` first or set COSA_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// The integration tests mount, loop-attach and boot VMs: they need root.
+/// Called by the fixtures so that a run without root fails with this message.
+pub fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "the integration tests need root (they mount, use loop devices and run bwrap/podman); run them as root"
+    );
+}
 
 pub const KVER: &str = "6.0.0-test";
 
@@ -100,8 +141,10 @@ pub struct Fixture {
     pub repo: testrepo::Repo,
 }
 
+#[allow(clippy::new_without_default)] // builds real repos: no cheap default
 impl Fixture {
     pub fn new() -> Self {
+        require_root();
         Self::with_packages(&base_packages())
     }
 
@@ -199,7 +242,7 @@ impl Fixture {
 
 /// Run the cosa binary under test with `workdir` as its workdir.
 pub fn cosa_in(workdir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_cosa"))
+    let out = Command::new(cosa_bin())
         .args(args)
         .env("COSA_DIR", workdir)
         .env("RUST_LOG", "warn")
@@ -240,7 +283,7 @@ pub fn path_exists(root: &Path, p: &str) -> bool {
 /// The repo's demo stream RPMs (made by `packages/build-repo`), or a panic saying so:
 /// tests that boot the OS need them and must not pass without them.
 pub fn demo_repo() -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/out/repo");
+    let repo = repo_root().join("packages/out/repo");
     assert!(
         repo.join("repodata/repomd.xml").exists(),
         "the demo stream's RPM repo is missing at {}: run packages/build-repo first",
@@ -254,12 +297,14 @@ pub struct DemoBuild {
     pub dir: tempfile::TempDir,
 }
 
+#[allow(clippy::new_without_default)] // composes the demo stream: no cheap default
 impl DemoBuild {
     pub fn new() -> Self {
+        require_root();
         demo_repo();
         let dir = tempfile::tempdir().unwrap();
         let b = DemoBuild { dir };
-        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stream");
+        let config = repo_root().join("stream");
         b.cosa(&[
             "init",
             config.to_str().unwrap(),

@@ -1,7 +1,7 @@
 //! `cosa build-container`, `push-container` and `import`, checked with the readers
 //! the image must satisfy: skopeo, podman and ostree-ext's importer.
 
-mod common;
+use tests_integration as common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

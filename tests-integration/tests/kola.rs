@@ -12,15 +12,13 @@ use std::sync::{Mutex, OnceLock};
 /// One scenario at a time: each runs at most two VMs.
 static VMS: Mutex<()> = Mutex::new(());
 
-fn cosa_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cosa")
-}
+use tests_integration::cosa_bin;
 
 /// The demo stream workdir with one build and its qemu image, made once.
 fn workdir() -> &'static Path {
     static WD: OnceLock<PathBuf> = OnceLock::new();
     WD.get_or_init(|| {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/out/repo");
+        let repo = tests_integration::repo_root().join("packages/out/repo");
         assert!(
             repo.join("repodata/repomd.xml").exists(),
             "the demo stream's RPM repo is missing at {}: run packages/build-repo first",
@@ -28,7 +26,7 @@ fn workdir() -> &'static Path {
         );
         let wd = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kola-workdir");
         let _ = std::fs::remove_dir_all(&wd);
-        let stream = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stream");
+        let stream = tests_integration::repo_root().join("stream");
         ok(cosa(
             &wd,
             &["init", stream.to_str().unwrap(), "-C", wd.to_str().unwrap()],
@@ -296,7 +294,7 @@ fn never_booting_vm_and_failing_test_are_reported() {
 fn missing_image_says_what_to_run() {
     let wd = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kola-noimage");
     let _ = std::fs::remove_dir_all(&wd);
-    let stream = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stream");
+    let stream = tests_integration::repo_root().join("stream");
     ok(cosa(
         &wd,
         &["init", stream.to_str().unwrap(), "-C", wd.to_str().unwrap()],
@@ -320,14 +318,14 @@ fn missing_image_says_what_to_run() {
 fn kernel_override_is_the_kernel_booted() {
     let wd = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kola-override");
     let _ = std::fs::remove_dir_all(&wd);
-    let stream = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stream");
+    let stream = tests_integration::repo_root().join("stream");
     workdir(); // the repo check, and one build at a time
     ok(cosa(
         &wd,
         &["init", stream.to_str().unwrap(), "-C", wd.to_str().unwrap()],
     ));
     // The stream pins the newer kernel; the older one overrides it.
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packages/out/repo");
+    let repo = tests_integration::repo_root().join("packages/out/repo");
     let older = std::fs::read_dir(&repo)
         .unwrap()
         .map(|e| e.unwrap().path())
