@@ -3,10 +3,10 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn firstboot(root: &Path, config: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_demo-agent"))
+    cmdext::command(env!("CARGO_BIN_EXE_demo-agent"))
         .arg("firstboot")
         .arg("--root")
         .arg(root)

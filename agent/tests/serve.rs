@@ -9,7 +9,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -52,7 +52,7 @@ impl Guest {
     /// its connection.
     fn boot_raw(&mut self) -> UnixStream {
         let root = self.root.path();
-        let agent = Command::new(env!("CARGO_BIN_EXE_demo-agent"))
+        let agent = cmdext::command(env!("CARGO_BIN_EXE_demo-agent"))
             .arg("serve")
             .arg("--port")
             .arg(root.join("port.sock"))

@@ -26,7 +26,6 @@ mod spec;
 mod synthetic;
 
 use std::path::{Component, Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -34,7 +33,8 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 
 pub use synthetic::{synthetic, BASE_PACKAGE};
 
-use cmd::{run, ScratchDir};
+use cmd::ScratchDir;
+use cmdext::{command, CommandRunExt};
 
 /// How many `rpmbuild` processes [`build_repo`] runs at once.
 const JOBS: usize = 2;
@@ -271,7 +271,7 @@ fn build_rpm_inner(pkg: &Package, out_dir: &Path) -> Result<PathBuf> {
 
     let magic = compile_magic(scratch.path())?;
     let topdir = scratch.path().join("top");
-    let mut cmd = Command::new("rpmbuild");
+    let mut cmd = command("rpmbuild");
     // The staged tree is the buildroot: kept as is (no `rm -rf` before %install, no
     // %clean), not copied.
     cmd.args(["-bb", "--quiet", "--noclean", "--buildroot"])
@@ -305,7 +305,7 @@ fn build_rpm_inner(pkg: &Package, out_dir: &Path) -> Result<PathBuf> {
         .env("MAGIC", &magic)
         .env("LC_ALL", "C");
     std::fs::create_dir_all(scratch.path().join("tmp"))?;
-    run(&mut cmd)?;
+    cmd.run()?;
 
     let built = topdir
         .join("RPMS")
@@ -335,12 +335,11 @@ const MAGIC_SOURCE: &str = "0\tstring\t\\177ELF\tELF\n\
 fn compile_magic(dir: &Path) -> Result<PathBuf> {
     let source = dir.join("magic");
     std::fs::write(&source, MAGIC_SOURCE)?;
-    run(Command::new("file")
-        .arg("-C")
-        .arg("-m")
-        .arg("magic")
-        .current_dir(dir))
-    .context("compiling the libmagic database for rpmbuild")?;
+    command("file")
+        .args(["-C", "-m", "magic"])
+        .current_dir(dir)
+        .run()
+        .context("compiling the libmagic database for rpmbuild")?;
     Ok(dir.join("magic.mgc"))
 }
 
@@ -453,12 +452,14 @@ pub fn build_rpms(pkgs: &[Package], out_dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn createrepo(dir: &Path, update: bool) -> Result<()> {
-    let mut cmd = Command::new("createrepo_c");
+    let mut cmd = command("createrepo_c");
     cmd.args(["--quiet", "--no-database", "--workers", "2"]);
     if update {
         cmd.arg("--update");
     }
-    run(cmd.arg(dir)).with_context(|| format!("indexing {}", dir.display()))?;
+    cmd.arg(dir)
+        .run()
+        .with_context(|| format!("indexing {}", dir.display()))?;
     Ok(())
 }
 
@@ -493,14 +494,15 @@ impl Repo {
 /// Runs `rpm -qp ARGS RPM` against a throwaway rpmdb and returns stdout.
 pub fn rpm_query(rpm: &Path, args: &[&str]) -> Result<String> {
     let scratch = ScratchDir::new(&std::env::temp_dir(), "testrepo-query")?;
-    let out = run(Command::new("rpm")
+    let out = command("rpm")
         .arg("--define")
         .arg(format!("_dbpath {}", scratch.path().display()))
         .arg("-qp")
         .args(args)
         .arg(rpm)
-        .env("HOME", scratch.path()))
-    .with_context(|| format!("querying {}", rpm.display()))?;
+        .env("HOME", scratch.path())
+        .run_get_output()
+        .with_context(|| format!("querying {}", rpm.display()))?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

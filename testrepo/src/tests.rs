@@ -91,7 +91,11 @@ fn primary_xml(repo: &Repo) -> String {
         .map(|e| e.unwrap().path())
         .find(|p| p.to_string_lossy().ends_with("primary.xml.gz"))
         .unwrap();
-    let out = run(Command::new("gzip").arg("-dc").arg(primary)).unwrap();
+    let out = command("gzip")
+        .arg("-dc")
+        .arg(primary)
+        .run_get_output()
+        .unwrap();
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -110,7 +114,8 @@ fn build_errors_name_the_package_and_quote_rpmbuild() {
         err.contains("building package broken-1.0-1.noarch"),
         "{err}"
     );
-    assert!(err.contains("rpmbuild failed"), "{err}");
+    assert!(err.contains("`rpmbuild -bb"), "{err}");
+    assert!(err.contains("failed: exit status: 1"), "{err}");
     assert!(err.contains("error:"), "{err}");
 }
 

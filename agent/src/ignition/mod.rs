@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use cmdext::CommandRunExt;
 
 use crate::console::Console;
 
@@ -109,11 +110,8 @@ fn read_config(opts: &FirstbootOpts) -> Result<Option<Vec<u8>>> {
         return read(p, true);
     }
     if opts.root == Path::new("/") && !Path::new("/sys/firmware/qemu_fw_cfg").exists() {
-        // Usually built in or loaded by the initramfs; try once, quietly.
-        let _ = std::process::Command::new("modprobe")
-            .arg("qemu_fw_cfg")
-            .stderr(std::process::Stdio::null())
-            .status();
+        // Best effort: the module may be built in; the read below reports what is missing.
+        let _ = cmdext::command("modprobe").arg("qemu_fw_cfg").run();
     }
     let sources: [PathBuf; 3] = [
         PathBuf::from(FW_CFG_CONFIG),

@@ -17,6 +17,14 @@ use super::Event;
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Spawns `cmd` as job `id`; returns its process group id.
+/// A job's command. Jobs are not made with `cmdext::command`: the agent is the
+/// guest's supervisor, it reaps and kills its jobs by process group itself, and a
+/// job must not die because the thread that happened to start it ended.
+#[allow(clippy::disallowed_methods)]
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    Command::new(program)
+}
+
 pub fn spawn(id: &str, mut cmd: Command, events: &Sender<Event>) -> Result<i32> {
     if std::env::var_os("PATH").is_none() {
         cmd.env("PATH", DEFAULT_PATH);

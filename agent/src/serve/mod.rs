@@ -9,7 +9,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Component, Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use agent_protocol::{
     RunRequest, ShutdownAction, Stream, GUEST_PORT_PATH, PROTOCOL_VERSION,
 };
 use anyhow::{anyhow, bail, Context, Result};
+use cmdext::CommandRunExt;
 
 use crate::sysinfo;
 
@@ -100,14 +100,7 @@ fn under(root: &Path, p: &str) -> PathBuf {
 fn run_command(cmdline: &str) -> Result<()> {
     let mut words = cmdline.split_whitespace();
     let prog = words.next().ok_or_else(|| anyhow!("empty command"))?;
-    let st = Command::new(prog)
-        .args(words)
-        .status()
-        .with_context(|| format!("running {cmdline:?}"))?;
-    if !st.success() {
-        bail!("{cmdline:?} failed: {st}");
-    }
-    Ok(())
+    cmdext::command(prog).args(words).run_inherited()
 }
 
 fn shell_quote(p: &Path) -> Result<String> {
@@ -399,7 +392,7 @@ impl Agent {
 
     fn start_test(&mut self, meta: &JobMeta, mark: Option<&str>) -> Result<()> {
         let dir = self.state.test_dir();
-        let mut cmd = Command::new(dir.join(&meta.exec));
+        let mut cmd = job::command(dir.join(&meta.exec));
         cmd.current_dir(&dir)
             .envs(&meta.env)
             .env("KOLA_TEST", &meta.name)
@@ -437,7 +430,7 @@ impl Agent {
             .argv
             .split_first()
             .ok_or_else(|| anyhow!("exec: empty argv"))?;
-        let mut cmd = Command::new(prog);
+        let mut cmd = job::command(prog);
         cmd.args(args).envs(&req.env).current_dir("/");
         let pgid = job::spawn(&req.id, cmd, &self.events)?;
         self.jobs.insert(

@@ -14,11 +14,12 @@
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
 use std::rc::Rc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use cmdext::{command, CommandRunExt};
 use ostree_ext::chunking::ObjectMetaSized;
 use ostree_ext::container::{self as oc, ImageReference, Transport};
 use ostree_ext::objectsource::{ObjectMeta, ObjectSourceMeta};
@@ -105,19 +106,13 @@ fn ostree_ext_encapsulate(
 }
 
 fn cosa_build_container(cosa: &Path, wd: &Path, id: &str, max_layers: u32) -> Result<()> {
-    let out = Command::new(cosa)
+    command(cosa)
         .arg("-C")
         .arg(wd)
         .args(["build-container", "--force", "--build", id])
         .args(["--max-layers", &max_layers.to_string()])
         .env("RUST_LOG", "warn")
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "cosa build-container failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+        .run()?;
     Ok(())
 }
 
