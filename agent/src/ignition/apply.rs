@@ -53,6 +53,17 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
+    /// The host path for `path`, its parents made, and whatever was there removed
+    /// when the config says `overwrite`.
+    fn place(&self, path: &Path, replace: bool) -> Result<PathBuf> {
+        let h = self.host(path);
+        if replace {
+            remove_any(&h)?;
+        }
+        self.parents(&h)?;
+        Ok(h)
+    }
+
     pub fn apply(&self, op: &Op) -> Result<()> {
         match op {
             Op::Dir {
@@ -61,11 +72,7 @@ impl<'a> Applier<'a> {
                 owner,
                 replace,
             } => {
-                let h = self.host(path);
-                if *replace {
-                    remove_any(&h)?;
-                }
-                self.parents(&h)?;
+                let h = self.place(path, *replace)?;
                 if !h.is_dir() {
                     fs::create_dir(&h).with_context(|| format!("creating {}", path.display()))?;
                 }
@@ -109,11 +116,7 @@ impl<'a> Applier<'a> {
                 owner,
                 replace,
             } => {
-                let h = self.host(path);
-                if *replace {
-                    remove_any(&h)?;
-                }
-                self.parents(&h)?;
+                let h = self.place(path, *replace)?;
                 std::os::unix::fs::symlink(target, &h)
                     .with_context(|| format!("linking {} -> {target}", path.display()))?;
                 self.set_owner(&h, *owner)?;
@@ -123,11 +126,7 @@ impl<'a> Applier<'a> {
                 target,
                 replace,
             } => {
-                let h = self.host(path);
-                if *replace {
-                    remove_any(&h)?;
-                }
-                self.parents(&h)?;
+                let h = self.place(path, *replace)?;
                 fs::hard_link(self.host(target), &h).with_context(|| {
                     format!("hard-linking {} to {}", path.display(), target.display())
                 })?;
