@@ -443,24 +443,7 @@ fn live_build() -> (DemoBuild, tempfile::TempDir) {
 }
 
 fn validate_meta(path: &Path) {
-    let schema = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/reference/meta.schema.json"
-    );
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])))",
-            schema,
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_meta_schema_valid(path);
 }
 
 #[test]

@@ -64,20 +64,7 @@ fn skopeo_inspect(image: &str) -> serde_json::Value {
 }
 
 fn validate_meta(path: &Path) {
-    let schema = std::env::var("COSA_META_SCHEMA").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/reference/meta.schema.json"
-        )
-        .into()
-    });
-    run(Command::new("python3")
-        .args([
-            "-c",
-            "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])))",
-            &schema,
-        ])
-        .arg(path));
+    common::assert_meta_schema_valid(path);
 }
 
 /// ostree-ext's importer pulls `image` into a fresh repo; returns the commit it got.

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct Artifact {
     /// File name, relative to the build's arch directory.
@@ -69,20 +70,22 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
 }
 
 impl Artifact {
-    /// Describe `file` (which must be in the build directory).
-    pub fn of(file: &Path) -> Result<Self> {
-        let (sha256, size) = sha256_file(file)?;
-        Ok(Artifact {
-            path: file
-                .file_name()
-                .context("artifact has no file name")?
-                .to_string_lossy()
-                .into_owned(),
-            sha256,
+    /// An uncompressed artifact.
+    pub fn new(path: &str, sha256: &str, size: u64) -> Self {
+        Artifact {
+            path: path.to_string(),
+            sha256: sha256.to_string(),
             size,
             uncompressed_sha256: None,
             uncompressed_size: None,
-        })
+        }
+    }
+
+    /// Describe `file` (which must be in the build directory).
+    pub fn of(file: &Path) -> Result<Self> {
+        let (sha256, size) = sha256_file(file)?;
+        let name = file.file_name().context("artifact has no file name")?;
+        Ok(Artifact::new(&name.to_string_lossy(), &sha256, size))
     }
 }
 
@@ -114,16 +117,12 @@ pub fn install(
     meta: &mut super::Meta,
     made: Vec<(String, PathBuf, Artifact)>,
 ) -> Result<Vec<BuiltImage>> {
-    let images = meta
-        .0
-        .entry("images")
-        .or_insert_with(|| serde_json::json!({}));
     let mut results = Vec::new();
     for (name, file, image) in made {
         let dest = build_dir.join(file.file_name().context("artifact has no file name")?);
         std::fs::rename(&file, &dest)
             .with_context(|| format!("moving {} into {}", file.display(), build_dir.display()))?;
-        images[name.as_str()] = serde_json::to_value(&image)?;
+        meta.images.insert(name.clone(), image.clone());
         results.push(BuiltImage {
             name,
             built: true,

@@ -3,11 +3,11 @@
 use std::fs;
 
 use anyhow::{Context, Result};
-use serde_json::json;
 
-use crate::builds::{History, Meta, Workdir};
+use crate::builds::meta::pkgdiff::pkgdiff;
+use crate::builds::{History, Workdir};
 use crate::cli::{BuildOpts, GlobalOpts};
-use crate::compose::{self, fetch};
+use crate::compose::{self, fetch, record};
 use crate::config::lockfile::Lockfile;
 
 use super::load_treefile;
@@ -15,32 +15,6 @@ use super::load_treefile;
 /// The package set of a build, from the lockfile it recorded.
 fn build_packages(dir: &std::path::Path, arch: &str) -> Option<Lockfile> {
     Lockfile::load(&dir.join(fetch::generated_lockfile_name(arch))).ok()
-}
-
-/// rpm-ostree's pkgdiff shape: `[name, kind, {PreviousPackage, NewPackage}]`,
-/// kind 1 added, 2 removed, 3 upgraded or downgraded.
-pub fn pkgdiff(old: &Lockfile, new: &Lockfile) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    let split = |n: &str, evra: &str| {
-        json!([
-            n,
-            evra.rsplit_once('.').map_or(evra, |x| x.0),
-            evra.rsplit_once('.').map_or("", |x| x.1)
-        ])
-    };
-    for (n, p) in &new.packages {
-        match old.packages.get(n) {
-            None => out.push(json!([n, 1, {"NewPackage": split(n, &p.evra)}])),
-            Some(o) if o.evra != p.evra => out.push(json!([n, 3, {"PreviousPackage": split(n, &o.evra), "NewPackage": split(n, &p.evra)}])),
-            _ => {}
-        }
-    }
-    for (n, o) in &old.packages {
-        if !new.packages.contains_key(n) {
-            out.push(json!([n, 2, {"PreviousPackage": split(n, &o.evra)}]));
-        }
-    }
-    out
 }
 
 fn git_state(dir: &std::path::Path) -> Option<(String, bool)> {
@@ -80,7 +54,7 @@ pub fn run(g: &GlobalOpts, o: &BuildOpts) -> Result<()> {
         None => None,
     };
     if let Some((id, meta)) = &previous {
-        if meta.get_str("rpm-ostree-inputhash") == Some(inputhash.as_str()) && !o.force {
+        if meta.rpm_ostree_inputhash.as_deref() == Some(inputhash.as_str()) && !o.force {
             println!("No changes (inputs of build {id} are unchanged; --force to build anyway)");
             return Ok(());
         }
@@ -104,9 +78,7 @@ pub fn run(g: &GlobalOpts, o: &BuildOpts) -> Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| chrono::Utc::now().timestamp() as u64);
-    let parent = previous
-        .as_ref()
-        .and_then(|(_, m)| m.ostree_commit().map(str::to_string));
+    let parent = previous.as_ref().map(|(_, m)| m.ostree_commit.clone());
     let tf_ref = tf.r#ref.clone().unwrap_or_else(|| format!("cosa/{arch}"));
     let req = compose::ComposeRequest {
         tf: &tf,
@@ -122,37 +94,20 @@ pub fn run(g: &GlobalOpts, o: &BuildOpts) -> Result<()> {
 
     let staging = history.staging_dir()?;
     let dir = staging.path();
-    let name = tf_ref.split('/').next().unwrap_or("cosa").to_string();
-    let mut meta = Meta::default();
-    meta.set("buildid", version.clone());
-    meta.set("name", name.clone());
-    meta.set("summary", format!("{name} {version}"));
-    meta.set("ref", tf_ref.clone());
-    meta.set("ostree-commit", composed.commit.clone());
-    meta.set("ostree-content-checksum", composed.content_checksum.clone());
-    meta.set("ostree-version", version.clone());
-    meta.set(
-        "ostree-timestamp",
-        crate::builds::history::rfc3339(timestamp),
-    );
-    meta.set("rpm-ostree-inputhash", inputhash.clone());
-    meta.set("coreos-assembler.basearch", arch.clone());
-    meta.set(
-        "coreos-assembler.build-timestamp",
-        crate::builds::history::now_rfc3339(),
-    );
-    if fetched.overrides_active {
-        meta.set("coreos-assembler.overrides-active", true);
-    }
-    if let Some((rev, dirty)) = git_state(&wd.config_dir()) {
-        meta.set("coreos-assembler.config-gitrev", rev);
-        meta.set("coreos-assembler.config-dirty", dirty.to_string());
-    }
-    if let Some((id, _)) = &previous {
-        if let Some(old) = build_packages(&history.build_dir(id, &arch), &arch) {
-            meta.set("pkgdiff", pkgdiff(&old, &lock));
-        }
-    }
+    let changes = previous.as_ref().and_then(|(id, _)| {
+        build_packages(&history.build_dir(id, &arch), &arch).map(|old| pkgdiff(&old, &lock))
+    });
+    let meta = record::meta(&record::ComposedBuild {
+        version: &version,
+        ostree_ref: &tf_ref,
+        composed: &composed,
+        inputhash: &inputhash,
+        timestamp,
+        arch: &arch,
+        overrides_active: fetched.overrides_active,
+        config_git: git_state(&wd.config_dir()),
+        pkgdiff: changes,
+    });
     meta.save(&dir.join("meta.json"))?;
     let cm = compose::commit::commit_metadata_json(&repo, &composed.commit)?;
     fs::write(dir.join("commitmeta.json"), serde_json::to_vec_pretty(&cm)?)?;

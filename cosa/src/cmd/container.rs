@@ -3,9 +3,9 @@
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use serde_json::json;
 
 use crate::arch::Arch;
+use crate::builds::meta::{ContainerImage, ImportedImage};
 use crate::builds::{History, Meta, Workdir};
 use crate::cli::{BuildContainerOpts, GlobalOpts, ImportOpts, PushContainerOpts};
 use crate::compose::pkgcache::open_repo;
@@ -24,10 +24,7 @@ pub fn build(g: &GlobalOpts, o: &BuildContainerOpts) -> Result<()> {
     };
     if build_container(&wd, &id, &req)? {
         let meta = History::new(wd.builds_dir()).load_meta(&id, Arch::host()?.name())?;
-        let p = meta
-            .get_path("images.ostree.path")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
+        let p = meta.images.get("ostree").map_or("", |a| a.path.as_str());
         println!("Wrote {p}");
     } else {
         println!("Build {id} already has its container image (--force to rebuild it)");
@@ -41,10 +38,10 @@ pub fn push(g: &GlobalOpts, o: &PushContainerOpts) -> Result<()> {
     let id = history.resolve_id(o.build.as_deref())?;
     let arch = Arch::host()?.name();
     let meta = history.load_meta(&id, arch)?;
-    let Some(p) = meta.get_path("images.ostree.path").and_then(|v| v.as_str()) else {
+    let Some(p) = meta.images.get("ostree").map(|a| a.path.clone()) else {
         bail!("build {id} has no container image; run `cosa build-container` first");
     };
-    let src = history.build_dir(&id, arch).join(p);
+    let src = history.build_dir(&id, arch).join(&p);
     let digestfile = tempfile::NamedTempFile::new_in(wd.tmp_dir())?;
     Command::new("skopeo")
         .arg("copy")
@@ -63,11 +60,10 @@ pub fn push(g: &GlobalOpts, o: &PushContainerOpts) -> Result<()> {
         let _lock = wd.lock("push-container", true)?;
         let mut meta = history.load_meta(&id, arch)?;
         let image = o.dest.strip_prefix("docker://").unwrap_or(&o.dest);
-        let mut entry = json!({ "image": image });
-        if !digest.is_empty() {
-            entry["digest"] = json!(digest);
-        }
-        meta.set("base-oscontainer", entry);
+        meta.base_oscontainer = Some(ContainerImage {
+            image: image.to_string(),
+            digest: (!digest.is_empty()).then(|| digest.clone()),
+        });
         meta.save(&history.build_dir(&id, arch).join("meta.json"))?;
     }
     println!("Pushed {p} to {} ({digest})", o.dest);
@@ -92,8 +88,7 @@ pub fn import(g: &GlobalOpts, o: &ImportOpts) -> Result<()> {
     let base_commit = img.labels().get(crate::oci::labels::COMMIT).cloned();
     let base = builds.builds.iter().find_map(|b| {
         let m = history.load_meta(&b.id, arch).ok()?;
-        (m.ostree_commit().is_some() && m.ostree_commit() == base_commit.as_deref())
-            .then_some((b.id.clone(), m))
+        (Some(m.ostree_commit.as_str()) == base_commit.as_deref()).then_some((b.id.clone(), m))
     });
     let ids: Vec<String> = builds.builds.iter().map(|b| b.id.clone()).collect();
     let version = match (&o.version, &base) {
@@ -121,37 +116,18 @@ pub fn import(g: &GlobalOpts, o: &ImportOpts) -> Result<()> {
     .with_context(|| format!("importing {}", o.image))?;
 
     let staging = history.staging_dir()?;
-    let mut meta = Meta::default();
-    let name = base
-        .as_ref()
-        .and_then(|(_, m)| m.get_str("name").map(str::to_string))
-        .unwrap_or_else(|| "cosa".into());
-    meta.set("buildid", version.clone());
-    meta.set("name", name.clone());
-    meta.set(
-        "summary",
-        format!("{name} {version} (imported from {})", o.image),
+    let meta = Meta::imported(
+        base.as_ref().map(|(_, m)| m),
+        &version,
+        &ImportedImage {
+            image: &o.image,
+            commit: &imported.commit,
+            base_commit: &imported.base_commit,
+            labels: &imported.labels,
+        },
+        timestamp,
+        arch,
     );
-    if let Some(r) = base.as_ref().and_then(|(_, m)| m.get_str("ref")) {
-        meta.set("ref", r.to_string());
-    }
-    meta.set("ostree-commit", imported.commit.clone());
-    meta.set("ostree-version", version.clone());
-    meta.set(
-        "ostree-timestamp",
-        crate::builds::history::rfc3339(timestamp),
-    );
-    meta.set("coreos-assembler.basearch", arch.to_string());
-    meta.set(
-        "coreos-assembler.build-timestamp",
-        crate::builds::history::now_rfc3339(),
-    );
-    meta.set("coreos-assembler.oci-imported", true);
-    meta.set(
-        "coreos-assembler.oci-imported-labels",
-        json!(imported.labels),
-    );
-    meta.set("fedora-coreos.parent-commit", imported.base_commit.clone());
     meta.save(&staging.path().join("meta.json"))?;
     let cm = crate::compose::commit::commit_metadata_json(&repo, &imported.commit)?;
     std::fs::write(

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use anyhow::{bail, Context, Result};
 
 use crate::builds::history::{now_rfc3339, Tag};
+use crate::builds::meta::pkgdiff::{pkgdiff, PkgDiff, PkgDiffKind, PkgEvra};
 use crate::builds::{History, Workdir};
 use crate::cli::{DiffOpts, GlobalOpts, ListOpts, MetaOpts, PruneOpts, TagAction, TagOpts};
 use crate::compose::{fetch, pkgcache};
@@ -31,14 +32,10 @@ pub fn list(g: &GlobalOpts, o: &ListOpts) -> Result<()> {
             .filter(|t| t.target == e.id)
             .map(|t| t.name.as_str())
             .collect();
-        let images: Vec<String> =
-            m.0.get("images")
-                .and_then(|i| i.as_object())
-                .map(|i| i.keys().cloned().collect())
-                .unwrap_or_default();
+        let images: Vec<&String> = m.images.keys().collect();
         rows.push(serde_json::json!({
-            "id": e.id, "arches": e.arches, "timestamp": m.get_str("coreos-assembler.build-timestamp"),
-            "commit": m.ostree_commit(), "tags": tags, "images": images,
+            "id": e.id, "arches": e.arches, "timestamp": m.build_timestamp,
+            "commit": m.ostree_commit, "tags": tags, "images": images,
         }));
     }
     if o.json {
@@ -77,10 +74,10 @@ pub fn meta(g: &GlobalOpts, o: &MetaOpts) -> Result<()> {
     let id = h.resolve_id(o.build.as_deref())?;
     let m = h.load_meta(&id, Arch::host()?.name())?;
     match &o.get {
-        None => println!("{}", serde_json::to_string_pretty(&m.0)?),
-        Some(k) => match m.get_path(k) {
+        None => println!("{}", serde_json::to_string_pretty(&m)?),
+        Some(k) => match m.get(k) {
             Some(serde_json::Value::String(s)) => println!("{s}"),
-            Some(v) => println!("{}", serde_json::to_string_pretty(v)?),
+            Some(v) => println!("{}", serde_json::to_string_pretty(&v)?),
             None => bail!("build {id} has no key {k} in meta.json"),
         },
     }
@@ -115,21 +112,20 @@ pub fn diff(g: &GlobalOpts, o: &DiffOpts) -> Result<()> {
                 .join(fetch::generated_lockfile_name(arch)),
         )
     };
-    let d = super::build::pkgdiff(&load(&from)?, &load(&to)?);
+    let d = pkgdiff(&load(&from)?, &load(&to)?);
     if o.json {
         println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(());
     }
-    for e in &d {
-        let name = e[0].as_str().unwrap_or_default();
-        let evr = |k: &str| e[2][k][1].as_str().unwrap_or_default().to_string();
-        match e[1].as_u64() {
-            Some(1) => println!("+ {name} {}", evr("NewPackage")),
-            Some(2) => println!("- {name} {}", evr("PreviousPackage")),
-            _ => println!(
+    for PkgDiff(name, kind, v) in &d {
+        let evr = |p: &Option<PkgEvra>| p.as_ref().map_or("", PkgEvra::evr).to_string();
+        match kind {
+            PkgDiffKind::Added => println!("+ {name} {}", evr(&v.new_package)),
+            PkgDiffKind::Removed => println!("- {name} {}", evr(&v.previous_package)),
+            PkgDiffKind::Changed => println!(
                 "~ {name} {} -> {}",
-                evr("PreviousPackage"),
-                evr("NewPackage")
+                evr(&v.previous_package),
+                evr(&v.new_package)
             ),
         }
     }

@@ -74,27 +74,6 @@ fn open_build(g: &GlobalOpts, build: Option<&str>) -> Result<(Workdir, std::path
     Ok((wd, dir))
 }
 
-fn images_of(meta: &Meta) -> Vec<(String, Artifact)> {
-    meta.0
-        .get("images")
-        .and_then(|i| i.as_object())
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), serde_json::from_value(v.clone()).ok()?)))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn set_image(meta: &mut Meta, name: &str, a: &Artifact) -> Result<()> {
-    let images = meta
-        .0
-        .entry("images")
-        .or_insert_with(|| serde_json::json!({}));
-    images[name] = serde_json::to_value(a)?;
-    Ok(())
-}
-
 pub fn compress(g: &GlobalOpts, o: &CompressOpts) -> Result<()> {
     let (wd, dir) = open_build(g, o.build.as_deref())?;
     let _lock = wd.lock("compress", true)?;
@@ -111,9 +90,11 @@ pub fn compress(g: &GlobalOpts, o: &CompressOpts) -> Result<()> {
     };
     let meta_path = dir.join("meta.json");
     let mut meta = Meta::load(&meta_path)?;
-    let todo: Vec<(String, Artifact)> = images_of(&meta)
-        .into_iter()
+    let todo: Vec<(String, Artifact)> = meta
+        .images
+        .iter()
         .filter(|(n, a)| !skip_compress(n, &a.path))
+        .map(|(n, a)| (n.clone(), a.clone()))
         .collect();
     let done: Vec<(String, Artifact)> = todo
         .par_iter()
@@ -132,7 +113,7 @@ pub fn compress(g: &GlobalOpts, o: &CompressOpts) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     for (name, c) in &done {
-        set_image(&mut meta, name, c)?;
+        meta.images.insert(name.clone(), c.clone());
     }
     meta.save(&meta_path)?;
     for (name, c) in &done {
@@ -156,9 +137,11 @@ pub fn decompress(g: &GlobalOpts, o: &CompressOpts) -> Result<()> {
     let _lock = wd.lock("decompress", true)?;
     let meta_path = dir.join("meta.json");
     let mut meta = Meta::load(&meta_path)?;
-    let todo: Vec<(String, Artifact)> = images_of(&meta)
-        .into_iter()
+    let todo: Vec<(String, Artifact)> = meta
+        .images
+        .iter()
         .filter(|(_, a)| a.uncompressed_sha256.is_some())
+        .map(|(n, a)| (n.clone(), a.clone()))
         .collect();
     let done: Vec<(String, Artifact)> = todo
         .par_iter()
@@ -201,7 +184,7 @@ pub fn decompress(g: &GlobalOpts, o: &CompressOpts) -> Result<()> {
         .collect::<Result<_>>()?;
     let compressed: Vec<String> = todo.iter().map(|(_, a)| a.path.clone()).collect();
     for (name, a) in &done {
-        set_image(&mut meta, name, a)?;
+        meta.images.insert(name.clone(), a.clone());
     }
     meta.save(&meta_path)?;
     for p in compressed {

@@ -64,8 +64,9 @@ impl BuildUnderTest {
     fn qemu_image(&self) -> Result<PathBuf> {
         let p = self
             .meta
-            .get_path("images.qemu.path")
-            .and_then(|v| v.as_str())
+            .images
+            .get("qemu")
+            .map(|a| &a.path)
             .ok_or_else(|| {
                 anyhow!(
                     "build {} has no qemu image: run `cosa buildextend-qemu` (or `cosa osbuild qemu`) first",
@@ -85,7 +86,8 @@ impl BuildUnderTest {
     /// The stream name: the last component of the ref (`demo/x86_64/stable`).
     fn stream(&self) -> Option<String> {
         self.meta
-            .get_str("ref")
+            .ostree_ref
+            .as_deref()
             .and_then(|r| r.rsplit('/').next())
             .map(str::to_string)
     }
@@ -96,13 +98,7 @@ impl BuildUnderTest {
             .join(format!("manifest-lock.generated.{}.json", self.arch));
         BuildFacts {
             overrides_rpm: self.wd.overrides_rpm_dir(),
-            overrides_active: self
-                .meta
-                .0
-                // A flat key with dots in it, not a path.
-                .get("coreos-assembler.overrides-active")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false),
+            overrides_active: self.meta.overrides_active.unwrap_or(false),
             lockfile: lock.is_file().then_some(lock),
         }
     }
@@ -130,7 +126,11 @@ fn selection(b: &BuildUnderTest, s: &KolaSelectOpts) -> Result<Selection> {
             .collect::<Result<_>>()?,
         platform: s.platform.clone(),
         arch: b.arch.name().to_string(),
-        distro: b.meta.get_str("name").unwrap_or("fcos").to_string(),
+        // No build (kola list in a fresh workdir): kola's default distro.
+        distro: Some(b.meta.name.as_str())
+            .filter(|n| !n.is_empty())
+            .unwrap_or("fcos")
+            .to_string(),
         stream: b.stream(),
         denylist,
         shard: s.shard.as_deref().map(Shard::parse).transpose()?,

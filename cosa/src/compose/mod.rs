@@ -9,6 +9,7 @@ pub mod commit;
 pub mod dnf;
 pub mod fetch;
 pub mod pkgcache;
+pub mod record;
 pub mod rpmhdr;
 pub mod sandbox;
 pub mod treepost;

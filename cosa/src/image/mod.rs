@@ -35,8 +35,7 @@ fn commit_kernel(repo: &Path, commit: &str) -> Result<String> {
 }
 
 pub fn artifact_name(meta: &Meta, platform: &str, arch: &str) -> Result<String> {
-    let name = meta.get_str("name").unwrap_or("cosa");
-    let id = meta.buildid().context("meta.json has no buildid")?;
+    let (name, id) = (&meta.name, &meta.buildid);
     Ok(format!(
         "{name}-{id}-{platform}.{arch}.{}",
         platform_ext(platform)?
@@ -57,21 +56,18 @@ pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<BuiltImage>>
     let build_dir = history.build_dir(&id, arch);
     let meta_path = build_dir.join("meta.json");
     let meta = Meta::load(&meta_path)?;
-    let commit = meta
-        .ostree_commit()
-        .context("meta.json has no ostree-commit")?
-        .to_string();
+    let commit = meta.ostree_commit.clone();
 
     let mut results = Vec::new();
     let mut todo = Vec::new();
     for p in req.platforms {
-        match meta.get_path(&format!("images.{p}")) {
+        match meta.images.get(p) {
             Some(v) if !req.force => {
                 tracing::info!("{p}: already built for {id} (--force to rebuild)");
                 results.push(BuiltImage {
                     name: p.clone(),
                     built: false,
-                    image: serde_json::from_value(v.clone())?,
+                    image: v.clone(),
                 });
             }
             _ => todo.push(p.clone()),
@@ -92,21 +88,18 @@ pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<BuiltImage>>
         );
     }
     let platforms = Platforms::load(&config_dir)?;
-    let timestamp = meta
-        .get_str("ostree-timestamp")
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map_or(0, |t| t.timestamp() as u64);
+    let timestamp = meta.ostree_timestamp_secs();
 
     let scratch = wd.tmp_dir().join(format!("images-{id}"));
     sysroot::remove_tree(&scratch)?;
     fs::create_dir_all(&scratch)?;
 
     tracing::info!("deploying {commit} into a sysroot");
-    let stateroot = meta.get_str("name").unwrap_or("cosa").to_string();
+    let stateroot = meta.name.clone();
     let refspec = format!(
         "{}:{}",
         img.ostree_remote.as_deref().unwrap_or(&stateroot),
-        meta.get_str("ref").unwrap_or("cosa")
+        meta.ostree_ref.as_deref().unwrap_or("cosa")
     );
     let mut kargs = vec!["root=LABEL=root".to_string(), "rw".to_string()];
     kargs.extend(img.extra_kargs.iter().cloned());
@@ -236,7 +229,7 @@ fn platform_cost(platform: &str) -> u32 {
 pub fn ensure_ostree_image(wd: &Workdir, id: &str) -> Result<()> {
     let history = History::new(wd.builds_dir());
     let meta = history.load_meta(id, crate::arch::Arch::host()?.name())?;
-    if meta.get_path("images.ostree").is_none() {
+    if !meta.images.contains_key("ostree") {
         tracing::info!("build {id} has no OCI archive (images.ostree) yet: making it first");
         let req = crate::oci::archive::ContainerRequest {
             max_layers: 64,

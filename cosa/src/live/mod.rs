@@ -49,11 +49,10 @@ fn existing(meta: &Meta) -> Option<Vec<BuiltImage>> {
     ARTIFACTS
         .iter()
         .map(|n| {
-            let v = meta.get_path(&format!("images.{n}"))?;
             Some(BuiltImage {
                 name: n.to_string(),
                 built: false,
-                image: serde_json::from_value(v.clone()).ok()?,
+                image: meta.images.get(*n)?.clone(),
             })
         })
         .collect()
@@ -117,7 +116,7 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
             return Ok(r);
         }
     }
-    if meta.get_path("images.metal").is_none() {
+    if !meta.images.contains_key("metal") {
         tracing::info!("{id} has no metal image: making it first (it is what installs)");
         crate::image::build_images(
             wd,
@@ -131,20 +130,17 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
     let _lock = wd.lock("live media build", true)?;
     crate::image::ensure_ostree_image(wd, &id)?;
     let mut meta = Meta::load(&meta_path)?;
-    let commit = meta
-        .ostree_commit()
-        .context("meta.json has no ostree-commit")?
-        .to_string();
-    let metal: Artifact = serde_json::from_value(
-        meta.get_path("images.metal")
-            .context("meta.json has no images.metal")?
-            .clone(),
-    )?;
+    let commit = meta.ostree_commit.clone();
+    let metal: Artifact = meta
+        .images
+        .get("metal")
+        .context("meta.json has no images.metal")?
+        .clone();
     let config_dir = wd.config_dir();
     let img = ImageConfig::load(&config_dir)?;
     let platforms = Platforms::load(&config_dir)?;
     let metal_cfg = platforms.get(arch, "metal");
-    let name = meta.get_str("name").unwrap_or("cosa").to_string();
+    let name = meta.name.clone();
     let label = volume_label(&name, &id);
 
     let scratch = wd.tmp_dir().join(format!("live-{id}"));
@@ -155,7 +151,7 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
         let refspec = format!(
             "{}:{}",
             img.ostree_remote.as_deref().unwrap_or(&name),
-            meta.get_str("ref").unwrap_or("cosa")
+            meta.ostree_ref.as_deref().unwrap_or("cosa")
         );
         let sr = sysroot::deploy(
             &wd.repo_path(),

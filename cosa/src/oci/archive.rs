@@ -5,16 +5,16 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result};
-use serde_json::json;
 
 use super::encapsulate;
+use crate::builds::artifact::Artifact;
 use crate::builds::{History, Meta, Workdir};
 use crate::compose::pkgcache::open_repo;
 use crate::oci::Compression;
 
 /// `<name>-<id>-ostree.<arch>.ociarchive` and its manifest's file name.
 fn artifact_names(meta: &Meta, id: &str, arch: &str) -> (String, String) {
-    let name = meta.get_str("name").unwrap_or("cosa");
+    let name = &meta.name;
     (
         format!("{name}-{id}-ostree.{arch}.ociarchive"),
         format!("{name}-{id}-ostree.{arch}-manifest.json"),
@@ -28,15 +28,8 @@ fn package_changes(history: &History, arch: &str) -> Result<HashMap<String, u32>
         let Ok(meta) = history.load_meta(&b.id, arch) else {
             continue;
         };
-        for d in meta
-            .get_path("pkgdiff")
-            .and_then(|v| v.as_array())
-            .into_iter()
-            .flatten()
-        {
-            if let Some(name) = d.get(0).and_then(|n| n.as_str()) {
-                *changes.entry(name.to_string()).or_insert(0) += 1;
-            }
+        for d in meta.pkgdiff.iter().flatten() {
+            *changes.entry(d.0.clone()).or_insert(0) += 1;
         }
     }
     Ok(changes)
@@ -59,16 +52,13 @@ pub fn build_container(wd: &Workdir, id: &str, o: &ContainerRequest) -> Result<b
     let id = id.to_string();
     let dir = history.build_dir(&id, arch);
     let mut meta = history.load_meta(&id, arch)?;
-    if let Some(p) = meta.get_path("images.ostree.path").and_then(|v| v.as_str()) {
+    if let Some(p) = meta.images.get("ostree").map(|a| &a.path) {
         if !o.force && dir.join(p).exists() {
             tracing::info!("build {id} already has {p} (--force to rebuild it)");
             return Ok(false);
         }
     }
-    let commit = meta
-        .ostree_commit()
-        .with_context(|| format!("build {id} has no ostree-commit in its meta.json"))?
-        .to_string();
+    let commit = meta.ostree_commit.clone();
     let (archive_name, manifest_name) = artifact_names(&meta, &id, arch);
     let repo = open_repo(&wd.repo_path())?;
     let scratch = tempfile::Builder::new()
@@ -102,19 +92,13 @@ pub fn build_container(wd: &Workdir, id: &str, o: &ContainerRequest) -> Result<b
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(&enc.manifest))
     };
-    let images = meta
-        .0
-        .entry("images")
-        .or_insert_with(|| json!({}))
-        .as_object_mut()
-        .context("meta.json: images is not an object")?;
-    images.insert(
+    meta.images.insert(
         "ostree".into(),
-        json!({"path": archive_name, "sha256": enc.sha256, "size": enc.size}),
+        Artifact::new(&archive_name, &enc.sha256, enc.size),
     );
-    images.insert(
+    meta.images.insert(
         "oci-manifest".into(),
-        json!({"path": manifest_name, "sha256": manifest_sha, "size": enc.manifest.len()}),
+        Artifact::new(&manifest_name, &manifest_sha, enc.manifest.len() as u64),
     );
     meta.save(&dir.join("meta.json"))?;
     tracing::info!(
