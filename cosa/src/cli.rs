@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "cosa",
     version,
-    about = "Build and test image-based Linux operating systems"
+    about = "Build and test image-based Linux operating systems",
+    max_term_width = 100
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -417,9 +418,17 @@ pub struct TagOpts {
 #[derive(Debug, Subcommand)]
 pub enum TagAction {
     /// Tag a build (default: latest).
-    Add { tag: String, build: Option<String> },
+    Add {
+        /// The tag (`prune` never removes a tagged build).
+        tag: String,
+        /// The build to tag (default: latest).
+        build: Option<String>,
+    },
     /// Remove a tag.
-    Delete { tag: String },
+    Delete {
+        /// The tag to remove from whichever build has it.
+        tag: String,
+    },
     /// List tags.
     List,
 }

@@ -1,12 +1,10 @@
 //! `cosa buildextend-live`, `cosa iso customize`, `cosa pxe customize`.
 
-use std::path::PathBuf;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::builds::{History, Workdir};
 use crate::cli::{CustomizeOpts, GlobalOpts, ImageOpts, LiveMediaAction, LiveMediaOpts};
-use crate::live::customize::{self, Customization};
+use crate::live::customize::{self, Customization, CustomizeInputs};
 
 pub fn buildextend(g: &GlobalOpts, o: &ImageOpts) -> Result<()> {
     let wd = Workdir::open(&g.workdir)?;
@@ -22,38 +20,29 @@ fn customize_opts(o: &LiveMediaOpts) -> &CustomizeOpts {
     }
 }
 
+fn inputs(c: &CustomizeOpts) -> CustomizeInputs {
+    CustomizeInputs {
+        dest_ignition: c.dest_ignition.clone(),
+        dest_device: c.dest_device.clone(),
+        dest_karg_append: c.dest_karg_append.clone(),
+        dest_file: c.dest_file.clone(),
+        live_ignition: c.live_ignition.clone(),
+        live_karg_append: c.live_karg_append.clone(),
+    }
+}
+
 pub fn iso(_g: &GlobalOpts, o: &LiveMediaOpts) -> Result<()> {
     let c = customize_opts(o);
-    let custom = Customization::from_opts(c)?;
+    let custom = Customization::from_inputs(&inputs(c))?;
     customize::iso(&c.input, &c.output, c.force, &custom)?;
     println!("Wrote {}", c.output.display());
     Ok(())
 }
 
-/// The build's live rootfs beside its live initramfs (`…-live-initramfs.ARCH.img`).
-fn rootfs_beside(initramfs: &std::path::Path) -> Result<PathBuf> {
-    let name = initramfs
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("initramfs path has no file name")?;
-    let guess = name.replace("-live-initramfs.", "-live-rootfs.");
-    if guess == name {
-        anyhow::bail!(
-            "{}: not named like a live initramfs; give the live rootfs with --rootfs",
-            initramfs.display()
-        );
-    }
-    Ok(initramfs.with_file_name(guess))
-}
-
 pub fn pxe(_g: &GlobalOpts, o: &LiveMediaOpts) -> Result<()> {
     let c = customize_opts(o);
-    let custom = Customization::from_opts(c)?;
-    let rootfs = match &c.rootfs {
-        Some(r) => r.clone(),
-        None => rootfs_beside(&c.input)?,
-    };
-    customize::pxe(&c.input, &rootfs, &c.output, c.force, &custom)?;
+    let custom = Customization::from_inputs(&inputs(c))?;
+    customize::pxe(&c.input, c.rootfs.as_deref(), &c.output, c.force, &custom)?;
     println!(
         "Wrote the PXE initramfs and rootfs to {}",
         c.output.display()

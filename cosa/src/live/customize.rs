@@ -26,6 +26,23 @@ use super::iso;
 use crate::cpio;
 use cmdext::CommandRunExt;
 
+/// What the user asked to embed, as given (paths not yet read).
+#[derive(Debug, Default, Clone)]
+pub struct CustomizeInputs {
+    /// Ignition config for the installed system's first boot.
+    pub dest_ignition: Option<PathBuf>,
+    /// The install target (e.g. /dev/vda): makes the media install unattended.
+    pub dest_device: Option<String>,
+    /// Kernel arguments for the installed system.
+    pub dest_karg_append: Vec<String>,
+    /// `LOCAL:/PATH` files for the installed system, added to its Ignition config.
+    pub dest_file: Vec<String>,
+    /// Ignition config for the live system itself.
+    pub live_ignition: Option<PathBuf>,
+    /// Kernel arguments for the live system.
+    pub live_karg_append: Vec<String>,
+}
+
 /// Everything a customization embeds, validated.
 #[derive(Debug, Default)]
 pub struct Customization {
@@ -115,7 +132,7 @@ fn add_files(config: Option<Vec<u8>>, files: &[String]) -> Result<Option<Vec<u8>
 
 impl Customization {
     /// Read and check every input named on the command line; nothing is written.
-    pub fn from_opts(o: &crate::cli::CustomizeOpts) -> Result<Self> {
+    pub fn from_inputs(o: &CustomizeInputs) -> Result<Self> {
         let dest_ignition = o
             .dest_ignition
             .as_deref()
@@ -276,15 +293,41 @@ fn rootfs_member(rootfs: &Path) -> Result<(String, u64, u64)> {
     Ok((name, (110 + namesize).div_ceil(4) * 4, size))
 }
 
+/// The build's live rootfs beside its live initramfs (`…-live-initramfs.ARCH.img`).
+pub fn rootfs_beside(initramfs: &Path) -> Result<PathBuf> {
+    let name = initramfs
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| {
+            format!(
+                "{}: the initramfs path has no file name",
+                initramfs.display()
+            )
+        })?;
+    let guess = name.replace("-live-initramfs.", "-live-rootfs.");
+    if guess == name {
+        bail!(
+            "{}: not named like a live initramfs; give the live rootfs with --rootfs",
+            initramfs.display()
+        );
+    }
+    Ok(initramfs.with_file_name(guess))
+}
+
 /// `cosa pxe customize`: into `outdir`, the initramfs (as is) and a rootfs whose
-/// squashfs gains `/cosa-embed/` (appended: nothing is recompressed).
+/// squashfs gains `/cosa-embed/` (appended: nothing is recompressed). Without
+/// `rootfs`, the build's live rootfs beside the initramfs.
 pub fn pxe(
     initramfs: &Path,
-    rootfs: &Path,
+    rootfs: Option<&Path>,
     outdir: &Path,
     force: bool,
     c: &Customization,
 ) -> Result<()> {
+    let rootfs = &match rootfs {
+        Some(r) => r.to_path_buf(),
+        None => rootfs_beside(initramfs)?,
+    };
     if !c.live_kargs.is_empty() {
         bail!("PXE media carry no kernel command line: give live kernel arguments in the PXE configuration instead of --live-karg-append");
     }
