@@ -4,7 +4,6 @@
 use tests_integration as common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::{path_exists, Fixture, KVER};
 
@@ -84,7 +83,7 @@ fn build_composes_a_bootable_commit() {
     // in the package cache's object the tree was assembled from.
     let ls = f.ostree(&["ls", "-X", commit, "/usr/bin/app-ping"]);
     assert!(ls.contains("security.capability"), "{ls}");
-    let getcap = Command::new("getcap")
+    let getcap = cmdext::command("getcap")
         .arg(root.join("usr/bin/app-ping"))
         .output()
         .unwrap();
@@ -231,7 +230,7 @@ fn kernel_override_replaces_the_repo_package() {
     let kernels: Vec<&String> = nevras.iter().filter(|n| n.starts_with("kernel-")).collect();
     assert_eq!(kernels, ["kernel-6.0-1.x86_64"], "{nevras:?}");
     assert_eq!(nevras.len(), 6, "{nevras:?}");
-    let out = Command::new("rpm")
+    let out = cmdext::command("rpm")
         .arg("--dbpath")
         .arg(root.join("usr/lib/sysimage/rpm"))
         .arg("--verifydb")
@@ -246,7 +245,7 @@ fn kernel_override_replaces_the_repo_package() {
 
 /// `rpm -qa` of a checked-out tree's rpmdb, one `format` per package.
 fn rpm_qa(root: &Path, format: &str) -> Vec<String> {
-    let out = Command::new("rpm")
+    let out = cmdext::command("rpm")
         .arg("--dbpath")
         .arg(root.join("usr/lib/sysimage/rpm"))
         .args(["-qa", "--qf", &format!("{format}\n")])
@@ -391,7 +390,7 @@ fn interrupted_build_leaves_history_and_caches_valid() {
     let before = history_state(&f);
     f.repo.add(&[common::kernel("6.2", "1")]).unwrap();
     // SIGINT while scriptlets run (the tree is mounted through rofiles-fuse), as Ctrl-C would.
-    let mut child = Command::new(common::cosa_bin())
+    let mut child = cmdext::command(common::cosa_bin())
         .arg("build")
         .env("COSA_DIR", f.workdir())
         .env("RUST_LOG", "warn")
@@ -421,7 +420,7 @@ fn interrupted_build_leaves_history_and_caches_valid() {
 }
 
 fn interrupt(pid: u32) {
-    Command::new("kill")
+    cmdext::command("kill")
         .args(["-INT", &pid.to_string()])
         .status()
         .unwrap();
@@ -477,7 +476,7 @@ fn full_disk_is_a_clear_error_and_the_next_build_succeeds() {
     // Put the workdir's cache and scratch on a tiny filesystem.
     let small = f.dir.path().join("small");
     std::fs::create_dir(&small).unwrap();
-    let st = Command::new("mount")
+    let st = cmdext::command("mount")
         .args(["-t", "tmpfs", "-o", "size=1500k", "tmpfs"])
         .arg(&small)
         .status()
@@ -486,14 +485,14 @@ fn full_disk_is_a_clear_error_and_the_next_build_succeeds() {
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            let _ = cmdext::command("umount").arg("-l").arg(&self.0).status();
         }
     }
     let _guard = Unmount(small.clone());
     let wd = f.workdir();
     for d in ["cache", "tmp", "builds"] {
         let target = small.join(d);
-        Command::new("cp")
+        cmdext::command("cp")
             .arg("-a")
             .arg(wd.join(d))
             .arg(&target)
@@ -506,7 +505,7 @@ fn full_disk_is_a_clear_error_and_the_next_build_succeeds() {
     eprintln!("full disk: {err}");
     assert!(err.contains("No space left on device"), "{err}");
     assert_eq!(f.build_count(), 0);
-    let st = Command::new("mount")
+    let st = cmdext::command("mount")
         .args(["-o", "remount,size=200m"])
         .arg(&small)
         .status()

@@ -70,7 +70,7 @@ fn build_fixture() -> Result<Fixture> {
                  Name-Email: {who}@cosa.invalid\nExpire-Date: 0\n%commit\n"
             ),
         )?;
-        run(Command::new("gpg")
+        run(cmdext::command("gpg")
             .env("GNUPGHOME", &gnupg)
             .args(["--batch", "--gen-key"])
             .arg(&params))?;
@@ -85,7 +85,7 @@ fn build_fixture() -> Result<Fixture> {
         &signed,
     )?;
     for (rpm, key) in rpms.iter().zip(["a", "b"]) {
-        run(Command::new("rpmsign")
+        run(cmdext::command("rpmsign")
             .env("GNUPGHOME", &gnupg)
             .args(["--define", "__gpg /usr/bin/gpg"])
             .arg("--define")
@@ -97,7 +97,7 @@ fn build_fixture() -> Result<Fixture> {
         dir: signed.canonicalize()?,
     }
     .refresh()?;
-    let key = run(Command::new("gpg").env("GNUPGHOME", &gnupg).args([
+    let key = run(cmdext::command("gpg").env("GNUPGHOME", &gnupg).args([
         "--armor",
         "--export",
         "a@cosa.invalid",

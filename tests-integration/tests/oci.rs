@@ -60,7 +60,7 @@ fn built() -> Fixture {
 }
 
 fn skopeo_inspect(image: &str) -> serde_json::Value {
-    serde_json::from_str(&run(Command::new("skopeo").args(["inspect", image]))).unwrap()
+    serde_json::from_str(&run(cmdext::command("skopeo").args(["inspect", image]))).unwrap()
 }
 
 fn validate_meta(path: &Path) {
@@ -69,7 +69,7 @@ fn validate_meta(path: &Path) {
 
 /// ostree-ext's importer pulls `image` into a fresh repo; returns the commit it got.
 fn ostree_ext_pull(image: &str, repo_dir: &Path) -> String {
-    run(Command::new("ostree")
+    run(cmdext::command("ostree")
         .arg(format!("--repo={}", repo_dir.display()))
         .args(["init", "--mode=bare"]));
     let repo = ostree::Repo::new_for_path(repo_dir);
@@ -82,7 +82,7 @@ fn ostree_ext_pull(image: &str, repo_dir: &Path) -> String {
     let import = rt
         .block_on(ostree_ext::container::unencapsulate(&repo, &imgref))
         .unwrap();
-    run(Command::new("ostree")
+    run(cmdext::command("ostree")
         .arg(format!("--repo={}", repo_dir.display()))
         .arg("fsck"));
     import.ostree_commit
@@ -139,7 +139,7 @@ fn build_container_is_read_by_skopeo_and_ostree_ext_and_is_reproducible() {
 
     // skopeo copies it.
     let t = tempfile::tempdir().unwrap();
-    run(Command::new("skopeo")
+    run(cmdext::command("skopeo")
         .args(["copy", "--quiet", &img])
         .arg(format!("oci:{}", t.path().join("copy").display())));
 
@@ -239,7 +239,7 @@ fn podman_runs_the_image_and_push_container_copies_it() {
         "{pushed}"
     );
     validate_meta(&build_dir(&f).join("meta.json"));
-    let out = run(Command::new("podman").args(PODMAN_RUN).args([
+    let out = run(cmdext::command("podman").args(PODMAN_RUN).args([
         &tag,
         "/usr/bin/sh",
         "-c",
@@ -250,15 +250,17 @@ fn podman_runs_the_image_and_push_container_copies_it() {
     assert!(out.contains("00"), "{out}");
 
     // podman load reads the archive itself too.
-    let out = run(Command::new("podman").args(["load", "-i"]).arg(archive(&f)));
+    let out = run(cmdext::command("podman")
+        .args(["load", "-i"])
+        .arg(archive(&f)));
     assert!(out.contains("Loaded image"), "{out}");
-    let _ = Command::new("podman").args(["rmi", "-f", &tag]).output();
+    let _ = cmdext::command("podman").args(["rmi", "-f", &tag]).output();
 }
 
 /// The latest build's archive as an `oci:` directory under `t`.
 fn oci_copy(f: &Fixture, t: &Path, name: &str) -> PathBuf {
     let dir = t.join(name);
-    run(Command::new("skopeo")
+    run(cmdext::command("skopeo")
         .args(["copy", "--quiet"])
         .arg(format!("oci-archive:{}", archive(f).display()))
         .arg(format!("oci:{}", dir.display())));
@@ -339,7 +341,7 @@ fn import_applies_a_derived_layer_as_a_new_build() {
 
     // The same image through the `dir:` transport, with an explicit version.
     let as_dir = t.path().join("as-dir");
-    run(Command::new("skopeo")
+    run(cmdext::command("skopeo")
         .args(["copy", "--quiet"])
         .arg(format!("oci:{}", dir.display()))
         .arg(format!("dir:{}", as_dir.display())));
@@ -379,7 +381,7 @@ fn podman_build_derived_image_imports() {
             .to_lowercase()
             .replace('.', "")
     );
-    run(Command::new("podman")
+    run(cmdext::command("podman")
         .args([
             "build",
             "--runtime",
@@ -399,7 +401,7 @@ fn podman_build_derived_image_imports() {
     let out = f
         .cosa(&["import", &format!("containers-storage:{tag}")])
         .ok();
-    let _ = Command::new("podman").args(["rmi", "-f", &tag]).output();
+    let _ = cmdext::command("podman").args(["rmi", "-f", &tag]).output();
     assert!(out.contains("Imported"), "{out}");
     let commit = f.latest_meta()["ostree-commit"]
         .as_str()

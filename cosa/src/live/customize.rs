@@ -18,7 +18,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
@@ -250,7 +249,7 @@ pub fn iso(input: &Path, output: &Path, force: bool, c: &Customization) -> Resul
     let kargs_at = iso::locate(input, iso::KARGS_AREA)?;
     let tmp = temp_beside(output)?;
     // cp: reflinks or sparse copies where the filesystem can, at disk speed otherwise.
-    Command::new("cp")
+    cmdext::command("cp")
         .args(["--reflink=auto", "--sparse=auto"])
         .arg(input)
         .arg(tmp.path())
@@ -358,7 +357,7 @@ pub fn pxe(
     let embed_dir = add.join("cosa-embed");
     fs::create_dir_all(&embed_dir)?;
     fs::write(embed_dir.join("embed.img"), &embed)?;
-    Command::new("mksquashfs")
+    cmdext::command("mksquashfs")
         .arg(&add)
         .arg(&sq)
         .args(["-no-progress", "-quiet", "-all-root"])

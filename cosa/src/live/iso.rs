@@ -11,7 +11,6 @@
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
@@ -119,17 +118,17 @@ fn boot_files(spec: &IsoSpec, isodir: &Path, scratch: &Path) -> Result<std::path
     let efiboot = scratch.join("efiboot.img");
     let _ = fs::remove_file(&efiboot);
     let kib = fs::metadata(&efi)?.len().div_ceil(1024) + 512;
-    Command::new("mkfs.vfat")
+    cmdext::command("mkfs.vfat")
         .args(["-C", "-n", "EFIBOOT"])
         .arg(&efiboot)
         .arg(kib.to_string())
         .run()
         .context("making the EFI boot image")?;
     let img = efiboot.to_str().context("non-UTF-8 path")?;
-    Command::new("mmd")
+    cmdext::command("mmd")
         .args(["-i", img, "::EFI", "::EFI/BOOT"])
         .run()?;
-    Command::new("mcopy")
+    cmdext::command("mcopy")
         .args(["-i", img])
         .arg(&efi)
         .arg("::EFI/BOOT/BOOTX64.EFI")
@@ -152,7 +151,7 @@ pub fn build(spec: &IsoSpec, isodir: &Path, out: &Path, scratch: &Path) -> Resul
     let _ = fs::remove_file(out);
     // grub-mkrescue's recipe: El Torito BIOS image with GRUB's boot info, GRUB's
     // hybrid MBR, the EFI image as El Torito alternative and as a GPT partition.
-    Command::new("xorriso")
+    cmdext::command("xorriso")
         .args(["-as", "mkisofs", "-quiet", "-R", "-V", spec.label, "-o"])
         .arg(out)
         .args([
@@ -181,7 +180,7 @@ pub fn build(spec: &IsoSpec, isodir: &Path, out: &Path, scratch: &Path) -> Resul
 
 /// Where a file's data is in an ISO: its byte offset and size (xorriso's report).
 pub fn locate(iso: &Path, path: &str) -> Result<(u64, u64)> {
-    let out = Command::new("xorriso")
+    let out = cmdext::command("xorriso")
         .args(["-report_about", "SORRY", "-indev"])
         .arg(iso)
         .args(["-find", &format!("/{path}"), "-exec", "report_lba", "--"])

@@ -11,7 +11,6 @@ pub mod iso;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
@@ -63,7 +62,7 @@ fn link_or_copy(src: &Path, dest: &Path) -> Result<()> {
     if fs::hard_link(src, dest).is_ok() {
         return Ok(());
     }
-    Command::new("cp")
+    cmdext::command("cp")
         .arg("--sparse=always")
         .arg(src)
         .arg(dest)
@@ -75,13 +74,13 @@ fn link_or_copy(src: &Path, dest: &Path) -> Result<()> {
 fn root_image(fstype: LiveRootFs, tree: &Path, out: &Path) -> Result<()> {
     let _ = fs::remove_file(out);
     match fstype {
-        LiveRootFs::Squashfs => Command::new("mksquashfs")
+        LiveRootFs::Squashfs => cmdext::command("mksquashfs")
             .arg(tree)
             .arg(out)
             .args(["-noappend", "-no-progress", "-quiet", "-comp", "zstd"])
             .run()
             .context("making the live root squashfs"),
-        LiveRootFs::Erofs => Command::new("mkfs.erofs")
+        LiveRootFs::Erofs => cmdext::command("mkfs.erofs")
             .args(["-zlz4hc", "--quiet"])
             .arg(out)
             .arg(tree)
