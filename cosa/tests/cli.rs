@@ -113,7 +113,7 @@ fn man_pages_are_in_sync() {
         .unwrap_or_else(|e| panic!("reading {}: {e} ({regenerate})", dir.display()))
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    for stale in on_disk.iter().filter(|f| !pages.contains_key(*f)) {
+    if let Some(stale) = on_disk.iter().find(|f| !pages.contains_key(*f)) {
         panic!("docs/man/{stale} is for no command any more: {regenerate}");
     }
     for (file, roff) in &pages {
