@@ -16,7 +16,7 @@
 //! image is the only thing that reaches the running system, so the cpio is appended
 //! to a copy of its squashfs (existing data is not recompressed) as `/cosa-embed/`.
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -268,7 +268,7 @@ pub fn iso(input: &Path, output: &Path, force: bool, c: &Customization) -> Resul
 fn rootfs_member(rootfs: &Path) -> Result<(String, u64, u64)> {
     let mut h = [0u8; 110];
     let f = fs::File::open(rootfs).with_context(|| format!("opening {}", rootfs.display()))?;
-    std::os::unix::fs::FileExt::read_exact_at(&f, &mut h, 0)?;
+    fs_err::os::unix::fs::FileExt::read_exact_at(&f, &mut h, 0)?;
     let field = |i: usize| -> Result<u64> {
         let s = std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i])?;
         Ok(u64::from_str_radix(s, 16)?)
@@ -279,7 +279,7 @@ fn rootfs_member(rootfs: &Path) -> Result<(String, u64, u64)> {
     let size = field(6)?;
     let namesize = field(11)?;
     let mut name = vec![0u8; namesize as usize];
-    std::os::unix::fs::FileExt::read_exact_at(&f, &mut name, 110)?;
+    fs_err::os::unix::fs::FileExt::read_exact_at(&f, &mut name, 110)?;
     let name = String::from_utf8_lossy(&name)
         .trim_end_matches('\0')
         .to_string();

@@ -8,8 +8,8 @@
 //! overwrites them in a copy, in place, without rebuilding): [`KARGS_AREA`], a GRUB
 //! script the menu entry sources, and [`EMBED_AREA`], a cpio the live system unpacks.
 
-use std::fs;
-use std::os::unix::fs::FileExt;
+use fs_err as fs;
+use fs_err::os::unix::fs::FileExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};

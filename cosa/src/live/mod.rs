@@ -9,15 +9,16 @@
 pub mod customize;
 pub mod iso;
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use crate::builds::artifact::{self, Artifact, BuiltImage};
 use crate::builds::{History, Meta, Workdir};
-use crate::config::image::{ImageConfig, LiveRootFs, Platforms};
+use crate::config::image::{ImageConfig, LiveRootFs, PlatformConfig, Platforms};
 use crate::cpio;
+use crate::image::sysroot::BlsEntry;
 use crate::image::{disk, platform, sysroot, ImageRequest};
 use cmdext::CommandRunExt;
 
@@ -102,6 +103,32 @@ pub fn write_rootfs_cpio(image: &Path, member: &str, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Everything the live media of one build are made from, read before anything is written.
+struct LiveInputs {
+    id: String,
+    arch: &'static str,
+    name: String,
+    label: String,
+    commit: String,
+    /// `REMOTE:REF` the deployment's origin names.
+    refspec: String,
+    /// The build's metal image and its compression suffix (`""`, `.gz`, `.xz`).
+    metal: PathBuf,
+    metal_ext: String,
+    img: ImageConfig,
+    metal_cfg: PlatformConfig,
+}
+
+/// The files made in the scratch directory, before they move into the build.
+struct LiveFiles {
+    kernel: PathBuf,
+    initramfs: PathBuf,
+    rootfs: PathBuf,
+    iso: PathBuf,
+}
+
+/// `cosa buildextend-live`: the live media of `build` (default: latest), made once
+/// unless `force`. The build's metal image is made first when it is missing.
 pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<BuiltImage>> {
     let history = History::new(wd.builds_dir());
     let arch = crate::arch::Arch::host()?.name();
@@ -115,127 +142,17 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
             return Ok(r);
         }
     }
-    if !meta.images.contains_key("metal") {
-        tracing::info!("{id} has no metal image: making it first (it is what installs)");
-        crate::image::build_images(
-            wd,
-            &ImageRequest {
-                build: Some(&id),
-                platforms: &["metal".to_string()],
-                force: false,
-            },
-        )?;
-    }
+    ensure_metal(wd, &id, &meta)?;
     let _lock = wd.lock("live media build", true)?;
     crate::image::ensure_ostree_image(wd, &id)?;
     let mut meta = Meta::load(&meta_path)?;
-    let commit = meta.ostree_commit.clone();
-    let metal: Artifact = meta
-        .images
-        .get("metal")
-        .context("meta.json has no images.metal")?
-        .clone();
-    let config_dir = wd.config_dir();
-    let img = ImageConfig::load(&config_dir)?;
-    let platforms = Platforms::load(&config_dir)?;
-    let metal_cfg = platforms.get(arch, "metal");
-    let name = meta.name.clone();
-    let label = volume_label(&name, &id);
+    let inputs = LiveInputs::read(wd, &meta, &build_dir, &id, arch)?;
 
     let scratch = wd.tmp_dir().join(format!("live-{id}"));
     sysroot::remove_tree(&scratch)?;
     fs::create_dir_all(&scratch)?;
-    let result = (|| -> Result<Vec<(String, PathBuf)>> {
-        tracing::info!("deploying {commit} into a sysroot");
-        let refspec = format!(
-            "{}:{}",
-            img.ostree_remote.as_deref().unwrap_or(&name),
-            meta.ostree_ref.as_deref().unwrap_or("cosa")
-        );
-        let sr = sysroot::deploy(
-            &wd.repo_path(),
-            &commit,
-            &refspec,
-            &name,
-            &img.extra_kargs,
-            &scratch.join("sysroot"),
-        )?;
-        let bls = sr.bls.first().context("no boot entry")?.clone();
-        let (bootdir, tree) = disk::split_sysroot(&sr.dir, &scratch)?;
-        let deployment = sysroot::deployment_dir(&tree, &name)?;
-        let out = |what: &str| scratch.join(artifact_file(&name, &id, what, arch));
-        let kernel = out("live-kernel");
-        let initramfs = out("live-initramfs");
-        fs::copy(bootdir.join(bls.linux.trim_start_matches('/')), &kernel)
-            .context("copying the kernel")?;
-        fs::copy(bootdir.join(bls.initrd.trim_start_matches('/')), &initramfs)
-            .context("copying the initramfs")?;
-
-        let metal_src = build_dir.join(&metal.path);
-        let ext = metal.path.rsplit_once(".raw").map_or("", |(_, e)| e);
-        if !matches!(ext, "" | ".gz" | ".xz") {
-            bail!(
-                "the metal image {} is compressed in a way the live installer cannot read (raw, .gz or .xz); run `cosa decompress` first",
-                metal.path
-            );
-        }
-        fs::create_dir_all(tree.join(METAL_DIR))?;
-        link_or_copy(
-            &metal_src,
-            &tree.join(METAL_DIR).join(format!("metal.raw{ext}")),
-        )?;
-
-        let (fstype, member) = match img.live_rootfs_fstype {
-            LiveRootFs::Squashfs => (LiveRootFs::Squashfs, "root.squashfs"),
-            LiveRootFs::Erofs => (LiveRootFs::Erofs, "root.erofs"),
-        };
-        tracing::info!("making the live root image ({member})");
-        let isodir = scratch.join("iso");
-        fs::create_dir_all(isodir.join("images/pxeboot"))?;
-        let rootimg = isodir.join(member);
-        root_image(fstype, &tree, &rootimg)?;
-        let rootfs = out("live-rootfs");
-        write_rootfs_cpio(&rootimg, member, &rootfs)?;
-        link_or_copy(&kernel, &isodir.join("images/pxeboot/vmlinuz"))?;
-        link_or_copy(&initramfs, &isodir.join("images/pxeboot/initrd.img"))?;
-
-        let mut kargs = vec![
-            format!("coreos.liveiso={label}"),
-            "ignition.firstboot".to_string(),
-        ];
-        // The deployment, as on disk: the live image holds a whole sysroot.
-        kargs.extend(
-            bls.options
-                .split_whitespace()
-                .filter(|k| k.starts_with("ostree="))
-                .map(String::from),
-        );
-        kargs.extend(img.extra_kargs.iter().cloned());
-        kargs.extend(platform::platform_kargs("metal", &metal_cfg));
-        let title = format!("{} {id}", os_name(&deployment));
-        tracing::info!("writing the ISO (volume {label})");
-        let iso_out = out("live-iso");
-        iso::build(
-            &iso::IsoSpec {
-                label: &label,
-                title: &title,
-                kargs: &kargs,
-                grub_commands: &metal_cfg.grub_commands,
-                deployment: &deployment,
-            },
-            &isodir,
-            &iso_out,
-            &scratch,
-        )?;
-        Ok(vec![
-            ("live-kernel".into(), kernel),
-            ("live-initramfs".into(), initramfs),
-            ("live-rootfs".into(), rootfs),
-            ("live-iso".into(), iso_out),
-        ])
-    })();
-    let made = match result {
-        Ok(m) => m,
+    let files = match make_live(wd, &inputs, &scratch) {
+        Ok(f) => f,
         Err(e) => {
             let _ = sysroot::remove_tree(&scratch);
             return Err(e);
@@ -243,10 +160,177 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
     };
 
     // Move the finished artifacts in, then record them: meta.json is written last.
+    let made = vec![
+        ("live-kernel".into(), files.kernel),
+        ("live-initramfs".into(), files.initramfs),
+        ("live-rootfs".into(), files.rootfs),
+        ("live-iso".into(), files.iso),
+    ];
     let results = artifact::install(&build_dir, &mut meta, artifact::describe(made)?)?;
     meta.save(&meta_path)?;
     sysroot::remove_tree(&scratch)?;
     Ok(results)
+}
+
+/// The live media carry the metal image (it is what installs): make it when missing.
+fn ensure_metal(wd: &Workdir, id: &str, meta: &Meta) -> Result<()> {
+    if meta.images.contains_key("metal") {
+        return Ok(());
+    }
+    tracing::info!("{id} has no metal image: making it first (it is what installs)");
+    crate::image::build_images(
+        wd,
+        &ImageRequest {
+            build: Some(id),
+            platforms: &["metal".to_string()],
+            force: false,
+        },
+    )?;
+    Ok(())
+}
+
+impl LiveInputs {
+    fn read(
+        wd: &Workdir,
+        meta: &Meta,
+        build_dir: &Path,
+        id: &str,
+        arch: &'static str,
+    ) -> Result<Self> {
+        let metal: Artifact = meta
+            .images
+            .get("metal")
+            .with_context(|| format!("{}: meta.json has no images.metal", build_dir.display()))?
+            .clone();
+        let metal_ext = metal.path.rsplit_once(".raw").map_or("", |(_, e)| e);
+        if !matches!(metal_ext, "" | ".gz" | ".xz") {
+            bail!(
+                "the metal image {} is compressed in a way the live installer cannot read (raw, .gz or .xz); run `cosa decompress` first",
+                metal.path
+            );
+        }
+        let config_dir = wd.config_dir();
+        let img = ImageConfig::load(&config_dir)?;
+        let metal_cfg = Platforms::load(&config_dir)?.get(arch, "metal");
+        let name = meta.name.clone();
+        let refspec = format!(
+            "{}:{}",
+            img.ostree_remote.as_deref().unwrap_or(&name),
+            meta.ostree_ref.as_deref().unwrap_or("cosa")
+        );
+        Ok(LiveInputs {
+            id: id.to_string(),
+            arch,
+            label: volume_label(&name, id),
+            name,
+            commit: meta.ostree_commit.clone(),
+            refspec,
+            metal: build_dir.join(&metal.path),
+            metal_ext: metal_ext.to_string(),
+            img,
+            metal_cfg,
+        })
+    }
+
+    /// Where artifact `what` is made in the scratch directory.
+    fn scratch_file(&self, scratch: &Path, what: &str) -> PathBuf {
+        scratch.join(artifact_file(&self.name, &self.id, what, self.arch))
+    }
+
+    /// The live system's kernel arguments: its ISO label, first boot, the
+    /// deployment (the live image holds a whole sysroot), then the image's and metal's.
+    fn kargs(&self, bls: &BlsEntry) -> Vec<String> {
+        let mut kargs = vec![
+            format!("coreos.liveiso={}", self.label),
+            "ignition.firstboot".to_string(),
+        ];
+        kargs.extend(
+            bls.options
+                .split_whitespace()
+                .filter(|k| k.starts_with("ostree="))
+                .map(String::from),
+        );
+        kargs.extend(self.img.extra_kargs.iter().cloned());
+        kargs.extend(platform::platform_kargs("metal", &self.metal_cfg));
+        kargs
+    }
+}
+
+/// Deploy the commit, then make the PXE artifacts and the ISO from it in `scratch`.
+fn make_live(wd: &Workdir, inputs: &LiveInputs, scratch: &Path) -> Result<LiveFiles> {
+    tracing::info!("deploying {} into a sysroot", inputs.commit);
+    let sr = sysroot::deploy(
+        &wd.repo_path(),
+        &inputs.commit,
+        &inputs.refspec,
+        &inputs.name,
+        &inputs.img.extra_kargs,
+        &scratch.join("sysroot"),
+    )?;
+    let bls = sr
+        .bls
+        .first()
+        .context("the deployed sysroot has no boot entry")?
+        .clone();
+    let (bootdir, tree) = disk::split_sysroot(&sr.dir, scratch)?;
+    let deployment = sysroot::deployment_dir(&tree, &inputs.name)?;
+
+    let kernel = inputs.scratch_file(scratch, "live-kernel");
+    let initramfs = inputs.scratch_file(scratch, "live-initramfs");
+    fs::copy(bootdir.join(bls.linux.trim_start_matches('/')), &kernel)?;
+    fs::copy(bootdir.join(bls.initrd.trim_start_matches('/')), &initramfs)?;
+    embed_metal(inputs, &tree)?;
+
+    let isodir = scratch.join("iso");
+    fs::create_dir_all(isodir.join("images/pxeboot"))?;
+    let rootfs = inputs.scratch_file(scratch, "live-rootfs");
+    make_rootfs(inputs.img.live_rootfs_fstype, &tree, &isodir, &rootfs)?;
+    link_or_copy(&kernel, &isodir.join("images/pxeboot/vmlinuz"))?;
+    link_or_copy(&initramfs, &isodir.join("images/pxeboot/initrd.img"))?;
+
+    let iso = inputs.scratch_file(scratch, "live-iso");
+    tracing::info!("writing the ISO (volume {})", inputs.label);
+    iso::build(
+        &iso::IsoSpec {
+            label: &inputs.label,
+            title: &format!("{} {}", os_name(&deployment), inputs.id),
+            kargs: &inputs.kargs(&bls),
+            grub_commands: &inputs.metal_cfg.grub_commands,
+            deployment: &deployment,
+        },
+        &isodir,
+        &iso,
+        scratch,
+    )?;
+    Ok(LiveFiles {
+        kernel,
+        initramfs,
+        rootfs,
+        iso,
+    })
+}
+
+/// The metal image rides in the live tree at `/cosa/metal.raw[.gz|.xz]`.
+fn embed_metal(inputs: &LiveInputs, tree: &Path) -> Result<()> {
+    fs::create_dir_all(tree.join(METAL_DIR))?;
+    link_or_copy(
+        &inputs.metal,
+        &tree
+            .join(METAL_DIR)
+            .join(format!("metal.raw{}", inputs.metal_ext)),
+    )
+}
+
+/// The live root image of `tree` in the ISO directory, and the PXE rootfs cpio holding it.
+fn make_rootfs(fstype: LiveRootFs, tree: &Path, isodir: &Path, rootfs: &Path) -> Result<()> {
+    let member = match fstype {
+        LiveRootFs::Squashfs => "root.squashfs",
+        LiveRootFs::Erofs => "root.erofs",
+    };
+    tracing::info!("making the live root image ({member})");
+    let rootimg = isodir.join(member);
+    root_image(fstype, tree, &rootimg)?;
+    write_rootfs_cpio(&rootimg, member, rootfs)
 }
 
 /// NAME from the deployment's os-release, for the boot menu.
