@@ -1,7 +1,7 @@
 //! The test bundle a `run` carries: an uncompressed tar holding the test
 //! executable at its top level and, when the test has one, its `data/` tree.
 
-use std::fs;
+use fs_err as fs;
 use std::io;
 use std::path::Path;
 
@@ -25,7 +25,7 @@ pub fn pack(exec: &Path, data_dir: Option<&Path>) -> io::Result<(String, Vec<u8>
     let mut b = tar::Builder::new(Vec::new());
     b.follow_symlinks(false);
     let mut f = fs::File::open(exec)?;
-    b.append_file(&name, &mut f)?;
+    b.append_file(&name, f.file_mut())?;
     if let Some(d) = data_dir {
         b.append_dir_all(DATA_DIR, d)?;
     }

@@ -1,7 +1,7 @@
 //! Messages that must be seen on the guest's console (and in the kernel log),
 //! not only on our stderr: first-boot success or failure is what kola greps.
 
-use std::fs::OpenOptions;
+use fs_err::OpenOptions;
 use std::io::Write;
 
 /// Where status lines go.

@@ -1,6 +1,6 @@
 //! Facts about the running system for the `ready` message, from /proc.
 
-use std::fs;
+use fs_err as fs;
 
 fn proc_line(path: &str) -> String {
     fs::read_to_string(path)

@@ -16,10 +16,10 @@ impl ScratchDir {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = parent.join(format!(".{prefix}-{}-{n}", std::process::id()));
         if path.exists() {
-            std::fs::remove_dir_all(&path)
+            fs_err::remove_dir_all(&path)
                 .with_context(|| format!("removing stale {}", path.display()))?;
         }
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        fs_err::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(Self { path })
     }
 
@@ -31,7 +31,7 @@ impl ScratchDir {
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         if std::env::var_os("TESTREPO_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.path);
+            let _ = fs_err::remove_dir_all(&self.path);
         }
     }
 }

@@ -266,7 +266,7 @@ fn build_rpm_inner(pkg: &Package, out_dir: &Path) -> Result<PathBuf> {
     let stage = scratch.path().join("stage");
     stage_files(pkg, &stage)?;
     let spec_path = scratch.path().join(format!("{}.spec", pkg.name));
-    std::fs::write(&spec_path, spec::render(pkg)?)
+    fs_err::write(&spec_path, spec::render(pkg)?)
         .with_context(|| format!("writing {}", spec_path.display()))?;
 
     let magic = compile_magic(scratch.path())?;
@@ -304,7 +304,7 @@ fn build_rpm_inner(pkg: &Package, out_dir: &Path) -> Result<PathBuf> {
         .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)
         .env("MAGIC", &magic)
         .env("LC_ALL", "C");
-    std::fs::create_dir_all(scratch.path().join("tmp"))?;
+    fs_err::create_dir_all(scratch.path().join("tmp"))?;
     cmd.run()?;
 
     let built = topdir
@@ -312,11 +312,11 @@ fn build_rpm_inner(pkg: &Package, out_dir: &Path) -> Result<PathBuf> {
         .join(&pkg.arch)
         .join(pkg.rpm_file_name());
     ensure!(built.exists(), "rpmbuild did not write {}", built.display());
-    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    fs_err::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let dest = out_dir.join(pkg.rpm_file_name());
-    if std::fs::rename(&built, &dest).is_err() {
+    if fs_err::rename(&built, &dest).is_err() {
         // Different filesystems: copy instead.
-        std::fs::copy(&built, &dest)
+        fs_err::copy(&built, &dest)
             .with_context(|| format!("copying {} to {}", built.display(), dest.display()))?;
     }
     Ok(dest)
@@ -334,7 +334,7 @@ const MAGIC_SOURCE: &str = "0\tstring\t\\177ELF\tELF\n\
 /// Compiles [`MAGIC_SOURCE`] with `file -C` in `dir`; returns the database to use.
 fn compile_magic(dir: &Path) -> Result<PathBuf> {
     let source = dir.join("magic");
-    std::fs::write(&source, MAGIC_SOURCE)?;
+    fs_err::write(&source, MAGIC_SOURCE)?;
     command("file")
         .args(["-C", "-m", "magic"])
         .current_dir(dir)
@@ -345,22 +345,22 @@ fn compile_magic(dir: &Path) -> Result<PathBuf> {
 
 /// Writes the package's payload under `stage`, which becomes the buildroot.
 fn stage_files(pkg: &Package, stage: &Path) -> Result<()> {
-    std::fs::create_dir_all(stage)?;
+    fs_err::create_dir_all(stage)?;
     for dir in &pkg.dirs {
         let dest = staged_path(stage, dir)?;
-        std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+        fs_err::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
     }
     for entry in &pkg.files {
         let dest = staged_path(stage, entry.path())?;
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)
+            fs_err::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
         match entry {
-            FileEntry::File { content, .. } => std::fs::write(&dest, content)
+            FileEntry::File { content, .. } => fs_err::write(&dest, content)
                 .with_context(|| format!("writing {}", dest.display()))?,
             FileEntry::Copy { source, .. } => {
-                std::fs::copy(source, &dest)
+                fs_err::copy(source, &dest)
                     .with_context(|| format!("copying {}", source.display()))?;
             }
             FileEntry::Symlink { target, .. } => std::os::unix::fs::symlink(target, &dest)
@@ -395,7 +395,7 @@ pub struct Repo {
 /// Builds every package (two `rpmbuild`s at a time) into `dir` and indexes it with
 /// `createrepo_c`.
 pub fn build_repo(dir: &Path, pkgs: &[Package]) -> Result<Repo> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs_err::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir
         .canonicalize()
         .with_context(|| format!("resolving {}", dir.display()))?;
@@ -470,7 +470,7 @@ impl Repo {
             "[{id}]\nname={id}\nbaseurl=file://{}\nenabled=1\ngpgcheck=0\nrepo_gpgcheck=0\nmetadata_expire=0\n",
             self.dir.display()
         );
-        std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))
+        fs_err::write(path, content).with_context(|| format!("writing {}", path.display()))
     }
 
     /// Re-indexes after RPMs were added to or removed from [`Repo::dir`].

@@ -1,8 +1,9 @@
 //! Carries out a validated plan under a root directory.
 
-use std::fs;
+use fs_err as fs;
+use fs_err::os::unix::fs::OpenOptionsExt;
 use std::io::Write;
-use std::os::unix::fs::{lchown, DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{lchown, DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -44,7 +45,7 @@ impl<'a> Applier<'a> {
 
     fn parents(&self, p: &Path) -> Result<()> {
         if let Some(parent) = p.parent() {
-            fs::DirBuilder::new()
+            std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o755)
                 .create(parent)
@@ -77,7 +78,7 @@ impl<'a> Applier<'a> {
                     fs::create_dir(&h).with_context(|| format!("creating {}", path.display()))?;
                 }
                 self.set_owner(&h, *owner)?;
-                fs::set_permissions(&h, fs::Permissions::from_mode(*mode))?;
+                fs::set_permissions(&h, std::fs::Permissions::from_mode(*mode))?;
             }
             Op::File {
                 path,
@@ -107,7 +108,7 @@ impl<'a> Applier<'a> {
                 f.sync_all()?;
                 drop(f);
                 self.set_owner(&tmp, *owner)?;
-                fs::set_permissions(&tmp, fs::Permissions::from_mode(*mode))?;
+                fs::set_permissions(&tmp, std::fs::Permissions::from_mode(*mode))?;
                 fs::rename(&tmp, &h).with_context(|| format!("writing {}", path.display()))?;
             }
             Op::Symlink {

@@ -99,7 +99,7 @@ pub fn provision(bytes: &[u8], root: &Path, console: Console) -> Result<Counts> 
 /// `/run/ignition/live.ign` that exists and is not blank.
 fn read_config(opts: &FirstbootOpts) -> Result<Option<Vec<u8>>> {
     let read = |path: &Path, required: bool| -> Result<Option<Vec<u8>>> {
-        match std::fs::read(path) {
+        match fs_err::read(path) {
             Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(None),
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),

@@ -1,7 +1,7 @@
 //! /etc/passwd, /etc/group and /etc/shadow of the target root, edited in
 //! memory (the plan renders them; nothing is written until apply).
 
-use std::fs;
+use fs_err as fs;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};

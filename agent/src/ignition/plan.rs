@@ -2,8 +2,8 @@
 //! a list of filesystem operations. Every check that can fail is made here,
 //! so an invalid config writes nothing.
 
+use fs_err as fs;
 use std::collections::BTreeSet;
-use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};

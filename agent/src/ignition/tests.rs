@@ -27,7 +27,7 @@ fn seeded_root() -> tempfile::TempDir {
     )
     .unwrap();
     fs::write(etc.join("shadow"), "root:*:19000:0:99999:7:::\n").unwrap();
-    fs::set_permissions(etc.join("shadow"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(etc.join("shadow"), std::fs::Permissions::from_mode(0o600)).unwrap();
     d
 }
 

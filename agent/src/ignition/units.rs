@@ -1,7 +1,7 @@
 //! `systemd.units`: unit files, drop-ins, masks, and the record of enabled
 //! units that `demo-agent serve` starts (this stream has no systemd).
 
-use std::fs;
+use fs_err as fs;
 use std::path::Path;
 
 use anyhow::{bail, Result};

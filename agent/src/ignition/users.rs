@@ -1,7 +1,7 @@
 //! `passwd.users` and `passwd.groups`: edits the account files in memory and
 //! plans home directories and `~/.ssh/authorized_keys`.
 
-use std::fs;
+use fs_err as fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 

@@ -3,8 +3,8 @@
 //! One main loop owns all state; threads feed it [`Event`]s (host messages,
 //! job output and exits, reboot requests from /tmp/autopkgtest-reboot).
 
+use fs_err as fs;
 use std::collections::HashMap;
-use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -123,7 +123,7 @@ fn write_reboot_script(path: &Path, control: &Path) -> Result<()> {
         fs::create_dir_all(d)?;
     }
     fs::write(path, script).with_context(|| format!("writing {}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755))?;
+    fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
     Ok(())
 }
 

@@ -6,8 +6,8 @@
 //! `--port` may also name a Unix socket (tests), which we connect to and
 //! reconnect to when the peer goes away.
 
+use fs_err::{self as fs, OpenOptions};
 use std::collections::VecDeque;
-use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;

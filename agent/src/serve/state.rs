@@ -7,8 +7,8 @@
 //! /var/lib/demo-agent/job/mark       set by /tmp/autopkgtest-reboot MARK
 //! ```
 
+use fs_err as fs;
 use std::collections::BTreeMap;
-use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! Enabled units recorded by `firstboot` in /etc/demo-agent/units.d (one file
 //! per unit, holding its `ExecStart=` command) are started once per boot.
 
-use std::fs;
+use fs_err as fs;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -54,8 +54,8 @@ fn start(name: &str, record: &Path, log_dir: &Path, events: &Sender<Event>) -> R
         .arg("-c")
         .arg(format!("exec {cmdline}"))
         .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2)
+        .stdout(log.into_file())
+        .stderr(log2.into_file())
         .process_group(0)
         .spawn()
         .map_err(|e| format!("spawning /bin/sh: {e}"))?;
