@@ -104,31 +104,22 @@ impl Planner<'_> {
     }
 
     fn user(&mut self, u: &schema::User, home_ops: &mut Vec<Op>) -> Result<()> {
+        // Each field is handled by a step below: a new schema field must be placed here.
+        #[rustfmt::skip]
         let schema::User {
-            name,
-            password_hash,
-            ssh_authorized_keys,
-            uid,
-            gecos,
-            home_dir,
-            no_create_home,
-            primary_group,
-            groups,
-            no_user_group,
-            _no_log_init: _,
-            shell,
-            system,
-            should_exist,
+            name, password_hash: _, ssh_authorized_keys: _, uid: _, gecos: _, home_dir: _,
+            no_create_home: _, primary_group: _, groups: _, no_user_group: _,
+            _no_log_init: _, shell: _, system: _, should_exist: _,
         } = u;
-        self.since(2, should_exist.is_some(), "shouldExist")?;
+        self.since(2, u.should_exist.is_some(), "shouldExist")?;
         if name.is_empty() || name.contains([':', '\n', '/']) {
             bail!("name: invalid user name {name:?}");
         }
-        if *should_exist == Some(false) {
+        if u.should_exist == Some(false) {
             self.accounts.remove_user(name);
             return Ok(());
         }
-        let primary_gid = match primary_group {
+        let primary_gid = match &u.primary_group {
             Some(g) => Some(
                 self.accounts
                     .group(g)
@@ -139,95 +130,136 @@ impl Planner<'_> {
         };
         let new = self.accounts.user(name).is_none();
         if new {
-            let range = if system.unwrap_or(false) {
-                100..1000
-            } else {
-                1000..60000
-            };
-            let uid = match uid {
-                Some(id) if self.accounts.users.iter().any(|x| x.uid == *id) => {
-                    bail!("uid: {id} is already used")
-                }
-                Some(id) => *id,
-                None => self
-                    .accounts
-                    .free_uid(range.clone())
-                    .ok_or_else(|| anyhow!("no free uid"))?,
-            };
-            let gid = match primary_gid {
-                Some(g) => g,
-                None if no_user_group.unwrap_or(false) => {
-                    self.accounts.group("users").map_or(100, |g| g.gid)
-                }
-                None => match self.accounts.group(name) {
-                    Some(g) => g.gid,
-                    None => {
-                        let gid = if self.accounts.groups.iter().any(|g| g.gid == uid) {
-                            self.accounts
-                                .free_gid(range)
-                                .ok_or_else(|| anyhow!("no free gid"))?
-                        } else {
-                            uid
-                        };
-                        self.accounts.groups.push(GroupEntry {
-                            name: name.clone(),
-                            gid,
-                            password: "x".into(),
-                            members: Vec::new(),
-                        });
-                        gid
-                    }
-                },
-            };
-            self.accounts.users.push(PasswdEntry {
-                name: name.clone(),
-                uid,
-                gid,
-                gecos: gecos.clone().unwrap_or_default(),
-                home: home_dir.clone().unwrap_or_else(|| format!("/home/{name}")),
-                shell: shell.clone().unwrap_or_else(|| "/bin/sh".into()),
-            });
-            if !self.accounts.has_shadow(name) {
-                self.accounts.set_shadow_password(name, "!");
-            }
+            self.create_user(u, primary_gid)?;
         } else {
-            let e = self.accounts.user_mut(name).expect("checked above");
-            if uid.is_some_and(|id| id != e.uid) {
-                bail!(
-                    "uid: user exists with uid {}; changing it is not supported",
-                    e.uid
-                );
-            }
-            if let Some(g) = gecos {
-                e.gecos = g.clone();
-            }
-            if let Some(h) = home_dir {
-                e.home = h.clone();
-            }
-            if let Some(s) = shell {
-                e.shell = s.clone();
-            }
-            if let Some(g) = primary_gid {
-                e.gid = g;
-            }
+            self.update_user(u, primary_gid)?;
         }
-        if let Some(h) = password_hash {
+        if let Some(h) = &u.password_hash {
             self.accounts.set_shadow_password(name, h);
         }
-        for g in groups.iter().flatten() {
+        self.join_groups(name, u.groups.iter().flatten())?;
+        self.plan_home(u, new, home_ops)
+    }
+
+    /// A new passwd entry (and its user group unless told otherwise), password locked.
+    fn create_user(&mut self, u: &schema::User, primary_gid: Option<u32>) -> Result<()> {
+        let name = &u.name;
+        let range = if u.system.unwrap_or(false) {
+            100..1000
+        } else {
+            1000..60000
+        };
+        let uid = match u.uid {
+            Some(id) if self.accounts.users.iter().any(|x| x.uid == id) => {
+                bail!("uid: {id} is already used")
+            }
+            Some(id) => id,
+            None => self
+                .accounts
+                .free_uid(range.clone())
+                .ok_or_else(|| anyhow!("no free uid"))?,
+        };
+        let gid = match primary_gid {
+            Some(g) => g,
+            None if u.no_user_group.unwrap_or(false) => {
+                self.accounts.group("users").map_or(100, |g| g.gid)
+            }
+            None => self.user_group(name, uid, range)?,
+        };
+        self.accounts.users.push(PasswdEntry {
+            name: name.clone(),
+            uid,
+            gid,
+            gecos: u.gecos.clone().unwrap_or_default(),
+            home: u
+                .home_dir
+                .clone()
+                .unwrap_or_else(|| format!("/home/{name}")),
+            shell: u.shell.clone().unwrap_or_else(|| "/bin/sh".into()),
+        });
+        if !self.accounts.has_shadow(name) {
+            self.accounts.set_shadow_password(name, "!");
+        }
+        Ok(())
+    }
+
+    /// The gid of the group named like the user: the existing one, or a new one
+    /// with the uid as gid when that is free.
+    fn user_group(&mut self, name: &str, uid: u32, range: std::ops::Range<u32>) -> Result<u32> {
+        if let Some(g) = self.accounts.group(name) {
+            return Ok(g.gid);
+        }
+        let gid = if self.accounts.groups.iter().any(|g| g.gid == uid) {
+            self.accounts
+                .free_gid(range)
+                .ok_or_else(|| anyhow!("no free gid"))?
+        } else {
+            uid
+        };
+        self.accounts.groups.push(GroupEntry {
+            name: name.to_string(),
+            gid,
+            password: "x".into(),
+            members: Vec::new(),
+        });
+        Ok(gid)
+    }
+
+    /// Ignition changes what a config gives of an existing user, never its uid.
+    fn update_user(&mut self, u: &schema::User, primary_gid: Option<u32>) -> Result<()> {
+        let e = self
+            .accounts
+            .user_mut(&u.name)
+            .ok_or_else(|| anyhow!("no user {:?} to update", u.name))?;
+        if u.uid.is_some_and(|id| id != e.uid) {
+            bail!(
+                "uid: user exists with uid {}; changing it is not supported",
+                e.uid
+            );
+        }
+        if let Some(g) = &u.gecos {
+            e.gecos = g.clone();
+        }
+        if let Some(h) = &u.home_dir {
+            e.home = h.clone();
+        }
+        if let Some(s) = &u.shell {
+            e.shell = s.clone();
+        }
+        if let Some(g) = primary_gid {
+            e.gid = g;
+        }
+        Ok(())
+    }
+
+    fn join_groups<'a>(
+        &mut self,
+        name: &str,
+        groups: impl Iterator<Item = &'a String>,
+    ) -> Result<()> {
+        for g in groups {
             let grp = self
                 .accounts
                 .group_mut(g)
                 .ok_or_else(|| anyhow!("groups: no group {g:?}"))?;
-            if !grp.members.contains(name) {
-                grp.members.push(name.clone());
+            if !grp.members.iter().any(|m| m == name) {
+                grp.members.push(name.to_string());
             }
         }
-        let e = self.accounts.user(name).expect("added above").clone();
+        Ok(())
+    }
+
+    /// The home directory of a new user and its `.ssh/authorized_keys`, as ops
+    /// applied after the passwd files are written.
+    fn plan_home(&mut self, u: &schema::User, new: bool, home_ops: &mut Vec<Op>) -> Result<()> {
+        let e = self
+            .accounts
+            .user(&u.name)
+            .ok_or_else(|| anyhow!("no user {:?} after adding it", u.name))?
+            .clone();
         let home = clean_path(&e.home).context("homeDir")?;
         let owner = (e.uid, e.gid);
-        let host_home = self.host(&home);
-        if new && !no_create_home.unwrap_or(false) && !host_home.exists() {
+        if new && !u.no_create_home.unwrap_or(false) && !self.host(&home).exists() {
             home_ops.push(Op::Dir {
                 path: home.clone(),
                 mode: 0o700,
@@ -235,37 +267,37 @@ impl Planner<'_> {
                 replace: false,
             });
         }
-        let keys = ssh_authorized_keys.as_deref().unwrap_or_default();
-        if !keys.is_empty() {
-            let ssh = home.join(".ssh");
-            let file = ssh.join("authorized_keys");
-            self.claim(&file)?;
-            // Keep keys already there; add ours once each.
-            let mut text = fs::read_to_string(self.host(&file)).unwrap_or_default();
-            for k in keys {
-                let k = k.trim();
-                if !k.is_empty() && !text.lines().any(|l| l.trim() == k) {
-                    if !text.is_empty() && !text.ends_with('\n') {
-                        text.push('\n');
-                    }
-                    text.push_str(k);
+        let keys = u.ssh_authorized_keys.as_deref().unwrap_or_default();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let ssh = home.join(".ssh");
+        let file = ssh.join("authorized_keys");
+        self.claim(&file)?;
+        // Keep keys already there; add ours once each.
+        let mut text = fs::read_to_string(self.host(&file)).unwrap_or_default();
+        for k in keys.iter().map(|k| k.trim()).filter(|k| !k.is_empty()) {
+            if !text.lines().any(|l| l.trim() == k) {
+                if !text.is_empty() && !text.ends_with('\n') {
                     text.push('\n');
                 }
+                text.push_str(k);
+                text.push('\n');
             }
-            home_ops.push(Op::Dir {
-                path: ssh,
-                mode: 0o700,
-                owner,
-                replace: false,
-            });
-            home_ops.push(Op::File {
-                path: file,
-                data: text.into_bytes(),
-                mode: 0o600,
-                owner,
-                replace: false,
-            });
         }
+        home_ops.push(Op::Dir {
+            path: ssh,
+            mode: 0o700,
+            owner,
+            replace: false,
+        });
+        home_ops.push(Op::File {
+            path: file,
+            data: text.into_bytes(),
+            mode: 0o600,
+            owner,
+            replace: false,
+        });
         Ok(())
     }
 }
