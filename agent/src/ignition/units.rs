@@ -95,14 +95,7 @@ impl Planner<'_> {
             bail!("a unit cannot be both masked and enabled");
         }
         if let Some(c) = contents {
-            self.claim(&unit_path)?;
-            self.ops.push(Op::File {
-                path: unit_path.clone(),
-                data: c.clone().into_bytes(),
-                mode: 0o644,
-                owner: (0, 0),
-                replace: true,
-            });
+            self.root_file(&unit_path, c)?;
         }
         if mask {
             self.claim(&unit_path)?;
@@ -117,7 +110,31 @@ impl Planner<'_> {
             Some(c) => c.clone(),
             None => fs::read_to_string(self.host(&unit_path)).unwrap_or_default(),
         }];
-        for (i, d) in dropins.iter().flatten().enumerate() {
+        texts.extend(self.dropins(name, dropins.iter().flatten())?);
+        self.enablement(name, *enabled, mask, &texts)
+    }
+
+    /// A root-owned 0644 file the config writes whole.
+    fn root_file(&mut self, path: &Path, text: &str) -> Result<()> {
+        self.claim(path)?;
+        self.ops.push(Op::File {
+            path: path.to_path_buf(),
+            data: text.as_bytes().to_vec(),
+            mode: 0o644,
+            owner: (0, 0),
+            replace: true,
+        });
+        Ok(())
+    }
+
+    /// Write the unit's drop-ins; their texts, for finding the ExecStart.
+    fn dropins<'a>(
+        &mut self,
+        name: &str,
+        dropins: impl Iterator<Item = &'a schema::Dropin>,
+    ) -> Result<Vec<String>> {
+        let mut texts = Vec::new();
+        for (i, d) in dropins.enumerate() {
             if !d.name.ends_with(".conf") || d.name.contains('/') {
                 bail!(
                     "dropins[{i}].name: {:?} must be a file name ending in .conf",
@@ -128,36 +145,31 @@ impl Planner<'_> {
                 let p = Path::new(SYSTEMD_DIR)
                     .join(format!("{name}.d"))
                     .join(&d.name);
-                self.claim(&p)?;
-                self.ops.push(Op::File {
-                    path: p,
-                    data: c.clone().into_bytes(),
-                    mode: 0o644,
-                    owner: (0, 0),
-                    replace: true,
-                });
+                self.root_file(&p, c)?;
                 texts.push(c.clone());
             }
         }
+        Ok(texts)
+    }
+
+    /// Record an enabled unit's command for the agent to start; forget a disabled or masked one.
+    fn enablement(
+        &mut self,
+        name: &str,
+        enabled: Option<bool>,
+        mask: bool,
+        texts: &[String],
+    ) -> Result<()> {
         let record = Path::new(UNITS_D).join(name);
         match enabled {
             Some(true) => match plain_exec_start(texts.iter().map(String::as_str)) {
-                Some(cmd) => {
-                    self.claim(&record)?;
-                    self.ops.push(Op::File {
-                        path: record,
-                        data: format!("{cmd}\n").into_bytes(),
-                        mode: 0o644,
-                        owner: (0, 0),
-                        replace: true,
-                    });
-                }
+                Some(cmd) => self.root_file(&record, &format!("{cmd}\n"))?,
                 None => self.warnings.push(format!(
                     "unit {name} is enabled but has no single plain ExecStart= in [Service]: written, not started"
                 )),
             },
             Some(false) | None
-                if (mask || *enabled == Some(false))
+                if (mask || enabled == Some(false))
                     && fs::symlink_metadata(self.host(&record)).is_ok() =>
             {
                 self.ops.push(Op::Remove { path: record });
