@@ -9,6 +9,33 @@ use crate::{FileEntry, Package};
 
 /// The spec text for `pkg`.
 pub(crate) fn render(pkg: &Package) -> Result<String> {
+    check_identity(pkg)?;
+    let summary = pkg.summary.lines().next().unwrap_or_default().trim();
+    let summary = if summary.is_empty() {
+        pkg.name.as_str()
+    } else {
+        summary
+    };
+    let mut s = String::new();
+    preamble(&mut s, pkg, summary)?;
+    // Writing to a String cannot fail.
+    let _ = writeln!(s, "\n%description\n{}\n", escape_macros(summary));
+    let _ = writeln!(s, "%install\n");
+    for (section, body) in [
+        ("pre", &pkg.pre),
+        ("post", &pkg.post),
+        ("posttrans", &pkg.posttrans),
+    ] {
+        if let Some(body) = body {
+            let _ = writeln!(s, "%{section}\n{}\n", escape_macros(body.trim_end()));
+        }
+    }
+    files_section(&mut s, pkg)?;
+    Ok(s)
+}
+
+/// Name, version, release and arch are single words rpm accepts.
+fn check_identity(pkg: &Package) -> Result<()> {
     for (what, value) in [
         ("name", &pkg.name),
         ("version", &pkg.version),
@@ -24,16 +51,11 @@ pub(crate) fn render(pkg: &Package) -> Result<String> {
             "invalid {what} {value:?}"
         );
     }
-    let summary = pkg.summary.lines().next().unwrap_or_default().trim();
-    let summary = if summary.is_empty() {
-        pkg.name.as_str()
-    } else {
-        summary
-    };
+    Ok(())
+}
 
-    let mut s = String::new();
-    let w = &mut s;
-    // Writing to a String cannot fail.
+/// The tags: identity, summary, and exactly the dependencies the test declares.
+fn preamble(w: &mut String, pkg: &Package, summary: &str) -> Result<()> {
     let _ = writeln!(w, "Name: {}", pkg.name);
     if let Some(epoch) = pkg.epoch {
         let _ = writeln!(w, "Epoch: {epoch}");
@@ -43,7 +65,6 @@ pub(crate) fn render(pkg: &Package) -> Result<String> {
     let _ = writeln!(w, "Summary: {}", escape_macros(summary));
     let _ = writeln!(w, "License: MIT");
     let _ = writeln!(w, "BuildArch: {}", pkg.arch);
-    // Dependencies are exactly what the test declares.
     let _ = writeln!(w, "AutoReqProv: no");
     for (tag, deps) in [
         ("Requires", &pkg.requires),
@@ -60,17 +81,11 @@ pub(crate) fn render(pkg: &Package) -> Result<String> {
             let _ = writeln!(w, "{tag}: {}", escape_macros(dep));
         }
     }
-    let _ = writeln!(w, "\n%description\n{}\n", escape_macros(summary));
-    let _ = writeln!(w, "%install\n");
-    for (section, body) in [
-        ("pre", &pkg.pre),
-        ("post", &pkg.post),
-        ("posttrans", &pkg.posttrans),
-    ] {
-        if let Some(body) = body {
-            let _ = writeln!(w, "%{section}\n{}\n", escape_macros(body.trim_end()));
-        }
-    }
+    Ok(())
+}
+
+/// `%files`: directories, then files with their mode and capabilities, then symlinks as listed.
+fn files_section(w: &mut String, pkg: &Package) -> Result<()> {
     let _ = writeln!(w, "%files\n%defattr(-,root,root,-)");
     for dir in &pkg.dirs {
         let _ = writeln!(w, "%dir %attr(0755,root,root) {}", files_path(dir)?);
@@ -101,7 +116,7 @@ pub(crate) fn render(pkg: &Package) -> Result<String> {
             }
         }
     }
-    Ok(s)
+    Ok(())
 }
 
 /// Spec bodies are macro-expanded: a literal `%` must be written `%%`.
