@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::meta::Meta;
 use super::workdir::write_atomic;
+use crate::config::lockfile::Lockfile;
 
 pub const SCHEMA_VERSION: &str = "1.0.0";
 
@@ -139,6 +140,15 @@ impl History {
         Meta::load(&self.build_dir(id, arch).join("meta.json"))
     }
 
+    /// The package set a build recorded (composed builds have it, imported ones not).
+    pub fn build_lockfile(&self, id: &str, arch: &str) -> Result<Lockfile> {
+        Lockfile::load(
+            &self
+                .build_dir(id, arch)
+                .join(Lockfile::generated_name(arch)),
+        )
+    }
+
     /// Move a fully written staging directory into place as `builds/<id>/<arch>` and
     /// record the build as the newest. The staging dir must be inside `builds/`.
     pub fn commit_build(&self, staging: &Path, id: &str, arch: &str) -> Result<()> {
@@ -198,6 +208,11 @@ impl History {
             .tempdir_in(&self.dir)
             .with_context(|| format!("creating a staging directory in {}", self.dir.display()))
     }
+}
+
+/// The repo ref that keeps a build's commit alive until the build is pruned.
+pub fn build_ref(id: &str) -> String {
+    format!("cosa/build/{id}")
 }
 
 /// The next version for a build: `automatic-version-prefix` with `<date:FORMAT>` expanded,

@@ -1,7 +1,6 @@
 //! `cosa init`: make a workdir around a stream config.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
@@ -28,7 +27,7 @@ pub fn run(o: &InitOpts) -> Result<()> {
         .unwrap_or_else(|| default_config().to_string_lossy().into_owned());
     let local = (!is_git_url(&config))
         .then(|| {
-            std::fs::canonicalize(&config).with_context(|| format!("config directory {config}"))
+            fs_err::canonicalize(&config).with_context(|| format!("config directory {config}"))
         })
         .transpose()?;
     if let Some(dir) = &local {
@@ -62,7 +61,7 @@ pub fn run(o: &InitOpts) -> Result<()> {
         Some(dir) => std::os::unix::fs::symlink(dir, &dest)
             .with_context(|| format!("linking {} to {}", dest.display(), dir.display()))?,
         None => {
-            let mut cmd = Command::new("git");
+            let mut cmd = cmdext::command("git");
             cmd.args(["clone", "--depth", "1"]);
             if let Some(b) = &o.branch {
                 cmd.args(["--branch", b]);

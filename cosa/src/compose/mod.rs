@@ -2,13 +2,17 @@
 //!
 //! `fetch` resolves and downloads; `pkgcache` imports each RPM once into the repo;
 //! `assemble` unions them into a tree and runs scriptlets; `treepost` applies the
-//! treefile's edits and ostree's conventions; `commit` writes the result.
+//! treefile's edits and ostree's conventions; `commit` writes the result; `record`
+//! makes it a build. `build` and `prune` are the stage entries of `cosa build` and
+//! `cosa prune`.
 
 pub mod assemble;
+pub mod build;
 pub mod commit;
 pub mod dnf;
 pub mod fetch;
 pub mod pkgcache;
+pub mod prune;
 pub mod record;
 pub mod rpmhdr;
 pub mod sandbox;
@@ -22,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::builds::Workdir;
 use crate::config::treefile::Treefile;
-use dnf::Package;
+use crate::package::Package;
 
 /// A config layer (overlay directory or overrides/rootfs) committed to the repo.
 pub struct Layer {

@@ -31,6 +31,9 @@ mod repofile;
 use ffi::*;
 use repofile::{render_repos, select_repos, RepoSection};
 
+/// The resolver's output type lives below `compose` so `config` can name it too.
+pub use crate::package::Package;
+
 /// The repo id libdnf gives to RPM files added by path.
 pub const CMDLINE_REPO: &str = "@commandline";
 
@@ -65,50 +68,6 @@ pub struct PackageRequest {
     pub strict: bool,
     /// Install weak dependencies (Recommends/Supplements)?
     pub recommends: bool,
-}
-
-/// One resolved package.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Package {
-    pub name: String,
-    pub epoch: u64,
-    pub version: String,
-    pub release: String,
-    pub arch: String,
-    /// Repo id, or "@commandline" for local RPMs.
-    pub repo: String,
-    /// "sha256:<hex>" from the repo metadata; computed for local RPMs.
-    pub checksum: String,
-    pub size: u64,
-    /// The .rpm file on disk: set by `download` (local RPMs: their own path).
-    pub location: PathBuf,
-}
-
-impl Package {
-    /// `name-[epoch:]version-release.arch`
-    pub fn nevra(&self) -> String {
-        format!("{}-{}", self.name, self.evra())
-    }
-
-    /// `[epoch:]version-release.arch`, the form rpm-ostree lockfiles use.
-    pub fn evra(&self) -> String {
-        if self.epoch == 0 {
-            format!("{}-{}.{}", self.version, self.release, self.arch)
-        } else {
-            format!(
-                "{}:{}-{}.{}",
-                self.epoch, self.version, self.release, self.arch
-            )
-        }
-    }
-
-    /// The conventional file name of this package's RPM.
-    pub fn filename(&self) -> String {
-        format!(
-            "{}-{}-{}.{}.rpm",
-            self.name, self.version, self.release, self.arch
-        )
-    }
 }
 
 /// What `Dnf::download` did.
