@@ -238,7 +238,7 @@ impl<R: Read> Reader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
 
     #[test]
     fn busybox_style_cpio_reads_it_back() {
@@ -249,7 +249,7 @@ mod tests {
         w.file_from("c", 0o600, 3, &b"xyz"[..]).unwrap();
         let bytes = w.finish().unwrap();
         assert_eq!(bytes.len() % 4, 0);
-        let mut child = Command::new("cpio")
+        let mut child = cmdext::command("cpio")
             .args(["-i", "-d", "--quiet"])
             .current_dir(t.path())
             .stdin(std::process::Stdio::piped())
@@ -258,10 +258,10 @@ mod tests {
         child.stdin.take().unwrap().write_all(&bytes).unwrap();
         assert!(child.wait().unwrap().success());
         assert_eq!(
-            std::fs::read_to_string(t.path().join("a/b.txt")).unwrap(),
+            fs_err::read_to_string(t.path().join("a/b.txt")).unwrap(),
             "hello\n"
         );
-        assert_eq!(std::fs::read(t.path().join("c")).unwrap(), b"xyz");
+        assert_eq!(fs_err::read(t.path().join("c")).unwrap(), b"xyz");
     }
 
     #[test]
@@ -274,12 +274,12 @@ mod tests {
     fn gnu_cpio_archive() -> Vec<u8> {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();
-        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
-        std::fs::write(r.join("usr/bin/tool"), "#!/bin/sh\necho hi\n").unwrap();
+        fs_err::create_dir_all(r.join("usr/bin")).unwrap();
+        fs_err::write(r.join("usr/bin/tool"), "#!/bin/sh\necho hi\n").unwrap();
         std::os::unix::fs::symlink("tool", r.join("usr/bin/alias")).unwrap();
-        std::fs::write(r.join("usr/bin/a"), "same").unwrap();
-        std::fs::hard_link(r.join("usr/bin/a"), r.join("usr/bin/b")).unwrap();
-        let mut c = Command::new("cpio")
+        fs_err::write(r.join("usr/bin/a"), "same").unwrap();
+        fs_err::hard_link(r.join("usr/bin/a"), r.join("usr/bin/b")).unwrap();
+        let mut c = cmdext::command("cpio")
             .args(["-o", "-H", "newc", "--quiet"])
             .current_dir(r)
             .stdin(Stdio::piped())

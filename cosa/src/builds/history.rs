@@ -1,6 +1,6 @@
 //! `builds/builds.json`, per-build directories and `builds/latest`, in coreos-assembler's shape.
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -98,7 +98,7 @@ impl History {
         let _ = fs::remove_file(&tmp);
         match b.builds.first() {
             Some(newest) => {
-                std::os::unix::fs::symlink(&newest.id, &tmp)?;
+                fs_err::os::unix::fs::symlink(&newest.id, &tmp)?;
                 fs::rename(&tmp, &link).with_context(|| format!("updating {}", link.display()))?;
             }
             None => {

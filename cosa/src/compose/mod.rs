@@ -18,7 +18,7 @@ pub mod rpmhdr;
 pub mod sandbox;
 pub mod treepost;
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};

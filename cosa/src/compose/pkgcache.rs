@@ -5,11 +5,11 @@
 //! conventions, so unpacking also turns /var content into tmpfiles.d entries, as
 //! rpm-ostree's importer does; ownership is applied after assembly (see `assemble`).
 
+use fs_err as fs;
 use std::collections::HashMap;
-use std::fs;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -165,7 +165,7 @@ fn import_worker(
 /// Import one RPM: its payload, decompressed by rpm2cpio, is read as it streams and
 /// each file is written straight into the repo (nothing is unpacked to disk).
 fn import_one(repo: &ostree::Repo, pkg: &Package) -> Result<String> {
-    let mut child = Command::new("rpm2cpio")
+    let mut child = cmdext::command("rpm2cpio")
         .arg(&pkg.location)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -517,7 +517,7 @@ mod tests {
     }
 
     /// stdout of a command that must succeed.
-    fn run_ok(cmd: &mut Command) -> Vec<u8> {
+    fn run_ok(cmd: &mut std::process::Command) -> Vec<u8> {
         let out = cmd.output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{cmd:?}: {err}");
@@ -527,7 +527,7 @@ mod tests {
     /// GNU cpio's newc archive of `root` (relative paths, `./`-prefixed as rpm's).
     fn cpio_of(root: &Path) -> Vec<u8> {
         run_ok(
-            Command::new("sh")
+            cmdext::command("sh")
                 .arg("-c")
                 .arg("find . -mindepth 1 | sort | cpio -o -H newc --quiet")
                 .current_dir(root),
@@ -549,7 +549,7 @@ mod tests {
 
     fn ostree_out(repo: &Path, args: &[&str]) -> String {
         let out = run_ok(
-            Command::new("ostree")
+            cmdext::command("ostree")
                 .arg(format!("--repo={}", repo.display()))
                 .args(args),
         );
@@ -568,7 +568,11 @@ mod tests {
         let big: Vec<u8> = (0..(3 << 20)).map(|i: u32| (i % 251) as u8).collect();
         fs::write(r.join("usr/bin/big"), &big).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(r.join("usr/bin/big"), fs::Permissions::from_mode(0o4755)).unwrap();
+        fs::set_permissions(
+            r.join("usr/bin/big"),
+            std::fs::Permissions::from_mode(0o4755),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("a", r.join("usr/bin/c")).unwrap();
         fs::write(r.join("var/lib/foo/state"), "x").unwrap();
         std::os::unix::fs::symlink("../run", r.join("var/run")).unwrap();
@@ -622,7 +626,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();
         fs::create_dir_all(r.join("dev")).unwrap();
-        let st = Command::new("mknod")
+        let st = cmdext::command("mknod")
             .arg(r.join("dev/null"))
             .args(["c", "1", "3"])
             .status()

@@ -2,7 +2,7 @@
 //! bootable commit needs: kernel and initramfs under /usr/lib/modules, the rpmdb
 //! inside /usr, /etc moved to /usr/etc, /var empty (its content as tmpfiles.d).
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -40,7 +40,7 @@ const JUSTDB: [&str; 6] = [
 ];
 
 fn rpm_in(rootfs: &Path) -> Command {
-    let mut c = Command::new("rpm");
+    let mut c = cmdext::command("rpm");
     c.arg("--root")
         .arg(rootfs)
         .args(["--dbpath", &format!("/{RPMDB_PATH}")]);

@@ -23,7 +23,7 @@ impl Dnf {
         }
         let db = self.keyrings[repo_id].path();
         for chunk in files.chunks(256) {
-            let out = Command::new("rpmkeys")
+            let out = cmdext::command("rpmkeys")
                 .arg("--dbpath")
                 .arg(db)
                 .args(["--define", "_pkgverify_level signature", "--checksig"])
@@ -88,7 +88,7 @@ impl Dnf {
                         })?
                 }
             };
-            let out = Command::new("rpmkeys")
+            let out = cmdext::command("rpmkeys")
                 .arg("--dbpath")
                 .arg(db.path())
                 .arg("--import")

@@ -16,7 +16,6 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::raw::c_char;
 use std::path::{Component, Path, PathBuf};
-use std::process::Command;
 use std::ptr::{self, NonNull};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -107,10 +106,10 @@ impl Dnf {
         let reposd = tmp.path().join("repos.d");
         let root = tmp.path().join("root");
         for d in [&reposd, &root, &setup.cache_dir] {
-            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            fs_err::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
         let repofile = reposd.join("cosa.repo");
-        std::fs::write(&repofile, render_repos(&repos))
+        fs_err::write(&repofile, render_repos(&repos))
             .with_context(|| format!("writing {}", repofile.display()))?;
 
         let ctx = unsafe {
@@ -374,7 +373,7 @@ impl Dnf {
     /// verify checksums and, where the repo asks for it, signatures; set each
     /// package's `location`.
     pub fn download(&mut self, pkgs: &mut [Package], dest: &Path) -> Result<DownloadStats> {
-        std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+        fs_err::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
         let mut stats = DownloadStats::default();
         let mut cached: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         let mut wanted: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -425,10 +424,10 @@ impl Dnf {
             self.check_signatures(&repo_id, &files)?;
             for (i, (file, _)) in idxs.into_iter().zip(files) {
                 let target = dest.join(pkgs[i].filename());
-                std::fs::rename(&file, &target)
+                fs_err::rename(&file, &target)
                     .with_context(|| format!("renaming into {}", target.display()))?;
                 stats.downloaded += 1;
-                stats.bytes += std::fs::metadata(&target)?.len();
+                stats.bytes += fs_err::metadata(&target)?.len();
                 pkgs[i].location = target;
             }
         }
