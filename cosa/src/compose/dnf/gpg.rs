@@ -72,7 +72,10 @@ impl Dnf {
             .prefix("keyring-")
             .tempdir_in(self.tmp.path())?;
         // libdnf fetched remote keys into the repo's cache dir, named by basename.
+        // SAFETY: `dnf_repo` returns a live repo of our context; the call returns a new
+        // NULL-terminated vector of new strings (transfer full).
         let fetched = unsafe { sys::dnf_repo_get_public_keys(self.dnf_repo(repo_id)?) };
+        // SAFETY: exactly what take_strv requires; `fetched` is not used again.
         let fetched = unsafe { take_strv(fetched) };
         for key in keys {
             let path = match key.strip_prefix("file://") {

@@ -9,6 +9,8 @@
 // The FFI boundary lives here and only here: every libdnf pointer is owned by a
 // small RAII type below, and no raw pointer leaves this module.
 #![allow(unsafe_code)]
+// Every unsafe block says why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{CStr, CString};
@@ -112,6 +114,9 @@ impl Dnf {
         fs_err::write(&repofile, render_repos(&repos))
             .with_context(|| format!("writing {}", repofile.display()))?;
 
+        // SAFETY: the setters take static C strings (libdnf copies them); the context is
+        // fresh, and `GObject::new` takes its one reference. The process-wide state
+        // they touch is why `Dnf` is neither Send nor Sync.
         let ctx = unsafe {
             // Process-wide settings: no dnf.conf (an empty path means "do not read one"), no plugins.
             sys::dnf_context_set_config_file_path(c"".as_ptr());
@@ -129,6 +134,9 @@ impl Dnf {
                 .unwrap_or("cosa-unset-releasever")
                 .as_bytes(),
         )?;
+        // SAFETY: `c` is the live context owned by `ctx`. Every string argument is a
+        // CString that lives to the end of its statement and that libdnf copies
+        // (g_strdup/g_strdupv); `no_vars` is a NULL-terminated (empty) vector.
         unsafe {
             sys::dnf_context_set_repo_dir(c, path(&reposd)?.as_ptr());
             sys::dnf_context_set_cache_dir(c, path(&setup.cache_dir)?.as_ptr());
@@ -151,9 +159,12 @@ impl Dnf {
             sys::dnf_context_set_zchunk(c, 0);
             sys::dnf_context_set_user_agent(c, c"cosa".as_ptr());
         }
+        // SAFETY: `c` is live; no cancellable; `e` is gcall's GError out-parameter.
         gcall(|e| unsafe { sys::dnf_context_setup(c, ptr::null_mut(), e) })
             .context("setting up libdnf")?;
+        // SAFETY: `c` is live; the state it returns is borrowed from the context.
         let state = unsafe { sys::dnf_context_get_state(c) };
+        // SAFETY: `c` and its `state` are live; `e` is gcall's GError out-parameter.
         gcall(|e| unsafe {
             sys::dnf_context_setup_sack_with_flags(
                 c,
@@ -179,6 +190,8 @@ impl Dnf {
     }
 
     fn sack(&self) -> *mut sys::DnfSack {
+        // SAFETY: the context is live and set up (`new` loaded the sack); the sack is
+        // borrowed from it and lives as long as `self`.
         unsafe { sys::dnf_context_get_sack(self.ctx.as_ptr()) }
     }
 
@@ -225,6 +238,8 @@ impl Dnf {
                 .with_context(|| format!("local RPM {}", p.display()))?;
             if !self.cmdline.contains(&path) {
                 let c = cstring(path.as_os_str().as_encoded_bytes())?;
+                // SAFETY: the sack is live; `c` outlives the call; the package returned
+                // carries a reference that `GObject::new` takes over.
                 let pkg = unsafe { sys::dnf_sack_add_cmdline_package(self.sack(), c.as_ptr()) };
                 let pkg = GObject::new(pkg)
                     .ok_or_else(|| anyhow!("libdnf could not read local RPM {}", path.display()))?;
@@ -251,6 +266,7 @@ impl Dnf {
         local: &BTreeMap<PathBuf, String>,
     ) -> Result<Vec<Package>> {
         let sack = self.sack();
+        // SAFETY: `sack` is the live sack of `self`.
         unsafe { sys::dnf_sack_reset_excludes(sack) };
         let local_names: BTreeSet<&str> = local.values().map(String::as_str).collect();
 
@@ -338,8 +354,10 @@ impl Dnf {
         if !req.recommends {
             flags |= sys::DNF_IGNORE_WEAK_DEPS;
         }
+        // SAFETY: the goal is live (owned by `goal`); `e` is gcall's GError out-parameter.
         gcall(|e| unsafe { sys::dnf_goal_depsolve(goal.0.as_ptr(), flags, e) })
             .with_context(|| format!("depsolving {}{}", req.install.join(" "), lock_hint()))?;
+        // SAFETY: the goal is live and solved; the array returned is new and ours.
         let installs = PtrArray::new(gcall_ptr(|e| unsafe {
             sys::hy_goal_list_installs(goal.0.as_ptr(), e)
         })?);
@@ -457,6 +475,7 @@ impl Dnf {
         // Keep the query results alive: the array below borrows their packages.
         let mut results = Vec::new();
         let mut names = Vec::new();
+        // SAFETY: a new, empty array without a free function: it borrows its packages.
         let batch = PtrArray::new(unsafe { sys::g_ptr_array_new() });
         for p in pkgs {
             let q = Query::new(self.sack(), true);
@@ -472,12 +491,17 @@ impl Dnf {
                 .file_name()
                 .ok_or_else(|| anyhow!("{}: bad location '{loc}'", p.nevra()))?;
             names.push(tmp.path().join(base));
+            // SAFETY: `batch` is live; `dp` stays alive in `found`, kept in `results`
+            // until after the download, which outlives every use of `batch`.
             unsafe { sys::g_ptr_array_add(batch.0.as_ptr(), dp.cast()) };
             results.push(found);
         }
         tracing::info!("downloading {} packages from repo '{repo_id}'", names.len());
         let dir = cstring(tmp.path().as_os_str().as_encoded_bytes())?;
+        // SAFETY: a new state object whose one reference `GObject::new` takes.
         let state = GObject::new(unsafe { sys::dnf_state_new() }).context("dnf_state_new")?;
+        // SAFETY: `repo` belongs to the live context; `batch`, `dir` and `state` outlive
+        // the call; `e` is gcall's GError out-parameter.
         gcall(|e| unsafe {
             sys::dnf_repo_download_packages(repo, batch.0.as_ptr(), dir.as_ptr(), state.as_ptr(), e)
         })
@@ -495,11 +519,16 @@ impl Dnf {
     }
 
     fn dnf_repo(&self, id: &str) -> Result<*mut sys::DnfRepo> {
+        // SAFETY: the context is live; the array it returns is borrowed from it.
         let repos = unsafe { sys::dnf_context_get_repos(self.ctx.as_ptr()) };
         ensure!(!repos.is_null(), "libdnf has no repos");
+        // SAFETY: non-null and owned by the context, which `&self` keeps alive and
+        // nothing mutates meanwhile.
         let repos = unsafe { &*repos };
         for i in 0..repos.len as usize {
+            // SAFETY: `i < len`, so the read stays inside `pdata`.
             let r = unsafe { *repos.pdata.add(i) } as *mut sys::DnfRepo;
+            // SAFETY: `r` is a live repo of the context; its id is a string it owns.
             if unsafe { cstr(sys::dnf_repo_get_id(r)) } == id {
                 return Ok(r);
             }
@@ -516,10 +545,13 @@ fn package_from_dnf(p: *mut sys::DnfPackage) -> Result<Package> {
     let name = pkg_str(p, sys::dnf_package_get_name);
     let repo = pkg_str(p, sys::dnf_package_get_reponame);
     let mut kind = 0;
+    // SAFETY: `p` is live (ffi module invariant); the checksum bytes belong to the
+    // package, and `kind` is a valid out-parameter.
     let sum = unsafe { sys::dnf_package_get_chksum(p, &mut kind) };
     let checksum = if sum.is_null() || repo == CMDLINE_REPO {
         String::new()
     } else {
+        // SAFETY: hy_chksum_name returns a static string (or null) for any type.
         let algo = unsafe { cstr(sys::hy_chksum_name(kind)) };
         let len = match algo.as_str() {
             "md5" => 16,
@@ -530,6 +562,8 @@ fn package_from_dnf(p: *mut sys::DnfPackage) -> Result<Package> {
             "sha512" => 64,
             other => bail!("{name}: unknown checksum type '{other}' in repo '{repo}'"),
         };
+        // SAFETY: `sum` is non-null and holds the digest of type `kind`, whose length
+        // `len` is; the package, and so the bytes, outlive this copy.
         let bytes = unsafe { std::slice::from_raw_parts(sum, len) };
         format!("{algo}:{}", hex::encode(bytes))
     };
@@ -540,12 +574,14 @@ fn package_from_dnf(p: *mut sys::DnfPackage) -> Result<Package> {
     };
     Ok(Package {
         name,
+        // SAFETY: `p` is live (ffi module invariant).
         epoch: unsafe { sys::dnf_package_get_epoch(p) },
         version: pkg_str(p, sys::dnf_package_get_version),
         release: pkg_str(p, sys::dnf_package_get_release),
         arch: pkg_str(p, sys::dnf_package_get_arch),
         repo,
         checksum,
+        // SAFETY: `p` is live (ffi module invariant).
         size: unsafe { sys::dnf_package_get_downloadsize(p) },
         location,
     })
