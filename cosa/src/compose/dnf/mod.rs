@@ -633,8 +633,6 @@ fn checksum_matches(path: &Path, expected: &str) -> Result<bool> {
     Ok(got.eq_ignore_ascii_case(want))
 }
 
-// ---- .repo files -------------------------------------------------------------
-
 #[cfg(test)]
 mod tests {
     use super::*;
