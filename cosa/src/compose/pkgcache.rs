@@ -178,7 +178,7 @@ fn import_one(repo: &ostree::Repo, pkg: &Package) -> Result<String> {
         let _ = child.kill();
     } else {
         // What follows the trailer (padding) must be read for rpm2cpio to exit cleanly.
-        std::io::copy(&mut reader.into_inner(), &mut std::io::sink())?;
+        std::io::copy(&mut reader.into_inner()?, &mut std::io::sink())?;
     }
     let out = child.wait_with_output()?;
     let rpm = pkg.location.display();
