@@ -48,3 +48,28 @@ impl Package {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evra_and_nevra() {
+        let mut p = Package {
+            name: "foo".into(),
+            epoch: 0,
+            version: "1.2".into(),
+            release: "3".into(),
+            arch: "x86_64".into(),
+            repo: "r".into(),
+            checksum: String::new(),
+            size: 0,
+            location: PathBuf::new(),
+        };
+        assert_eq!(p.evra(), "1.2-3.x86_64");
+        assert_eq!(p.nevra(), "foo-1.2-3.x86_64");
+        p.epoch = 2;
+        assert_eq!(p.nevra(), "foo-2:1.2-3.x86_64");
+        assert_eq!(p.filename(), "foo-1.2-3.x86_64.rpm");
+    }
+}
