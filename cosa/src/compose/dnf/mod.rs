@@ -109,72 +109,12 @@ impl Dnf {
         let reposd = tmp.path().join("repos.d");
         let root = tmp.path().join("root");
         for d in [&reposd, &root, &setup.cache_dir] {
-            fs_err::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            fs_err::create_dir_all(d)?;
         }
-        let repofile = reposd.join("cosa.repo");
-        fs_err::write(&repofile, render_repos(&repos))
-            .with_context(|| format!("writing {}", repofile.display()))?;
-
-        // SAFETY: the setters take static C strings (libdnf copies them); the context is
-        // fresh, and `GObject::new` takes its one reference. The process-wide state
-        // they touch is why `Dnf` is neither Send nor Sync.
-        let ctx = unsafe {
-            // Process-wide settings: no dnf.conf (an empty path means "do not read one"), no plugins.
-            sys::dnf_context_set_config_file_path(c"".as_ptr());
-            sys::dnf_context_set_plugins_all_disabled(1);
-            GObject::new(sys::dnf_context_new()).context("dnf_context_new failed")?
-        };
-        let c = ctx.as_ptr();
-        let path = |p: &Path| cstring(p.as_os_str().as_encoded_bytes());
-        let no_vars: [*const c_char; 1] = [ptr::null()];
-        // Without a releasever libdnf would read the host's os-release.
-        let releasever = cstring(
-            setup
-                .releasever
-                .as_deref()
-                .unwrap_or("cosa-unset-releasever")
-                .as_bytes(),
-        )?;
-        // SAFETY: `c` is the live context owned by `ctx`. Every string argument is a
-        // CString that lives to the end of its statement and that libdnf copies
-        // (g_strdup/g_strdupv); `no_vars` is a NULL-terminated (empty) vector.
-        unsafe {
-            sys::dnf_context_set_repo_dir(c, path(&reposd)?.as_ptr());
-            sys::dnf_context_set_cache_dir(c, path(&setup.cache_dir)?.as_ptr());
-            sys::dnf_context_set_solv_dir(c, path(&setup.cache_dir.join("solv"))?.as_ptr());
-            sys::dnf_context_set_lock_dir(c, path(&tmp.path().join("lock"))?.as_ptr());
-            sys::dnf_context_set_install_root(c, path(&root)?.as_ptr());
-            sys::dnf_context_set_source_root(c, path(&root)?.as_ptr());
-            sys::dnf_context_set_vars_dir(c, no_vars.as_ptr());
-            sys::dnf_context_set_release_ver(c, releasever.as_ptr());
-            sys::dnf_context_set_arch(c, cstring(setup.basearch.as_bytes())?.as_ptr());
-            sys::dnf_context_set_rpm_macro(
-                c,
-                c"_dbpath".as_ptr(),
-                path(&root.join("usr/share/rpm"))?.as_ptr(),
-            );
-            sys::dnf_context_set_plugins_dir(c, ptr::null());
-            sys::dnf_context_set_check_disk_space(c, 0);
-            sys::dnf_context_set_check_transaction(c, 0);
-            sys::dnf_context_set_write_history(c, 0);
-            sys::dnf_context_set_zchunk(c, 0);
-            sys::dnf_context_set_user_agent(c, c"cosa".as_ptr());
-        }
-        // SAFETY: `c` is live; no cancellable; `e` is gcall's GError out-parameter.
-        gcall(|e| unsafe { sys::dnf_context_setup(c, ptr::null_mut(), e) })
-            .context("setting up libdnf")?;
-        // SAFETY: `c` is live; the state it returns is borrowed from the context.
-        let state = unsafe { sys::dnf_context_get_state(c) };
-        // SAFETY: `c` and its `state` are live; `e` is gcall's GError out-parameter.
-        gcall(|e| unsafe {
-            sys::dnf_context_setup_sack_with_flags(
-                c,
-                state,
-                sys::DNF_CONTEXT_SETUP_SACK_FLAG_SKIP_RPMDB,
-                e,
-            )
-        })
-        .with_context(|| {
+        fs_err::write(reposd.join("cosa.repo"), render_repos(&repos))?;
+        let ctx = new_context()?;
+        configure(&ctx, setup, tmp.path(), &reposd, &root)?;
+        load_metadata(&ctx).with_context(|| {
             let urls: Vec<String> = repos
                 .iter()
                 .map(|r| format!("{} ({})", r.id, r.urls().join(" ")))
@@ -348,6 +288,86 @@ impl Dnf {
     fn section(&self, id: &str) -> Option<&RepoSection> {
         self.repos.iter().find(|r| r.id == id)
     }
+}
+
+/// A libdnf context that reads no dnf.conf and runs no plugins.
+fn new_context() -> Result<GObject<sys::DnfContext>> {
+    // SAFETY: the setters take static C strings (libdnf copies them); the context is
+    // fresh, and `GObject::new` takes its one reference. The process-wide state
+    // they touch is why `Dnf` is neither Send nor Sync.
+    unsafe {
+        // Process-wide settings: no dnf.conf (an empty path means "do not read one"), no plugins.
+        sys::dnf_context_set_config_file_path(c"".as_ptr());
+        sys::dnf_context_set_plugins_all_disabled(1);
+        GObject::new(sys::dnf_context_new()).context("dnf_context_new failed")
+    }
+}
+
+/// Point the context at our private repos dir, cache, lock dir and empty install
+/// root, and at the setup's arch and releasever; turn off what a compose does not need.
+fn configure(
+    ctx: &GObject<sys::DnfContext>,
+    setup: &RepoSetup,
+    tmp: &Path,
+    reposd: &Path,
+    root: &Path,
+) -> Result<()> {
+    let c = ctx.as_ptr();
+    let path = |p: &Path| cstring(p.as_os_str().as_encoded_bytes());
+    let no_vars: [*const c_char; 1] = [ptr::null()];
+    // Without a releasever libdnf would read the host's os-release.
+    let releasever = cstring(
+        setup
+            .releasever
+            .as_deref()
+            .unwrap_or("cosa-unset-releasever")
+            .as_bytes(),
+    )?;
+    // SAFETY: `c` is the live context owned by `ctx`. Every string argument is a
+    // CString that lives to the end of its statement and that libdnf copies
+    // (g_strdup/g_strdupv); `no_vars` is a NULL-terminated (empty) vector.
+    unsafe {
+        sys::dnf_context_set_repo_dir(c, path(reposd)?.as_ptr());
+        sys::dnf_context_set_cache_dir(c, path(&setup.cache_dir)?.as_ptr());
+        sys::dnf_context_set_solv_dir(c, path(&setup.cache_dir.join("solv"))?.as_ptr());
+        sys::dnf_context_set_lock_dir(c, path(&tmp.join("lock"))?.as_ptr());
+        sys::dnf_context_set_install_root(c, path(root)?.as_ptr());
+        sys::dnf_context_set_source_root(c, path(root)?.as_ptr());
+        sys::dnf_context_set_vars_dir(c, no_vars.as_ptr());
+        sys::dnf_context_set_release_ver(c, releasever.as_ptr());
+        sys::dnf_context_set_arch(c, cstring(setup.basearch.as_bytes())?.as_ptr());
+        sys::dnf_context_set_rpm_macro(
+            c,
+            c"_dbpath".as_ptr(),
+            path(&root.join("usr/share/rpm"))?.as_ptr(),
+        );
+        sys::dnf_context_set_plugins_dir(c, ptr::null());
+        sys::dnf_context_set_check_disk_space(c, 0);
+        sys::dnf_context_set_check_transaction(c, 0);
+        sys::dnf_context_set_write_history(c, 0);
+        sys::dnf_context_set_zchunk(c, 0);
+        sys::dnf_context_set_user_agent(c, c"cosa".as_ptr());
+    }
+    Ok(())
+}
+
+/// Set the context up and load the repos' metadata into its sack (no rpmdb).
+fn load_metadata(ctx: &GObject<sys::DnfContext>) -> Result<()> {
+    let c = ctx.as_ptr();
+    // SAFETY: `c` is live; no cancellable; `e` is gcall's GError out-parameter.
+    gcall(|e| unsafe { sys::dnf_context_setup(c, ptr::null_mut(), e) })
+        .context("setting up libdnf")?;
+    // SAFETY: `c` is live; the state it returns is borrowed from the context.
+    let state = unsafe { sys::dnf_context_get_state(c) };
+    // SAFETY: `c` and its `state` are live; `e` is gcall's GError out-parameter.
+    gcall(|e| unsafe {
+        sys::dnf_context_setup_sack_with_flags(
+            c,
+            state,
+            sys::DNF_CONTEXT_SETUP_SACK_FLAG_SKIP_RPMDB,
+            e,
+        )
+    })
 }
 
 /// Stream a file through `hasher`; returns the byte count.
