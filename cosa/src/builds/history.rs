@@ -179,6 +179,31 @@ impl History {
         Ok(())
     }
 
+    /// Point tag `name` at a build (`None`: the newest), replacing a tag of that name;
+    /// returns the build ID.
+    pub fn add_tag(&self, name: &str, build: Option<&str>) -> Result<String> {
+        let target = self.resolve_id(build)?;
+        let mut b = self.load()?;
+        b.tags.retain(|t| t.name != name);
+        b.tags.push(Tag {
+            name: name.to_string(),
+            created: now_rfc3339(),
+            target: target.clone(),
+        });
+        self.save(&b)?;
+        Ok(target)
+    }
+
+    pub fn delete_tag(&self, name: &str) -> Result<()> {
+        let mut b = self.load()?;
+        let n = b.tags.len();
+        b.tags.retain(|t| t.name != name);
+        if b.tags.len() == n {
+            bail!("no tag named {name}");
+        }
+        self.save(&b)
+    }
+
     /// Remove leftovers of builds that were interrupted before they were recorded.
     pub fn clean_staging(&self) -> Result<()> {
         let rd = match fs::read_dir(&self.dir) {
@@ -301,6 +326,22 @@ mod tests {
         assert!(t.path().join("2/x86_64/meta.json").exists());
         assert_eq!(h.resolve_id(None).unwrap(), "2");
         assert!(h.resolve_id(Some("nope")).is_err());
+    }
+
+    #[test]
+    fn tags_name_builds() {
+        let t = tempfile::tempdir().unwrap();
+        let h = History::new(t.path().to_path_buf());
+        for id in ["1", "2"] {
+            let s = h.staging_dir().unwrap().keep();
+            h.commit_build(&s, id, "x86_64").unwrap();
+        }
+        assert_eq!(h.add_tag("keep", Some("1")).unwrap(), "1");
+        assert_eq!(h.add_tag("keep", None).unwrap(), "2");
+        assert_eq!(h.load().unwrap().tags.len(), 1);
+        assert_eq!(h.resolve_id(Some("keep")).unwrap(), "2");
+        h.delete_tag("keep").unwrap();
+        assert!(h.delete_tag("keep").is_err());
     }
 
     #[test]

@@ -2,7 +2,6 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::builds::history::{now_rfc3339, Tag};
 use crate::builds::meta::pkgdiff::{pkgdiff, PkgDiff, PkgDiffKind, PkgEvra};
 use crate::builds::{History, Workdir};
 use crate::cli::{DiffOpts, GlobalOpts, ListOpts, MetaOpts, PruneOpts, TagAction, TagOpts};
@@ -166,32 +165,20 @@ pub fn prune(g: &GlobalOpts, o: &PruneOpts) -> Result<()> {
 pub fn tag(g: &GlobalOpts, o: &TagOpts) -> Result<()> {
     let (wd, h) = open(g)?;
     let _lock = wd.lock("tag", true)?;
-    let mut b = h.load()?;
     match &o.action {
         TagAction::List => {
-            for t in &b.tags {
+            for t in &h.load()?.tags {
                 println!("{}\t{}\t{}", t.name, t.target, t.created);
             }
-            return Ok(());
         }
         TagAction::Add { tag, build } => {
-            let target = h.resolve_id(build.as_deref())?;
-            b.tags.retain(|t| &t.name != tag);
-            b.tags.push(Tag {
-                name: tag.clone(),
-                created: now_rfc3339(),
-                target: target.clone(),
-            });
+            let target = h.add_tag(tag, build.as_deref())?;
             println!("Tagged {target} as {tag}");
         }
         TagAction::Delete { tag } => {
-            let n = b.tags.len();
-            b.tags.retain(|t| &t.name != tag);
-            if b.tags.len() == n {
-                bail!("no tag named {tag}");
-            }
+            h.delete_tag(tag)?;
             println!("Deleted tag {tag}");
         }
     }
-    h.save(&b)
+    Ok(())
 }
