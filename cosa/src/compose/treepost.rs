@@ -97,7 +97,9 @@ fn update_parent_rpmdb(
 ) -> Result<bool> {
     let db = rootfs.join(RPMDB_PATH);
     remove_path(&db)?;
-    fs::create_dir_all(db.parent().unwrap())?;
+    if let Some(parent) = db.parent() {
+        fs::create_dir_all(parent)?;
+    }
     let opts = ostree::RepoCheckoutAtOptions {
         subpath: Some(PathBuf::from(format!("/{RPMDB_PATH}"))),
         force_copy: true,
@@ -219,7 +221,9 @@ fn find_unit(rootfs: &Path, unit: &str) -> Option<&'static str> {
 
 fn link(rootfs: &Path, at: &str, to: &str) -> Result<()> {
     let l = rootfs.join(at);
-    fs::create_dir_all(l.parent().unwrap())?;
+    if let Some(parent) = l.parent() {
+        fs::create_dir_all(parent)?;
+    }
     remove_path(&l)?;
     std::os::unix::fs::symlink(to, &l).with_context(|| format!("linking {at}"))
 }

@@ -119,8 +119,10 @@ impl<T> Drop for GObject<T> {
 pub(super) struct PtrArray(pub(super) NonNull<sys::GPtrArray>);
 
 impl PtrArray {
-    pub(super) fn new(p: *mut sys::GPtrArray) -> Self {
-        PtrArray(NonNull::new(p).expect("libdnf returned a NULL array"))
+    pub(super) fn new(p: *mut sys::GPtrArray) -> Result<Self> {
+        NonNull::new(p)
+            .map(PtrArray)
+            .context("libdnf returned a NULL array")
     }
     pub(super) fn iter(&self) -> impl Iterator<Item = *mut sys::DnfPackage> + '_ {
         // SAFETY: the array is non-null and owned by `self`, so it outlives the borrow.
@@ -188,7 +190,7 @@ impl Query {
         unsafe { sys::hy_query_is_empty(self.0) }
     }
 
-    pub(super) fn run(&self) -> PtrArray {
+    pub(super) fn run(&self) -> Result<PtrArray> {
         // SAFETY: `self.0` is a live query; the result is a new array we own, and it holds
         // its own references to the packages.
         PtrArray::new(unsafe { sys::hy_query_run(self.0) })
@@ -243,12 +245,13 @@ impl Goal {
                 ptr::null(),
             );
             sys::hy_subject_free(subject);
-            let matches = PtrArray::new(sys::hy_selector_matches(selector));
-            let found = matches.iter().next().is_some();
-            let r = if found {
-                gcall(|e| sys::hy_goal_install_selector(self.0.as_ptr(), selector, e))
-            } else {
-                Err(anyhow!("no package matches '{spec}'"))
+            let found = PtrArray::new(sys::hy_selector_matches(selector))
+                .map(|m| m.iter().next().is_some());
+            // The selector is freed below whatever happened.
+            let r = match found {
+                Ok(true) => gcall(|e| sys::hy_goal_install_selector(self.0.as_ptr(), selector, e)),
+                Ok(false) => Err(anyhow!("no package matches '{spec}'")),
+                Err(e) => Err(e),
             };
             sys::hy_selector_free(selector);
             r

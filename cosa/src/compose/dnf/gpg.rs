@@ -62,7 +62,9 @@ impl Dnf {
     }
 
     fn build_keyring(&self, repo_id: &str) -> Result<tempfile::TempDir> {
-        let section = self.section(repo_id).expect("caller checked");
+        let section = self
+            .section(repo_id)
+            .with_context(|| format!("repo '{repo_id}' is not loaded"))?;
         let keys = section.list("gpgkey");
         ensure!(
             !keys.is_empty(),

@@ -225,12 +225,12 @@ impl Dnf {
         let mut results = Vec::new();
         let mut names = Vec::new();
         // SAFETY: a new, empty array without a free function: it borrows its packages.
-        let batch = PtrArray::new(unsafe { sys::g_ptr_array_new() });
+        let batch = PtrArray::new(unsafe { sys::g_ptr_array_new() })?;
         for p in pkgs {
             let q = Query::new(self.sack(), true);
             q.filter(sys::HY_PKG_NEVRA_STRICT, sys::HY_EQ, &p.nevra())?;
             q.filter(sys::HY_PKG_REPONAME, sys::HY_EQ, repo_id)?;
-            let found = q.run();
+            let found = q.run()?;
             let dp = found
                 .iter()
                 .next()

@@ -7,30 +7,29 @@ impl Dnf {
     /// Depsolve `req`; the result is sorted by name.
     pub fn resolve(&mut self, req: &PackageRequest) -> Result<Vec<Package>> {
         let local = self.add_local_rpms(&req.local_rpms)?;
-        match self.resolve_with(req, &local) {
-            Err(e) if req.strict && req.locked.is_some() => {
-                // Say which packages the lock lacks rather than "nothing provides X".
-                let relaxed = PackageRequest {
-                    strict: false,
-                    ..req.clone()
-                };
-                let lock = req.locked.as_ref().expect("checked above");
-                match self.resolve_with(&relaxed, &local) {
-                    Ok(pkgs) => {
-                        let unlocked = not_locked(&pkgs, lock);
-                        if unlocked.is_empty() {
-                            Err(e)
-                        } else {
-                            Err(e.context(format!(
-                                "strict lockfile: not in the lockfile: {}",
-                                unlocked.join(", ")
-                            )))
-                        }
-                    }
-                    Err(_) => Err(e),
-                }
-            }
-            r => r,
+        let e = match self.resolve_with(req, &local) {
+            Ok(pkgs) => return Ok(pkgs),
+            Err(e) => e,
+        };
+        let (Some(lock), true) = (&req.locked, req.strict) else {
+            return Err(e);
+        };
+        // Say which packages the lock lacks rather than "nothing provides X".
+        let relaxed = PackageRequest {
+            strict: false,
+            ..req.clone()
+        };
+        let unlocked = match self.resolve_with(&relaxed, &local) {
+            Ok(pkgs) => not_locked(&pkgs, lock),
+            Err(_) => Vec::new(),
+        };
+        if unlocked.is_empty() {
+            Err(e)
+        } else {
+            Err(e.context(format!(
+                "strict lockfile: not in the lockfile: {}",
+                unlocked.join(", ")
+            )))
         }
     }
 
@@ -55,7 +54,7 @@ impl Dnf {
             q.filter(sys::HY_PKG_REPONAME, sys::HY_EQ, CMDLINE_REPO)?;
             q.filter(sys::HY_PKG_LOCATION, sys::HY_EQ, &path.to_string_lossy())?;
             let name = q
-                .run()
+                .run()?
                 .iter()
                 .next()
                 .map(|p| pkg_str(p, sys::dnf_package_get_name))
@@ -215,7 +214,7 @@ fn depsolve(
     // SAFETY: the goal is live and solved; the array returned is new and ours.
     let installs = PtrArray::new(gcall_ptr(|e| unsafe {
         sys::hy_goal_list_installs(goal.0.as_ptr(), e)
-    })?);
+    })?)?;
     installs.iter().map(package_from_dnf).collect()
 }
 
