@@ -1,93 +1,73 @@
-//! cpio "newc" archives (070701): 110-byte ASCII headers, the name, then the data,
-//! each padded to 4 bytes. The writer makes what the kernel unpacks as an initramfs
-//! and busybox `cpio -i` reads (the PXE rootfs, Day-0 customization archives); the
-//! reader takes the RPM payloads `rpm2cpio` streams to the package importer.
+//! cpio "newc" archives (070701), over the `cpio` crate's format code. The writer
+//! makes what the kernel unpacks as an initramfs and busybox `cpio -i` reads (the PXE
+//! rootfs, Day-0 customization archives); the reader takes the RPM payloads
+//! `rpm2cpio` streams to the package importer.
+//!
+//! What this module adds to the crate: one reader over a whole stream (the crate's
+//! reader is one entry at a time and takes the stream by value), member names without
+//! `./` and never leaving the tree, errors that say "truncated" (the crate skips a
+//! short entry silently and pads nothing after a short write), inode numbers counted
+//! per archive, and the writer's fixed metadata (owner root, mtime 0, nlink 1) that
+//! makes its output reproducible. The crate reads a member name as its bytes arrive,
+//! whatever length the header declares: a name costs what the stream holds, no more.
 
 use std::io::{self, Read, Write};
 
-use anyhow::{bail, Context, Result};
+use ::cpio::newc;
+use anyhow::{anyhow, bail, Context, Result};
 
-/// Writes newc entries to `W`, keeping count of the bytes for the 4-byte padding.
+/// Writes newc entries to `W`.
 pub struct Writer<W: Write> {
     out: W,
-    written: u64,
+    /// The next member's inode number: members never share one (no hardlinks).
     ino: u32,
 }
 
 impl<W: Write> Writer<W> {
     pub fn new(out: W) -> Self {
-        Writer {
-            out,
-            written: 0,
-            ino: 1,
-        }
+        Writer { out, ino: 1 }
     }
 
-    fn raw(&mut self, b: &[u8]) -> io::Result<()> {
-        self.out.write_all(b)?;
-        self.written += b.len() as u64;
-        Ok(())
-    }
-
-    fn pad(&mut self) -> io::Result<()> {
-        let n = (4 - (self.written % 4) as usize) % 4;
-        self.raw(&[0u8; 3][..n])
-    }
-
-    fn header(&mut self, name: &str, mode: u32, size: u64) -> Result<()> {
-        let size = u32::try_from(size).context("a cpio (newc) member is at most 4 GiB")?;
-        let ino = self.ino;
+    /// One member whose data is the `size` bytes `data` yields.
+    fn member(&mut self, name: &str, mode: u32, size: u64, data: impl Read) -> Result<()> {
+        let size32 = u32::try_from(size).context("a cpio (newc) member is at most 4 GiB")?;
+        // The crate's defaults are uid, gid, mtime and devices 0 and nlink 1: reproducible.
+        let b = newc::Builder::new(name).mode(mode).ino(self.ino);
         self.ino += 1;
-        let h = format!(
-            "070701{ino:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{size:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
-            0, // uid
-            0, // gid
-            1, // nlink
-            0, // mtime: reproducible
-            0, // devmajor
-            0, // devminor
-            0, // rdevmajor
-            0, // rdevminor
-            name.len() + 1,
-            0, // check
-        );
-        self.raw(h.as_bytes())?;
-        self.raw(name.as_bytes())?;
-        self.raw(&[0])?;
-        self.pad()?;
+        let mut w = b.write(&mut self.out, size32);
+        let copied = io::copy(&mut data.take(size), &mut w)
+            .with_context(|| format!("writing cpio member {name}"))?;
+        if copied != size {
+            bail!("{name}: expected {size} bytes, read {copied}");
+        }
+        w.finish()
+            .with_context(|| format!("writing cpio member {name}"))?;
         Ok(())
     }
 
     pub fn dir(&mut self, name: &str) -> Result<()> {
-        self.header(name, 0o040755, 0)
+        self.member(name, S_IFDIR | 0o755, 0, io::empty())
     }
 
     pub fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> Result<()> {
-        self.header(name, 0o100000 | mode, data.len() as u64)?;
-        self.raw(data)?;
-        self.pad()?;
-        Ok(())
+        self.member(name, S_IFREG | mode, data.len() as u64, data)
     }
 
     /// A member streamed from `r`, which must yield exactly `size` bytes.
     pub fn file_from(&mut self, name: &str, mode: u32, size: u64, r: impl Read) -> Result<()> {
-        self.header(name, 0o100000 | mode, size)?;
-        let copied = io::copy(&mut r.take(size), &mut self.out)?;
-        self.written += copied;
-        if copied != size {
-            anyhow::bail!("{name}: expected {size} bytes, read {copied}");
-        }
-        self.pad()?;
-        Ok(())
+        self.member(name, S_IFREG | mode, size, r)
     }
 
     /// The trailer; returns the writer.
     pub fn finish(mut self) -> Result<W> {
-        self.header("TRAILER!!!", 0, 0)?;
+        self.member(TRAILER, 0, 0, io::empty())?;
         self.out.flush()?;
         Ok(self.out)
     }
 }
+
+/// The name of the member that ends an archive.
+const TRAILER: &str = "TRAILER!!!";
 
 /// File type bits of `mode`, as in stat(2).
 pub const S_IFMT: u32 = 0o170000;
@@ -111,97 +91,73 @@ impl Entry {
     }
 }
 
-pub struct Reader<R> {
-    r: R,
-    /// Bytes consumed so far, for the 4-byte alignment.
-    pos: u64,
-    /// Data of the current entry not yet read, and its padding.
-    left: u64,
-    pad: u64,
+/// Where a `Reader` is in its stream.
+enum State<R: Read> {
+    /// Before the next header.
+    Between(R),
+    /// In an entry's data.
+    InEntry(newc::Reader<R>),
+    /// An error left the stream at an unknown place.
+    Failed,
 }
 
-fn pad4(n: u64) -> u64 {
-    (4 - n % 4) % 4
+/// Reads the entries of a newc stream in order, each entry's data as it goes.
+pub struct Reader<R: Read> {
+    state: State<R>,
+    /// Data of the current entry not yet read.
+    left: u64,
+}
+
+/// A crate error, saying "truncated" where the stream ended early.
+fn io_error(e: io::Error, what: &str) -> anyhow::Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        anyhow!("truncated cpio archive ({what})")
+    } else {
+        anyhow::Error::new(e).context(format!("bad cpio archive ({what})"))
+    }
 }
 
 impl<R: Read> Reader<R> {
     pub fn new(r: R) -> Self {
         Reader {
-            r,
-            pos: 0,
+            state: State::Between(r),
             left: 0,
-            pad: 0,
         }
-    }
-
-    fn skip(&mut self, mut n: u64) -> Result<()> {
-        let mut buf = [0u8; 8192];
-        while n > 0 {
-            let k = n.min(buf.len() as u64) as usize;
-            self.r
-                .read_exact(&mut buf[..k])
-                .context("truncated cpio archive")?;
-            self.pos += k as u64;
-            n -= k as u64;
-        }
-        Ok(())
     }
 
     /// The next entry's header, skipping what is left of the previous one's data;
     /// None at the trailer.
     pub fn next_entry(&mut self) -> Result<Option<Entry>> {
-        self.skip(self.left + self.pad)?;
-        self.left = 0;
-        self.pad = 0;
-        let mut h = [0u8; 110];
-        self.r.read_exact(&mut h).context("truncated cpio header")?;
-        self.pos += 110;
-        if &h[..6] != b"070701" && &h[..6] != b"070702" {
-            bail!(
-                "not a newc cpio archive (magic {:?} at byte {})",
-                String::from_utf8_lossy(&h[..6]),
-                self.pos - 110
-            );
-        }
-        let field = |i: usize| -> Result<u64> {
-            let s = std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i])?;
-            u64::from_str_radix(s, 16).with_context(|| format!("bad cpio header field {s:?}"))
+        let inner = match std::mem::replace(&mut self.state, State::Failed) {
+            State::Between(r) => r,
+            // A short entry is skipped without complaint; the next header read fails.
+            State::InEntry(e) => e.finish().map_err(|e| io_error(e, "entry data"))?,
+            State::Failed => bail!("cpio archive: reading on after an error"),
         };
-        let ino = field(0)?;
-        let mode = field(1)? as u32;
-        let nlink = field(4)? as u32;
-        let size = field(6)?;
-        let namesize = field(11)?;
-        if namesize == 0 || namesize > 65536 {
-            bail!("bad cpio name size {namesize}");
-        }
-        let mut name = vec![0u8; namesize as usize];
-        self.r
-            .read_exact(&mut name)
-            .context("truncated cpio name")?;
-        self.pos += namesize;
-        self.skip(pad4(self.pos))?;
-        name.pop(); // NUL
-        let name = String::from_utf8(name).context("cpio name is not UTF-8")?;
-        if name == "TRAILER!!!" {
+        let e = newc::Reader::new(inner).map_err(|e| io_error(e, "header"))?;
+        let h = e.entry();
+        if h.is_trailer() {
+            self.state = State::Between(e.finish().map_err(|e| io_error(e, "trailer"))?);
             return Ok(None);
         }
-        let name = name
+        let name = h
+            .name()
             .trim_start_matches("./")
             .trim_start_matches('/')
             .to_string();
         if name.split('/').any(|c| c == "..") {
             bail!("cpio entry {name} leaves the tree");
         }
-        self.left = size;
-        self.pad = pad4(self.pos + size);
-        Ok(Some(Entry {
+        let entry = Entry {
             name,
-            mode,
-            ino,
-            nlink,
-            size,
-        }))
+            mode: h.mode(),
+            ino: h.ino().into(),
+            nlink: h.nlink(),
+            size: h.file_size().into(),
+        };
+        self.left = entry.size;
+        self.state = State::InEntry(e);
+        Ok(Some(entry))
     }
 
     /// Read some of the current entry's data; 0 at its end.
@@ -210,12 +166,16 @@ impl<R: Read> Reader<R> {
         if k == 0 {
             return Ok(0);
         }
-        let n = self.r.read(&mut buf[..k]).context("reading cpio data")?;
+        let State::InEntry(e) = &mut self.state else {
+            bail!("cpio archive: no entry to read data of");
+        };
+        let n = e
+            .read(&mut buf[..k])
+            .map_err(|e| io_error(e, "entry data"))?;
         if n == 0 {
-            bail!("truncated cpio data");
+            bail!("truncated cpio archive (entry data)");
         }
         self.left -= n as u64;
-        self.pos += n as u64;
         Ok(n)
     }
 
@@ -230,15 +190,19 @@ impl<R: Read> Reader<R> {
     }
 
     /// The underlying reader (to drain it after the trailer).
-    pub fn into_inner(self) -> R {
-        self.r
+    pub fn into_inner(self) -> Result<R> {
+        match self.state {
+            State::Between(r) => Ok(r),
+            State::InEntry(e) => e.finish().map_err(|e| io_error(e, "entry data")),
+            State::Failed => bail!("cpio archive: reading on after an error"),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
 
     #[test]
     fn busybox_style_cpio_reads_it_back() {
@@ -249,7 +213,7 @@ mod tests {
         w.file_from("c", 0o600, 3, &b"xyz"[..]).unwrap();
         let bytes = w.finish().unwrap();
         assert_eq!(bytes.len() % 4, 0);
-        let mut child = Command::new("cpio")
+        let mut child = cmdext::command("cpio")
             .args(["-i", "-d", "--quiet"])
             .current_dir(t.path())
             .stdin(std::process::Stdio::piped())
@@ -258,10 +222,10 @@ mod tests {
         child.stdin.take().unwrap().write_all(&bytes).unwrap();
         assert!(child.wait().unwrap().success());
         assert_eq!(
-            std::fs::read_to_string(t.path().join("a/b.txt")).unwrap(),
+            fs_err::read_to_string(t.path().join("a/b.txt")).unwrap(),
             "hello\n"
         );
-        assert_eq!(std::fs::read(t.path().join("c")).unwrap(), b"xyz");
+        assert_eq!(fs_err::read(t.path().join("c")).unwrap(), b"xyz");
     }
 
     #[test]
@@ -274,12 +238,12 @@ mod tests {
     fn gnu_cpio_archive() -> Vec<u8> {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();
-        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
-        std::fs::write(r.join("usr/bin/tool"), "#!/bin/sh\necho hi\n").unwrap();
+        fs_err::create_dir_all(r.join("usr/bin")).unwrap();
+        fs_err::write(r.join("usr/bin/tool"), "#!/bin/sh\necho hi\n").unwrap();
         std::os::unix::fs::symlink("tool", r.join("usr/bin/alias")).unwrap();
-        std::fs::write(r.join("usr/bin/a"), "same").unwrap();
-        std::fs::hard_link(r.join("usr/bin/a"), r.join("usr/bin/b")).unwrap();
-        let mut c = Command::new("cpio")
+        fs_err::write(r.join("usr/bin/a"), "same").unwrap();
+        fs_err::hard_link(r.join("usr/bin/a"), r.join("usr/bin/b")).unwrap();
+        let mut c = cmdext::command("cpio")
             .args(["-o", "-H", "newc", "--quiet"])
             .current_dir(r)
             .stdin(Stdio::piped())
@@ -354,5 +318,21 @@ mod tests {
         );
         assert_eq!(r.data_to_vec().unwrap(), b"hi\n");
         assert!(r.next_entry().unwrap().is_none());
+    }
+
+    /// The writer's bytes depend only on its input (no times, owners or host inodes):
+    /// pinned, so a change of implementation cannot change artifacts unnoticed.
+    #[test]
+    fn writer_output_is_pinned() {
+        let mut w = Writer::new(Vec::new());
+        w.dir("etc").unwrap();
+        w.file("etc/motd", 0o644, b"hi\n").unwrap();
+        w.file_from("init", 0o755, 5, &b"#!sh\n"[..]).unwrap();
+        let bytes = w.finish().unwrap();
+        use sha2::Digest;
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&bytes)),
+            "b41775f881ba4364a272f03b97c3620805fc98ec340fabaa8ad20a372f1a6001"
+        );
     }
 }

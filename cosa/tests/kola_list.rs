@@ -1,10 +1,11 @@
 //! Discovery and selection of kola tests on real trees: the demo stream's
-//! `kola-tests/` and the fixture config under `tests/fixtures/kola/`.
+//! `kola-tests/`, the fixture config under `tests/fixtures/kola/` and the
+//! distribution-shaped config in `testdata/fcos-like/`.
 
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use cosa::kola::select::{select, Denylist, Selection, TagFilter};
+use cosa::kola::select::{select, DenyEntry, Denylist, Selection, TagFilter};
 use cosa::kola::test::{all_tests, discover, KolaTest, TestBody};
 
 fn repo() -> PathBuf {
@@ -174,39 +175,120 @@ fn fixture_selection_with_denylist() {
     assert!(out.warn_only.contains("ext.config.special"));
 }
 
-/// A real distribution's tree lists without errors:
-/// `COSA_KOLA_DISTRO_CONFIG=/path/to/fedora-coreos-config cargo test -p cosa --test kola_list -- --ignored`
+/// The distribution-shaped config in `testdata/fcos-like` (fedora-coreos-config's layout).
+fn distribution() -> PathBuf {
+    repo().join("testdata/fcos-like")
+}
+
+/// A distribution config's `tests/kola/` lists, with its metadata, and its denylist
+/// applies and names only tests that exist.
 #[test]
-#[ignore = "needs a distribution config checkout in COSA_KOLA_DISTRO_CONFIG"]
 fn distribution_config_lists() {
-    let dir = PathBuf::from(
-        std::env::var_os("COSA_KOLA_DISTRO_CONFIG").expect("COSA_KOLA_DISTRO_CONFIG"),
-    );
+    let dir = distribution();
     let tests = all_tests(&dir, &[]).unwrap();
-    let external = tests.iter().filter(|t| t.name.starts_with("ext.")).count();
-    for t in tests.iter().filter(|t| t.name.starts_with("ext.")) {
-        println!("  test {}", t.name);
-    }
-    let out = select(tests, &qemu(), today()).unwrap();
-    println!(
-        "{}: {external} external tests; on qemu/x86_64/fcos {} run, {} skipped",
-        dir.display(),
-        out.run.len(),
-        out.skipped.len()
+    assert_eq!(
+        names(&tests),
+        [
+            "basic",
+            "firstboot",
+            "reboot",
+            "kernel-override",
+            "ext.fcos-like.boot",
+            "ext.fcos-like.files.ownership",
+            "ext.fcos-like.ignition.resource",
+            "ext.fcos-like.networking.dns",
+            "ext.fcos-like.storage.luks.sh",
+            "ext.fcos-like.storage.raid1",
+            "ext.fcos-like.upgrade",
+        ]
     );
-    for (name, why) in &out.skipped {
-        println!("  skip {name}: {why}");
-    }
-    assert!(external > 0);
-    // Its denylist parses; entries naming kola's native (Go) tests, which cosa
-    // does not have, match no test here and are reported as such.
-    let deny = dir.join("kola-denylist.yaml");
-    if deny.is_file() {
-        let d = Denylist::load(&deny).unwrap();
-        let tests = all_tests(&dir, &[]).unwrap();
-        match d.check_patterns(&tests) {
-            Ok(()) => println!("{}: every pattern matches", deny.display()),
-            Err(e) => println!("{}: {e:#}", deny.display()),
-        }
-    }
+    let by = |n: &str| tests.iter().find(|t| t.name == n).unwrap();
+    let upgrade = &by("ext.fcos-like.upgrade").meta;
+    assert_eq!(upgrade.timeout.as_secs(), 20 * 60);
+    assert_eq!(upgrade.min_memory_mib, Some(2048));
+    assert_eq!(upgrade.tags, ["external", "reboot"]);
+    // The `# kola: {json}` form.
+    let raid = &by("ext.fcos-like.storage.raid1").meta;
+    assert_eq!(raid.additional_disks, ["5G", "5G"]);
+    assert_eq!(raid.architectures, ["x86_64", "aarch64"]);
+    assert_eq!(
+        by("ext.fcos-like.ignition.resource").meta.exclude_platforms,
+        ["aws", "azure"]
+    );
+    let TestBody::External {
+        data_dir, config, ..
+    } = &by("ext.fcos-like.ignition.resource").body
+    else {
+        panic!("external test");
+    };
+    assert!(data_dir.as_ref().unwrap().join("expected").is_file());
+    assert!(config.as_ref().unwrap().ends_with("resource/config.ign"));
+
+    let deny = Denylist::load(&dir.join("kola-denylist.yaml")).unwrap();
+    deny.check_patterns(&tests)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let sel = Selection {
+        denylist: Some(deny.clone()),
+        stream: Some("next-devel".into()),
+        ..qemu()
+    };
+    let out = select(tests.clone(), &sel, today()).unwrap();
+    assert_eq!(
+        names(&out.run),
+        [
+            "basic",
+            "firstboot",
+            "reboot",
+            "kernel-override",
+            "ext.fcos-like.files.ownership",
+            "ext.fcos-like.ignition.resource",
+            "ext.fcos-like.storage.luks.sh",
+            "ext.fcos-like.storage.raid1",
+            "ext.fcos-like.upgrade",
+        ]
+    );
+    assert_eq!(
+        out.skipped,
+        [
+            (
+                "ext.fcos-like.boot".to_string(),
+                "architecture x86_64 is not one of: s390x".to_string()
+            ),
+            (
+                "ext.fcos-like.networking.dns".to_string(),
+                "denylisted, snoozed until 2099-01-01: https://issues.pebble.invalid/101"
+                    .to_string()
+            ),
+        ]
+    );
+    assert_eq!(
+        out.warn_only.iter().collect::<Vec<_>>(),
+        ["ext.fcos-like.upgrade"]
+    );
+    assert!(!sel.skip_console_warnings());
+
+    // Arch- and platform-scoped entries.
+    let on_azure = Selection {
+        platform: "azure".into(),
+        ..sel.clone()
+    };
+    assert!(on_azure.skip_console_warnings());
+    let sel = Selection {
+        arch: "aarch64".into(),
+        ..sel
+    };
+    let out = select(tests.clone(), &sel, today()).unwrap();
+    assert!(out
+        .skipped
+        .iter()
+        .any(|(n, why)| n == "kernel-override" && why.contains("issues.pebble.invalid/103")));
+
+    // An entry naming a test cosa does not have (one of kola's Go tests) is an error.
+    let mut stale = deny;
+    stale.0.push(DenyEntry {
+        pattern: "coreos.ignition.mount.*".into(),
+        ..stale.0[0].clone()
+    });
+    let e = format!("{:#}", stale.check_patterns(&tests).unwrap_err());
+    assert!(e.contains("coreos.ignition.mount.*"), "{e}");
 }

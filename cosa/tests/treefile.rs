@@ -1,8 +1,10 @@
 //! The treefile parser against a manifest tree laid out like a real stream's
-//! config (fedora-coreos-config): `manifest.yaml` including `manifests/*`.
+//! config (fedora-coreos-config): `manifest.yaml` including `manifests/*`, in the
+//! fixture under `tests/fixtures/treefile/` and in `testdata/fcos-like/`.
 
 use std::path::{Path, PathBuf};
 
+use cosa::config::lockfile::Lockfile;
 use cosa::config::treefile::Treefile;
 use serde_json::json;
 
@@ -184,16 +186,95 @@ fn fcos_like_tree_follows_basearch() {
     assert!(!s.packages.iter().any(|x| x == "irqbalance" || x == "grub2"));
 }
 
-/// Resolve a treefile from outside this repo, e.g. a checkout of
-/// fedora-coreos-config: `COSA_TEST_TREEFILE=/path/manifest.yaml
-/// cargo test -p cosa --test treefile -- --ignored --nocapture`.
+fn distribution() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/fcos-like")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A distribution-shaped config (`testdata/fcos-like`): its manifest tree resolves
+/// for each architecture, and what the treefile names exists in the config.
 #[test]
-#[ignore]
-fn external_treefile_resolves() {
-    let path = std::env::var_os("COSA_TEST_TREEFILE").expect("set COSA_TEST_TREEFILE");
-    let arch = std::env::var("COSA_TEST_BASEARCH").unwrap_or_else(|_| "x86_64".into());
-    let tf = Treefile::load(Path::new(&path), &arch).unwrap_or_else(|e| panic!("{e:#}"));
-    println!("{}", serde_json::to_string_pretty(&tf).unwrap());
-    eprintln!("unsupported keys: {}", tf.unsupported_keys().join(", "));
-    eprintln!("files loaded: {}", tf.source_files.len());
+fn distribution_tree_resolves() {
+    let dir = distribution();
+    let load = |arch: &str| {
+        Treefile::load(&dir.join("manifest.yaml"), arch).unwrap_or_else(|e| panic!("{arch}: {e:#}"))
+    };
+    let tf = load("x86_64");
+    assert_eq!(tf.r#ref.as_deref(), Some("pebble/x86_64/coreos/next-devel"));
+    assert_eq!(tf.releasever.as_deref(), Some("7"));
+    let loaded: Vec<_> = tf
+        .source_files
+        .iter()
+        .map(|p| p.strip_prefix(&dir).unwrap().to_str().unwrap())
+        .collect();
+    assert_eq!(
+        loaded,
+        [
+            "manifest.yaml",
+            "manifests/pebble-coreos.yaml",
+            "manifests/pebble-base.yaml",
+            "manifests/ignition-and-ostree.yaml",
+            "manifests/arch/x86_64.yaml",
+            "manifests/devel.yaml",
+            "manifests/grub.yaml",
+        ]
+    );
+    assert_eq!(
+        tf.packages,
+        [
+            "chrony",
+            "grub2-efi-x64",
+            "grub2-tools-minimal",
+            "ignition",
+            "kernel",
+            "microcode_ctl",
+            "nss-altfiles",
+            "openssh-server",
+            "pebble-release",
+            "podman",
+            "rpm-ostree",
+            "strace",
+            "systemd",
+        ]
+    );
+    assert_eq!(tf.unsupported_keys(), ["mutate-os-release", "rpmdb"]);
+    assert_eq!(
+        tf.postprocess_script,
+        Some(dir.join("manifests/scripts/grub-cleanup.sh"))
+    );
+    assert_eq!(
+        serde_json::to_value(&tf.add_commit_metadata).unwrap(),
+        json!({"pebble.stream": "next-devel"})
+    );
+
+    // The layers and the unit the treefile names ship in overlay.d/.
+    assert_eq!(tf.ostree_layers, ["overlay/05core", "overlay/15pebble"]);
+    for l in &tf.ostree_layers {
+        let d = dir
+            .join("overlay.d")
+            .join(l.strip_prefix("overlay/").unwrap());
+        assert!(d.is_dir(), "{} is missing", d.display());
+    }
+    assert!(dir
+        .join("overlay.d/05core/usr/lib/systemd/system")
+        .join(&tf.units[0])
+        .is_file());
+
+    // The lockfile pins every package the x86_64 treefile names.
+    let lock = Lockfile::for_config(&dir, "x86_64").unwrap().unwrap();
+    let pins = lock.pins();
+    for p in &tf.packages {
+        assert!(pins.contains_key(p), "{p} is not pinned");
+    }
+    assert_eq!(pins["podman"], "5:5.2.5-1.pb7.x86_64");
+
+    let a = load("aarch64");
+    assert!(a.packages.iter().any(|p| p == "grub2-efi-aa64"));
+    assert!(!a.packages.iter().any(|p| p == "microcode_ctl"));
+    let s = load("s390x");
+    assert!(!s.packages.iter().any(|p| p.starts_with("grub2")));
+    assert_eq!(s.postprocess_script, None);
+    assert_eq!(s.r#ref.as_deref(), Some("pebble/s390x/coreos/next-devel"));
 }

@@ -120,7 +120,7 @@ pub fn install(
     let mut results = Vec::new();
     for (name, file, image) in made {
         let dest = build_dir.join(file.file_name().context("artifact has no file name")?);
-        std::fs::rename(&file, &dest)
+        fs_err::rename(&file, &dest)
             .with_context(|| format!("moving {} into {}", file.display(), build_dir.display()))?;
         meta.images.insert(name.clone(), image.clone());
         results.push(BuiltImage {
@@ -140,7 +140,7 @@ mod tests {
     fn hashes_and_names() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("x-1-qemu.x86_64.qcow2");
-        std::fs::write(&p, "abc").unwrap();
+        fs_err::write(&p, "abc").unwrap();
         let a = Artifact::of(&p).unwrap();
         assert_eq!(a.path, "x-1-qemu.x86_64.qcow2");
         assert_eq!(a.size, 3);
@@ -162,7 +162,7 @@ mod tests {
         f.write_all_at(b"head", 0).unwrap();
         f.write_all_at(&[7u8; 5000], 3 * 1024 * 1024 + 17).unwrap();
         f.set_len(9 * 1024 * 1024 + 3).unwrap();
-        let bytes = std::fs::read(&p).unwrap();
+        let bytes = fs_err::read(&p).unwrap();
         let (sha, size) = sha256_file(&p).unwrap();
         assert_eq!(size, bytes.len() as u64);
         assert_eq!(sha, hex::encode(Sha256::digest(&bytes)));

@@ -1,6 +1,6 @@
 //! `builds/builds.json`, per-build directories and `builds/latest`, in coreos-assembler's shape.
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::meta::Meta;
 use super::workdir::write_atomic;
+use crate::config::lockfile::Lockfile;
 
 pub const SCHEMA_VERSION: &str = "1.0.0";
 
@@ -97,7 +98,7 @@ impl History {
         let _ = fs::remove_file(&tmp);
         match b.builds.first() {
             Some(newest) => {
-                std::os::unix::fs::symlink(&newest.id, &tmp)?;
+                fs_err::os::unix::fs::symlink(&newest.id, &tmp)?;
                 fs::rename(&tmp, &link).with_context(|| format!("updating {}", link.display()))?;
             }
             None => {
@@ -139,6 +140,15 @@ impl History {
         Meta::load(&self.build_dir(id, arch).join("meta.json"))
     }
 
+    /// The package set a build recorded (composed builds have it, imported ones not).
+    pub fn build_lockfile(&self, id: &str, arch: &str) -> Result<Lockfile> {
+        Lockfile::load(
+            &self
+                .build_dir(id, arch)
+                .join(Lockfile::generated_name(arch)),
+        )
+    }
+
     /// Move a fully written staging directory into place as `builds/<id>/<arch>` and
     /// record the build as the newest. The staging dir must be inside `builds/`.
     pub fn commit_build(&self, staging: &Path, id: &str, arch: &str) -> Result<()> {
@@ -167,6 +177,31 @@ impl History {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Point tag `name` at a build (`None`: the newest), replacing a tag of that name;
+    /// returns the build ID.
+    pub fn add_tag(&self, name: &str, build: Option<&str>) -> Result<String> {
+        let target = self.resolve_id(build)?;
+        let mut b = self.load()?;
+        b.tags.retain(|t| t.name != name);
+        b.tags.push(Tag {
+            name: name.to_string(),
+            created: now_rfc3339(),
+            target: target.clone(),
+        });
+        self.save(&b)?;
+        Ok(target)
+    }
+
+    pub fn delete_tag(&self, name: &str) -> Result<()> {
+        let mut b = self.load()?;
+        let n = b.tags.len();
+        b.tags.retain(|t| t.name != name);
+        if b.tags.len() == n {
+            bail!("no tag named {name}");
+        }
+        self.save(&b)
     }
 
     /// Remove leftovers of builds that were interrupted before they were recorded.
@@ -198,6 +233,11 @@ impl History {
             .tempdir_in(&self.dir)
             .with_context(|| format!("creating a staging directory in {}", self.dir.display()))
     }
+}
+
+/// The repo ref that keeps a build's commit alive until the build is pruned.
+pub fn build_ref(id: &str) -> String {
+    format!("cosa/build/{id}")
 }
 
 /// The next version for a build: `automatic-version-prefix` with `<date:FORMAT>` expanded,
@@ -286,6 +326,22 @@ mod tests {
         assert!(t.path().join("2/x86_64/meta.json").exists());
         assert_eq!(h.resolve_id(None).unwrap(), "2");
         assert!(h.resolve_id(Some("nope")).is_err());
+    }
+
+    #[test]
+    fn tags_name_builds() {
+        let t = tempfile::tempdir().unwrap();
+        let h = History::new(t.path().to_path_buf());
+        for id in ["1", "2"] {
+            let s = h.staging_dir().unwrap().keep();
+            h.commit_build(&s, id, "x86_64").unwrap();
+        }
+        assert_eq!(h.add_tag("keep", Some("1")).unwrap(), "1");
+        assert_eq!(h.add_tag("keep", None).unwrap(), "2");
+        assert_eq!(h.load().unwrap().tags.len(), 1);
+        assert_eq!(h.resolve_id(Some("keep")).unwrap(), "2");
+        h.delete_tag("keep").unwrap();
+        assert!(h.delete_tag("keep").is_err());
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The workdir and its build history: `builds.json`, `meta.json`, versions, the lock.
+//! The workdir and its build history: `builds.json`, `meta.json`, versions, the lock,
+//! and `init`, which makes a workdir.
 
 pub mod artifact;
 pub mod history;
+pub mod init;
 pub mod meta;
 pub mod workdir;
 

@@ -44,7 +44,7 @@ impl Workdir {
     /// returns the workdir and whether it already existed.
     pub fn create(path: &Path) -> Result<(Self, bool)> {
         fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
-        let root = fs::canonicalize(path)?;
+        let root = fs_err::canonicalize(path)?;
         let wd = Workdir { root };
         if wd.is_workdir() {
             return Ok((wd, true));
@@ -112,7 +112,7 @@ impl Workdir {
     /// With `wait`, block until the holder finishes; otherwise fail at once.
     pub fn lock(&self, what: &str, wait: bool) -> Result<WorkdirLock> {
         let path = self.root.join("tmp/.cosa.lock");
-        fs::create_dir_all(self.tmp_dir())?;
+        fs_err::create_dir_all(self.tmp_dir())?;
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -153,8 +153,9 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     use std::os::unix::fs::PermissionsExt;
     tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))?;
-    tmp.as_file().sync_all()?;
+        .set_permissions(fs::Permissions::from_mode(0o644))
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
     tmp.persist(path)
         .with_context(|| format!("replacing {}", path.display()))?;
     Ok(())

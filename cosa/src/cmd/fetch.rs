@@ -2,30 +2,24 @@
 
 use anyhow::Result;
 
-use crate::builds::workdir::write_atomic;
 use crate::builds::Workdir;
 use crate::cli::{FetchOpts, GlobalOpts};
-use crate::compose::fetch;
-use crate::config::lockfile::Lockfile;
+use crate::compose::fetch::{fetch_and_lock, FetchOptions};
 
 use super::load_treefile;
 
 pub fn run(g: &GlobalOpts, o: &FetchOpts) -> Result<()> {
     let wd = Workdir::open(&g.workdir)?;
-    let _lock = wd.lock("fetch", true)?;
     let tf = load_treefile(&wd)?;
-    let f = fetch::fetch(&wd, &tf, o.strict)?;
-    let path = fetch::generated_lockfile_path(&wd, &tf.basearch);
-    write_atomic(&path, &Lockfile::generated(&f.packages).to_json()?)?;
-    if o.update_lockfile {
-        let dest = tf
-            .config_dir
-            .join(format!("manifest-lock.{}.json", tf.basearch));
-        let mut l = Lockfile::generated(&f.packages);
-        l.metadata = None;
-        write_atomic(&dest, &l.to_json()?)?;
+    let opts = FetchOptions {
+        strict: o.strict,
+        update_lockfile: o.update_lockfile,
+    };
+    let r = fetch_and_lock(&wd, &tf, &opts)?;
+    if let Some(dest) = &r.config_lockfile {
         println!("Updated {}", dest.display());
     }
+    let f = &r.fetched;
     println!(
         "Fetched {} packages: {} downloaded ({} bytes), {} already cached{}; lockfile {}",
         f.packages.len(),
@@ -37,7 +31,7 @@ pub fn run(g: &GlobalOpts, o: &FetchOpts) -> Result<()> {
         } else {
             ""
         },
-        path.display()
+        r.lockfile.display()
     );
     Ok(())
 }

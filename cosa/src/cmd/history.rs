@@ -1,15 +1,11 @@
 //! Build-history chores: `cosa list`, `meta`, `diff`, `prune`, `tag`.
 
-use std::collections::BTreeSet;
-
 use anyhow::{bail, Context, Result};
 
-use crate::builds::history::{now_rfc3339, Tag};
 use crate::builds::meta::pkgdiff::{pkgdiff, PkgDiff, PkgDiffKind, PkgEvra};
 use crate::builds::{History, Workdir};
 use crate::cli::{DiffOpts, GlobalOpts, ListOpts, MetaOpts, PruneOpts, TagAction, TagOpts};
-use crate::compose::{fetch, pkgcache};
-use crate::config::lockfile::Lockfile;
+use crate::compose::prune::PruneOptions;
 
 use crate::arch::Arch;
 
@@ -106,13 +102,10 @@ pub fn diff(g: &GlobalOpts, o: &DiffOpts) -> Result<()> {
         }
     };
     let arch = Arch::host()?.name();
-    let load = |id: &str| {
-        Lockfile::load(
-            &h.build_dir(id, arch)
-                .join(fetch::generated_lockfile_name(arch)),
-        )
-    };
-    let d = pkgdiff(&load(&from)?, &load(&to)?);
+    let d = pkgdiff(
+        &h.build_lockfile(&from, arch)?,
+        &h.build_lockfile(&to, arch)?,
+    );
     if o.json {
         println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(());
@@ -136,138 +129,56 @@ pub fn diff(g: &GlobalOpts, o: &DiffOpts) -> Result<()> {
 }
 
 pub fn prune(g: &GlobalOpts, o: &PruneOpts) -> Result<()> {
-    let (wd, h) = open(g)?;
-    let _lock = wd.lock("prune", true)?;
-    let mut b = h.load()?;
-    let tagged: BTreeSet<&str> = b.tags.iter().map(|t| t.target.as_str()).collect();
-    let doomed: Vec<String> = b
-        .builds
-        .iter()
-        .skip(o.keep)
-        .filter(|e| !tagged.contains(e.id.as_str()))
-        .map(|e| e.id.clone())
-        .collect();
-    if doomed.is_empty() {
+    let wd = Workdir::open(&g.workdir)?;
+    let opts = PruneOptions {
+        keep: o.keep,
+        dry_run: o.dry_run,
+    };
+    let p = crate::compose::prune::prune(&wd, Arch::host()?.name(), &opts)?;
+    if p.builds.is_empty() {
         println!("Nothing to prune.");
         return Ok(());
     }
-    for id in &doomed {
-        println!(
-            "{} build {id}",
-            if o.dry_run {
-                "Would delete"
-            } else {
-                "Deleting"
-            }
-        );
+    let verb = if o.dry_run {
+        "Would delete"
+    } else {
+        "Deleting"
+    };
+    for id in &p.builds {
+        println!("{verb} build {id}");
     }
     if o.dry_run {
         return Ok(());
     }
-    // builds.json first: a build it no longer lists is garbage even if removal stops halfway.
-    b.builds.retain(|e| !doomed.contains(&e.id));
-    h.save(&b)?;
-    let repo = pkgcache::open_repo(&wd.repo_path())?;
-    for id in &doomed {
-        let dir = wd.builds_dir().join(id);
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-        repo.set_ref_immediate(
-            None,
-            &super::build::build_ref(id),
-            None,
-            gio::Cancellable::NONE,
-        )?;
-    }
-    let dropped = prune_package_cache(&wd, &h, &b, &repo)?;
-    let (_, _, freed) = repo
-        .prune(ostree::RepoPruneFlags::REFS_ONLY, 0, gio::Cancellable::NONE)
-        .context("pruning the ostree repo")?;
-    println!("Dropped {dropped} cached packages no remaining build uses");
     println!(
-        "Pruned {} builds; freed {freed} bytes of ostree objects",
-        doomed.len()
+        "Dropped {} cached packages no remaining build uses",
+        p.dropped_packages
+    );
+    println!(
+        "Pruned {} builds; freed {} bytes of ostree objects",
+        p.builds.len(),
+        p.freed_bytes
     );
     Ok(())
-}
-
-/// The package cache follows the builds: drop the import refs and downloaded RPMs of
-/// packages that no remaining build's lockfile names (coreos-assembler's cache only grows).
-fn prune_package_cache(
-    wd: &Workdir,
-    h: &History,
-    b: &crate::builds::history::BuildsJson,
-    repo: &ostree::Repo,
-) -> Result<usize> {
-    let arch = Arch::host()?.name();
-    let mut keep_refs = BTreeSet::new();
-    let mut keep_files = BTreeSet::new();
-    for e in &b.builds {
-        let lock = h
-            .build_dir(&e.id, arch)
-            .join(fetch::generated_lockfile_name(arch));
-        let Ok(l) = Lockfile::load(&lock) else {
-            // A build without its lockfile (imported, or older): keep every package.
-            return Ok(0);
-        };
-        for (name, p) in &l.packages {
-            let (evr, a) = p.evra.rsplit_once('.').unwrap_or((&p.evra, ""));
-            let nevra = format!("{name}-{evr}.{a}");
-            keep_refs.insert(pkgcache::cache_ref(&nevra));
-            // Download names drop the epoch: NAME-VERSION-RELEASE.ARCH.rpm.
-            let evr_no_epoch = evr.split_once(':').map_or(evr, |x| x.1);
-            keep_files.insert(format!("{name}-{evr_no_epoch}.{a}.rpm"));
-        }
-    }
-    let mut dropped = 0;
-    let refs = repo.list_refs(Some("cosa/pkg"), gio::Cancellable::NONE)?;
-    for r in refs.keys() {
-        let full = format!("cosa/pkg/{r}");
-        if !keep_refs.contains(&full) {
-            repo.set_ref_immediate(None, &full, None, gio::Cancellable::NONE)?;
-            dropped += 1;
-        }
-    }
-    if let Ok(rd) = std::fs::read_dir(wd.rpms_dir()) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".rpm") && !keep_files.contains(&name) {
-                std::fs::remove_file(e.path())
-                    .with_context(|| format!("removing {}", e.path().display()))?;
-            }
-        }
-    }
-    Ok(dropped)
 }
 
 pub fn tag(g: &GlobalOpts, o: &TagOpts) -> Result<()> {
     let (wd, h) = open(g)?;
     let _lock = wd.lock("tag", true)?;
-    let mut b = h.load()?;
     match &o.action {
         TagAction::List => {
-            for t in &b.tags {
+            for t in &h.load()?.tags {
                 println!("{}\t{}\t{}", t.name, t.target, t.created);
             }
-            return Ok(());
         }
         TagAction::Add { tag, build } => {
-            let target = h.resolve_id(build.as_deref())?;
-            b.tags.retain(|t| &t.name != tag);
-            b.tags.push(Tag {
-                name: tag.clone(),
-                created: now_rfc3339(),
-                target: target.clone(),
-            });
+            let target = h.add_tag(tag, build.as_deref())?;
             println!("Tagged {target} as {tag}");
         }
         TagAction::Delete { tag } => {
-            let n = b.tags.len();
-            b.tags.retain(|t| &t.name != tag);
-            if b.tags.len() == n {
-                bail!("no tag named {tag}");
-            }
+            h.delete_tag(tag)?;
             println!("Deleted tag {tag}");
         }
     }
-    h.save(&b)
+    Ok(())
 }

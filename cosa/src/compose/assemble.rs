@@ -1,8 +1,8 @@
 //! Assembling the root filesystem: a hardlink union of the packages' cache commits,
 //! then the config's ostree layers, file ownership from the headers, and scriptlets.
 
+use fs_err as fs;
 use std::collections::BTreeMap;
-use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -263,7 +263,7 @@ pub fn apply_caps(rootfs: &Path, hdrs: &[RpmHeader]) -> Result<Vec<String>> {
                 continue; // removed by a later layer or docs filtering
             }
             break_hardlink(&p)?;
-            std::process::Command::new("setcap")
+            cmdext::command("setcap")
                 .arg(&f.caps)
                 .arg(&p)
                 .run()

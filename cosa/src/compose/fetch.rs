@@ -1,12 +1,13 @@
 //! Resolving and downloading the package set of a treefile (`cosa fetch`, and the
 //! first step of `cosa build`).
 
-use std::fs;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use fs_err as fs;
 
 use super::dnf::{Dnf, DownloadStats, Package, PackageRequest, RepoSetup};
+use crate::builds::workdir::write_atomic;
 use crate::builds::Workdir;
 use crate::config::lockfile::Lockfile;
 use crate::config::treefile::Treefile;
@@ -31,7 +32,7 @@ fn files_with_ext(dir: &std::path::Path, ext: &str) -> Result<Vec<PathBuf>> {
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        Err(e) => return Err(e.into()),
     }
     v.sort();
     Ok(v)
@@ -67,7 +68,7 @@ pub fn fetch(wd: &Workdir, tf: &Treefile, strict: bool) -> Result<Fetched> {
     let mut dnf = Dnf::new(&setup)?;
     let mut packages = dnf.resolve(&req)?;
     let rpms = wd.rpms_dir();
-    fs::create_dir_all(&rpms).with_context(|| format!("creating {}", rpms.display()))?;
+    fs::create_dir_all(&rpms)?;
     let stats = dnf.download(&mut packages, &rpms)?;
     packages.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Fetched {
@@ -77,11 +78,54 @@ pub fn fetch(wd: &Workdir, tf: &Treefile, strict: bool) -> Result<Fetched> {
     })
 }
 
-/// Where fetch leaves the generated lockfile in the workdir.
-pub fn generated_lockfile_path(wd: &Workdir, arch: &str) -> PathBuf {
-    wd.tmp_dir().join(generated_lockfile_name(arch))
+/// How `cosa fetch` runs.
+#[derive(Debug, Clone, Default)]
+pub struct FetchOptions {
+    /// Refuse packages the config's lockfile does not pin.
+    pub strict: bool,
+    /// Also write the resolved set as the config's `manifest-lock.<arch>.json`.
+    pub update_lockfile: bool,
 }
 
-pub fn generated_lockfile_name(arch: &str) -> String {
-    format!("manifest-lock.generated.{arch}.json")
+/// What `fetch_and_lock` did.
+pub struct FetchedAndLocked {
+    pub fetched: Fetched,
+    /// The generated lockfile in the workdir.
+    pub lockfile: PathBuf,
+    /// The config's lockfile, when it was updated.
+    pub config_lockfile: Option<PathBuf>,
+}
+
+/// `cosa fetch`: fetch, and record the resolved set as the workdir's generated lockfile
+/// (and, if asked, as the config's pins).
+pub fn fetch_and_lock(wd: &Workdir, tf: &Treefile, o: &FetchOptions) -> Result<FetchedAndLocked> {
+    let _lock = wd.lock("fetch", true)?;
+    let fetched = fetch(wd, tf, o.strict)?;
+    let lockfile = generated_lockfile_path(wd, &tf.basearch);
+    write_atomic(
+        &lockfile,
+        &Lockfile::generated(&fetched.packages).to_json()?,
+    )?;
+    let config_lockfile = if o.update_lockfile {
+        let dest = tf
+            .config_dir
+            .join(format!("manifest-lock.{}.json", tf.basearch));
+        let mut l = Lockfile::generated(&fetched.packages);
+        // Pins in the config carry no generation time: it would change on every update.
+        l.metadata = None;
+        write_atomic(&dest, &l.to_json()?)?;
+        Some(dest)
+    } else {
+        None
+    };
+    Ok(FetchedAndLocked {
+        fetched,
+        lockfile,
+        config_lockfile,
+    })
+}
+
+/// Where fetch leaves the generated lockfile in the workdir.
+pub fn generated_lockfile_path(wd: &Workdir, arch: &str) -> PathBuf {
+    wd.tmp_dir().join(Lockfile::generated_name(arch))
 }

@@ -2,19 +2,23 @@
 //!
 //! `fetch` resolves and downloads; `pkgcache` imports each RPM once into the repo;
 //! `assemble` unions them into a tree and runs scriptlets; `treepost` applies the
-//! treefile's edits and ostree's conventions; `commit` writes the result.
+//! treefile's edits and ostree's conventions; `commit` writes the result; `record`
+//! makes it a build. `build` and `prune` are the stage entries of `cosa build` and
+//! `cosa prune`.
 
 pub mod assemble;
+pub mod build;
 pub mod commit;
 pub mod dnf;
 pub mod fetch;
 pub mod pkgcache;
+pub mod prune;
 pub mod record;
 pub mod rpmhdr;
 pub mod sandbox;
 pub mod treepost;
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -22,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::builds::Workdir;
 use crate::config::treefile::Treefile;
-use dnf::Package;
+use crate::package::Package;
 
 /// A config layer (overlay directory or overrides/rootfs) committed to the repo.
 pub struct Layer {
@@ -121,25 +125,7 @@ pub fn compose(
     refs: &[String],
 ) -> Result<Composed> {
     let scratch = wd.tmp_dir().join("compose");
-    sandbox::unmount_leftovers(&scratch)?;
-    // Removing a tree of hardlinks is slow I/O (every unlink updates a cache object's
-    // inode): the previous compose's tree is deleted while this one works.
-    let trash = wd.tmp_dir().join("compose.trash");
-    if trash.exists() {
-        fs::remove_dir_all(&trash).with_context(|| format!("removing {}", trash.display()))?;
-    }
-    for old in [&scratch, &wd.tmp_dir().join("compose.old")] {
-        if old.exists() {
-            fs::rename(old, &trash).with_context(|| format!("moving {} aside", old.display()))?;
-        }
-    }
-    let cleanup = trash.exists().then(|| {
-        let t = trash.clone();
-        std::thread::spawn(move || {
-            fs::remove_dir_all(&t).with_context(|| format!("removing {}", t.display()))
-        })
-    });
-    fs::create_dir_all(&scratch)?;
+    let cleanup = prepare_scratch(wd, &scratch)?;
     let rootfs = scratch.join("rootfs");
     let mut phase = crate::logging::Phases::new("compose");
     let (commits, import) = pkgcache::import_all(repo, req.packages)?;
@@ -156,35 +142,7 @@ pub fn compose(
     }
     phase.done("checkout");
     assemble::unshare_etc(&rootfs)?;
-    let (kernel, caps) = {
-        let tree = sandbox::ProtectedTree::mount(&rootfs, &scratch)?;
-        phase.done("mount");
-        assemble::run_scriptlets(&tree, &hdrs, assemble::Phase::Pre)?;
-        phase.done("pre");
-        assemble::apply_ownership(&rootfs, &hdrs)?;
-        let caps = assemble::apply_caps(&rootfs, &hdrs)?;
-        phase.done("ownership");
-        let n = assemble::run_scriptlets(&tree, &hdrs, assemble::Phase::Post)?
-            + assemble::run_scriptlets(&tree, &hdrs, assemble::Phase::PostTrans)?;
-        tracing::info!("ran {n} scriptlets");
-        phase.done("post");
-        treepost::write_rpmdb(repo, &rootfs, &hdrs, req.parent)?;
-        phase.done("rpmdb");
-        treepost::apply_file_edits(&rootfs, req.tf, &hdrs)?;
-        treepost::apply_system_config(&rootfs, req.tf)?;
-        treepost::run_postprocess(&tree, req.tf)?;
-        phase.done("edits+postprocess");
-        let kernels = treepost::kernels(&rootfs)?;
-        if kernels.len() > 1 {
-            bail!("the tree has more than one kernel: {}", kernels.join(", "));
-        }
-        if let Some(k) = kernels.first() {
-            tracing::info!("generating the initramfs for {k}");
-            treepost::make_initramfs(&tree, req.tf, k)?;
-        }
-        phase.done("initramfs");
-        (kernels.into_iter().next(), caps)
-    };
+    let (kernel, caps) = run_in_tree(repo, &rootfs, &scratch, req, &hdrs, &mut phase)?;
     treepost::finalize_layout(&rootfs)?;
     phase.done("layout");
 
@@ -201,7 +159,8 @@ pub fn compose(
     let committed = commit::commit_tree(repo, &rootfs, &devino, &caps, &refs[0], &meta)?;
     phase.done("commit");
     for r in &refs[1..] {
-        repo.set_ref_immediate(None, r, Some(&committed.commit), gio::Cancellable::NONE)?;
+        repo.set_ref_immediate(None, r, Some(&committed.commit), gio::Cancellable::NONE)
+            .with_context(|| format!("setting ref {r}"))?;
     }
     // Left for the next compose to delete in the background.
     fs::rename(&scratch, wd.tmp_dir().join("compose.old"))?;
@@ -215,4 +174,67 @@ pub fn compose(
         kernel,
         import,
     })
+}
+
+/// A fresh, empty `scratch`. Removing a tree of hardlinks is slow I/O (every unlink
+/// updates a cache object's inode): the previous compose's tree is moved aside and
+/// deleted by the thread returned while this one works.
+fn prepare_scratch(wd: &Workdir, scratch: &Path) -> Result<Option<Cleanup>> {
+    sandbox::unmount_leftovers(scratch)?;
+    let trash = wd.tmp_dir().join("compose.trash");
+    if trash.exists() {
+        fs::remove_dir_all(&trash)?;
+    }
+    for old in [scratch, &wd.tmp_dir().join("compose.old")] {
+        if old.exists() {
+            fs::rename(old, &trash).with_context(|| format!("moving {} aside", old.display()))?;
+        }
+    }
+    let cleanup = trash
+        .exists()
+        .then(|| std::thread::spawn(move || Ok(fs::remove_dir_all(&trash)?)));
+    fs::create_dir_all(scratch)?;
+    Ok(cleanup)
+}
+
+/// The background removal of the previous compose's tree.
+type Cleanup = std::thread::JoinHandle<Result<()>>;
+
+/// The steps that run inside the tree (scriptlets, rpmdb, the treefile's edits and
+/// postprocess, the initramfs); returns the kernel version and file capabilities.
+fn run_in_tree(
+    repo: &ostree::Repo,
+    rootfs: &Path,
+    scratch: &Path,
+    req: &ComposeRequest,
+    hdrs: &[rpmhdr::RpmHeader],
+    phase: &mut crate::logging::Phases,
+) -> Result<(Option<String>, Vec<String>)> {
+    let tree = sandbox::ProtectedTree::mount(rootfs, scratch)?;
+    phase.done("mount");
+    assemble::run_scriptlets(&tree, hdrs, assemble::Phase::Pre)?;
+    phase.done("pre");
+    assemble::apply_ownership(rootfs, hdrs)?;
+    let caps = assemble::apply_caps(rootfs, hdrs)?;
+    phase.done("ownership");
+    let n = assemble::run_scriptlets(&tree, hdrs, assemble::Phase::Post)?
+        + assemble::run_scriptlets(&tree, hdrs, assemble::Phase::PostTrans)?;
+    tracing::info!("ran {n} scriptlets");
+    phase.done("post");
+    treepost::write_rpmdb(repo, rootfs, hdrs, req.parent)?;
+    phase.done("rpmdb");
+    treepost::apply_file_edits(rootfs, req.tf, hdrs)?;
+    treepost::apply_system_config(rootfs, req.tf)?;
+    treepost::run_postprocess(&tree, req.tf)?;
+    phase.done("edits+postprocess");
+    let kernels = treepost::kernels(rootfs)?;
+    if kernels.len() > 1 {
+        bail!("the tree has more than one kernel: {}", kernels.join(", "));
+    }
+    if let Some(k) = kernels.first() {
+        tracing::info!("generating the initramfs for {k}");
+        treepost::make_initramfs(&tree, req.tf, k)?;
+    }
+    phase.done("initramfs");
+    Ok((kernels.into_iter().next(), caps))
 }

@@ -2,7 +2,6 @@
 //! doc flags), read with one `rpm -qp --queryformat` run for many packages.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
@@ -158,7 +157,7 @@ pub fn query(paths: &[PathBuf]) -> Result<Vec<RpmHeader>> {
     let qf = query_format();
     let mut out = Vec::with_capacity(paths.len());
     for chunk in paths.chunks(256) {
-        let s = Command::new("rpm")
+        let s = cmdext::command("rpm")
             .args(["-qp", "--nosignature", "--nodigest", "--queryformat", &qf])
             .args(chunk)
             .run_get_string()

@@ -4,7 +4,6 @@
 //! hardlinked from the package cache copies it first instead of corrupting the cache.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result};
 
@@ -31,8 +30,8 @@ impl ProtectedTree {
             .tempdir_in(scratch)
             .with_context(|| format!("creating a mountpoint in {}", scratch.display()))?;
         let mountpoint = dir.path().join("root");
-        std::fs::create_dir(&mountpoint)?;
-        Command::new("rofiles-fuse")
+        fs_err::create_dir(&mountpoint)?;
+        cmdext::command("rofiles-fuse")
             .arg("--copyup")
             .arg(tree)
             .arg(&mountpoint)
@@ -50,7 +49,7 @@ impl ProtectedTree {
 
     /// Run `argv` inside the sandbox, with host paths bound in (below /run or /tmp).
     pub fn run(&self, argv: &[String], binds: &[Bind], env: &[(&str, &str)]) -> Result<()> {
-        let mut cmd = Command::new("bwrap");
+        let mut cmd = cmdext::command("bwrap");
         cmd.arg("--bind").arg(&self.mountpoint).arg("/");
         cmd.args([
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
@@ -101,7 +100,10 @@ impl ProtectedTree {
 impl Drop for ProtectedTree {
     fn drop(&mut self) {
         // Lazy unmount: a straggling process in the tree must not keep the mount alive.
-        let r = Command::new("umount").arg("-l").arg(&self.mountpoint).run();
+        let r = cmdext::command("umount")
+            .arg("-l")
+            .arg(&self.mountpoint)
+            .run();
         if let Err(e) = r {
             tracing::warn!("unmounting {}: {e:#}", self.mountpoint.display());
         }
@@ -111,7 +113,7 @@ impl Drop for ProtectedTree {
 /// Unmount what an interrupted compose left mounted below `dir` (deepest first).
 pub fn unmount_leftovers(dir: &Path) -> Result<()> {
     let info =
-        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+        fs_err::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
     let mut mounts: Vec<PathBuf> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
@@ -121,7 +123,7 @@ pub fn unmount_leftovers(dir: &Path) -> Result<()> {
     mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
     for m in mounts {
         tracing::info!("unmounting leftover {}", m.display());
-        Command::new("umount").arg("-l").arg(&m).run()?;
+        cmdext::command("umount").arg("-l").arg(&m).run()?;
     }
     Ok(())
 }

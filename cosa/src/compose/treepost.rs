@@ -2,7 +2,7 @@
 //! bootable commit needs: kernel and initramfs under /usr/lib/modules, the rpmdb
 //! inside /usr, /etc moved to /usr/etc, /var empty (its content as tmpfiles.d).
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -40,7 +40,7 @@ const JUSTDB: [&str; 6] = [
 ];
 
 fn rpm_in(rootfs: &Path) -> Command {
-    let mut c = Command::new("rpm");
+    let mut c = cmdext::command("rpm");
     c.arg("--root")
         .arg(rootfs)
         .args(["--dbpath", &format!("/{RPMDB_PATH}")]);
@@ -97,7 +97,9 @@ fn update_parent_rpmdb(
 ) -> Result<bool> {
     let db = rootfs.join(RPMDB_PATH);
     remove_path(&db)?;
-    fs::create_dir_all(db.parent().unwrap())?;
+    if let Some(parent) = db.parent() {
+        fs::create_dir_all(parent)?;
+    }
     let opts = ostree::RepoCheckoutAtOptions {
         subpath: Some(PathBuf::from(format!("/{RPMDB_PATH}"))),
         force_copy: true,
@@ -219,7 +221,9 @@ fn find_unit(rootfs: &Path, unit: &str) -> Option<&'static str> {
 
 fn link(rootfs: &Path, at: &str, to: &str) -> Result<()> {
     let l = rootfs.join(at);
-    fs::create_dir_all(l.parent().unwrap())?;
+    if let Some(parent) = l.parent() {
+        fs::create_dir_all(parent)?;
+    }
     remove_path(&l)?;
     std::os::unix::fs::symlink(to, &l).with_context(|| format!("linking {at}"))
 }

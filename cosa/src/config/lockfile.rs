@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::compose::dnf::Package;
+use crate::package::Package;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -31,8 +31,7 @@ pub struct Lockfile {
 
 impl Lockfile {
     pub fn load(path: &Path) -> Result<Self> {
-        let s = std::fs::read_to_string(path)
-            .with_context(|| format!("reading lockfile {}", path.display()))?;
+        let s = fs_err::read_to_string(path).context("reading lockfile")?;
         let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
         if is_yaml {
             serde_yaml::from_str(&s).with_context(|| format!("parsing lockfile {}", path.display()))
@@ -63,6 +62,11 @@ impl Lockfile {
         Ok(merged)
     }
 
+    /// The name of the lockfile `cosa fetch` and `cosa build` write.
+    pub fn generated_name(arch: &str) -> String {
+        format!("manifest-lock.generated.{arch}.json")
+    }
+
     /// name → evra, as the resolver takes it.
     pub fn pins(&self) -> BTreeMap<String, String> {
         self.packages
@@ -87,9 +91,10 @@ impl Lockfile {
                     )
                 })
                 .collect(),
-            metadata: Some(
-                serde_json::json!({ "generated": crate::builds::history::now_rfc3339() }),
-            ),
+            // meta.json's time format; formatted here so config does not depend on builds.
+            metadata: Some(serde_json::json!({
+                "generated": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+            })),
         }
     }
 

@@ -168,7 +168,7 @@ impl Treefile {
     }
 
     fn load_inner(path: &Path, basearch: &str) -> Result<Treefile> {
-        let path = std::fs::canonicalize(path)?;
+        let path = fs_err::canonicalize(path)?;
         let mut loader = Loader::new(basearch);
         let layer = loader.load(&path)?;
         let config_dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();

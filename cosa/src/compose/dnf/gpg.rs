@@ -23,7 +23,7 @@ impl Dnf {
         }
         let db = self.keyrings[repo_id].path();
         for chunk in files.chunks(256) {
-            let out = Command::new("rpmkeys")
+            let out = cmdext::command("rpmkeys")
                 .arg("--dbpath")
                 .arg(db)
                 .args(["--define", "_pkgverify_level signature", "--checksig"])
@@ -62,7 +62,9 @@ impl Dnf {
     }
 
     fn build_keyring(&self, repo_id: &str) -> Result<tempfile::TempDir> {
-        let section = self.section(repo_id).expect("caller checked");
+        let section = self
+            .section(repo_id)
+            .with_context(|| format!("repo '{repo_id}' is not loaded"))?;
         let keys = section.list("gpgkey");
         ensure!(
             !keys.is_empty(),
@@ -72,7 +74,10 @@ impl Dnf {
             .prefix("keyring-")
             .tempdir_in(self.tmp.path())?;
         // libdnf fetched remote keys into the repo's cache dir, named by basename.
+        // SAFETY: `dnf_repo` returns a live repo of our context; the call returns a new
+        // NULL-terminated vector of new strings (transfer full).
         let fetched = unsafe { sys::dnf_repo_get_public_keys(self.dnf_repo(repo_id)?) };
+        // SAFETY: exactly what take_strv requires; `fetched` is not used again.
         let fetched = unsafe { take_strv(fetched) };
         for key in keys {
             let path = match key.strip_prefix("file://") {
@@ -88,7 +93,7 @@ impl Dnf {
                         })?
                 }
             };
-            let out = Command::new("rpmkeys")
+            let out = cmdext::command("rpmkeys")
                 .arg("--dbpath")
                 .arg(db.path())
                 .arg("--import")

@@ -9,6 +9,8 @@
 // The FFI boundary lives here and only here: every libdnf pointer is owned by a
 // small RAII type below, and no raw pointer leaves this module.
 #![allow(unsafe_code)]
+// Every unsafe block says why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{CStr, CString};
@@ -16,7 +18,6 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::raw::c_char;
 use std::path::{Component, Path, PathBuf};
-use std::process::Command;
 use std::ptr::{self, NonNull};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -27,9 +28,13 @@ use sha2::Digest;
 mod ffi;
 mod gpg;
 mod repofile;
+mod resolve;
 
 use ffi::*;
 use repofile::{render_repos, select_repos, RepoSection};
+
+/// The resolver's output type lives below `compose` so `config` can name it too.
+pub use crate::package::Package;
 
 /// The repo id libdnf gives to RPM files added by path.
 pub const CMDLINE_REPO: &str = "@commandline";
@@ -65,50 +70,6 @@ pub struct PackageRequest {
     pub strict: bool,
     /// Install weak dependencies (Recommends/Supplements)?
     pub recommends: bool,
-}
-
-/// One resolved package.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Package {
-    pub name: String,
-    pub epoch: u64,
-    pub version: String,
-    pub release: String,
-    pub arch: String,
-    /// Repo id, or "@commandline" for local RPMs.
-    pub repo: String,
-    /// "sha256:<hex>" from the repo metadata; computed for local RPMs.
-    pub checksum: String,
-    pub size: u64,
-    /// The .rpm file on disk: set by `download` (local RPMs: their own path).
-    pub location: PathBuf,
-}
-
-impl Package {
-    /// `name-[epoch:]version-release.arch`
-    pub fn nevra(&self) -> String {
-        format!("{}-{}", self.name, self.evra())
-    }
-
-    /// `[epoch:]version-release.arch`, the form rpm-ostree lockfiles use.
-    pub fn evra(&self) -> String {
-        if self.epoch == 0 {
-            format!("{}-{}.{}", self.version, self.release, self.arch)
-        } else {
-            format!(
-                "{}:{}-{}.{}",
-                self.epoch, self.version, self.release, self.arch
-            )
-        }
-    }
-
-    /// The conventional file name of this package's RPM.
-    pub fn filename(&self) -> String {
-        format!(
-            "{}-{}-{}.{}.rpm",
-            self.name, self.version, self.release, self.arch
-        )
-    }
 }
 
 /// What `Dnf::download` did.
@@ -148,63 +109,12 @@ impl Dnf {
         let reposd = tmp.path().join("repos.d");
         let root = tmp.path().join("root");
         for d in [&reposd, &root, &setup.cache_dir] {
-            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            fs_err::create_dir_all(d)?;
         }
-        let repofile = reposd.join("cosa.repo");
-        std::fs::write(&repofile, render_repos(&repos))
-            .with_context(|| format!("writing {}", repofile.display()))?;
-
-        let ctx = unsafe {
-            // Process-wide settings: no dnf.conf (an empty path means "do not read one"), no plugins.
-            sys::dnf_context_set_config_file_path(c"".as_ptr());
-            sys::dnf_context_set_plugins_all_disabled(1);
-            GObject::new(sys::dnf_context_new()).context("dnf_context_new failed")?
-        };
-        let c = ctx.as_ptr();
-        let path = |p: &Path| cstring(p.as_os_str().as_encoded_bytes());
-        let no_vars: [*const c_char; 1] = [ptr::null()];
-        // Without a releasever libdnf would read the host's os-release.
-        let releasever = cstring(
-            setup
-                .releasever
-                .as_deref()
-                .unwrap_or("cosa-unset-releasever")
-                .as_bytes(),
-        )?;
-        unsafe {
-            sys::dnf_context_set_repo_dir(c, path(&reposd)?.as_ptr());
-            sys::dnf_context_set_cache_dir(c, path(&setup.cache_dir)?.as_ptr());
-            sys::dnf_context_set_solv_dir(c, path(&setup.cache_dir.join("solv"))?.as_ptr());
-            sys::dnf_context_set_lock_dir(c, path(&tmp.path().join("lock"))?.as_ptr());
-            sys::dnf_context_set_install_root(c, path(&root)?.as_ptr());
-            sys::dnf_context_set_source_root(c, path(&root)?.as_ptr());
-            sys::dnf_context_set_vars_dir(c, no_vars.as_ptr());
-            sys::dnf_context_set_release_ver(c, releasever.as_ptr());
-            sys::dnf_context_set_arch(c, cstring(setup.basearch.as_bytes())?.as_ptr());
-            sys::dnf_context_set_rpm_macro(
-                c,
-                c"_dbpath".as_ptr(),
-                path(&root.join("usr/share/rpm"))?.as_ptr(),
-            );
-            sys::dnf_context_set_plugins_dir(c, ptr::null());
-            sys::dnf_context_set_check_disk_space(c, 0);
-            sys::dnf_context_set_check_transaction(c, 0);
-            sys::dnf_context_set_write_history(c, 0);
-            sys::dnf_context_set_zchunk(c, 0);
-            sys::dnf_context_set_user_agent(c, c"cosa".as_ptr());
-        }
-        gcall(|e| unsafe { sys::dnf_context_setup(c, ptr::null_mut(), e) })
-            .context("setting up libdnf")?;
-        let state = unsafe { sys::dnf_context_get_state(c) };
-        gcall(|e| unsafe {
-            sys::dnf_context_setup_sack_with_flags(
-                c,
-                state,
-                sys::DNF_CONTEXT_SETUP_SACK_FLAG_SKIP_RPMDB,
-                e,
-            )
-        })
-        .with_context(|| {
+        fs_err::write(reposd.join("cosa.repo"), render_repos(&repos))?;
+        let ctx = new_context()?;
+        configure(&ctx, setup, tmp.path(), &reposd, &root)?;
+        load_metadata(&ctx).with_context(|| {
             let urls: Vec<String> = repos
                 .iter()
                 .map(|r| format!("{} ({})", r.id, r.urls().join(" ")))
@@ -221,201 +131,16 @@ impl Dnf {
     }
 
     fn sack(&self) -> *mut sys::DnfSack {
+        // SAFETY: the context is live and set up (`new` loaded the sack); the sack is
+        // borrowed from it and lives as long as `self`.
         unsafe { sys::dnf_context_get_sack(self.ctx.as_ptr()) }
-    }
-
-    /// Depsolve `req`; the result is sorted by name.
-    pub fn resolve(&mut self, req: &PackageRequest) -> Result<Vec<Package>> {
-        let local = self.add_local_rpms(&req.local_rpms)?;
-        match self.resolve_with(req, &local) {
-            Err(e) if req.strict && req.locked.is_some() => {
-                // Say which packages the lock lacks rather than "nothing provides X".
-                let relaxed = PackageRequest {
-                    strict: false,
-                    ..req.clone()
-                };
-                let lock = req.locked.as_ref().expect("checked above");
-                match self.resolve_with(&relaxed, &local) {
-                    Ok(pkgs) => {
-                        let unlocked: Vec<String> = pkgs
-                            .iter()
-                            .filter(|p| !lock.contains_key(&p.name) && p.repo != CMDLINE_REPO)
-                            .map(|p| p.nevra())
-                            .collect();
-                        if unlocked.is_empty() {
-                            Err(e)
-                        } else {
-                            Err(e.context(format!(
-                                "strict lockfile: not in the lockfile: {}",
-                                unlocked.join(", ")
-                            )))
-                        }
-                    }
-                    Err(_) => Err(e),
-                }
-            }
-            r => r,
-        }
-    }
-
-    /// Add local RPMs to the sack (once per path); returns their names by path.
-    fn add_local_rpms(&mut self, rpms: &[PathBuf]) -> Result<BTreeMap<PathBuf, String>> {
-        let mut local = BTreeMap::new();
-        for p in rpms {
-            let path = p
-                .canonicalize()
-                .with_context(|| format!("local RPM {}", p.display()))?;
-            if !self.cmdline.contains(&path) {
-                let c = cstring(path.as_os_str().as_encoded_bytes())?;
-                let pkg = unsafe { sys::dnf_sack_add_cmdline_package(self.sack(), c.as_ptr()) };
-                let pkg = GObject::new(pkg)
-                    .ok_or_else(|| anyhow!("libdnf could not read local RPM {}", path.display()))?;
-                drop(pkg);
-                self.cmdline.insert(path.clone());
-            }
-            let q = Query::new(self.sack(), true);
-            q.filter(sys::HY_PKG_REPONAME, sys::HY_EQ, CMDLINE_REPO)?;
-            q.filter(sys::HY_PKG_LOCATION, sys::HY_EQ, &path.to_string_lossy())?;
-            let name = q
-                .run()
-                .iter()
-                .next()
-                .map(|p| pkg_str(p, sys::dnf_package_get_name))
-                .ok_or_else(|| anyhow!("local RPM {} not in the sack", path.display()))?;
-            local.insert(path, name);
-        }
-        Ok(local)
-    }
-
-    fn resolve_with(
-        &mut self,
-        req: &PackageRequest,
-        local: &BTreeMap<PathBuf, String>,
-    ) -> Result<Vec<Package>> {
-        let sack = self.sack();
-        unsafe { sys::dnf_sack_reset_excludes(sack) };
-        let local_names: BTreeSet<&str> = local.values().map(String::as_str).collect();
-
-        // Local RPMs of earlier requests are out; those of this one replace their name.
-        let stale = Query::new(sack, true);
-        stale.filter(sys::HY_PKG_REPONAME, sys::HY_EQ, CMDLINE_REPO)?;
-        for path in local.keys() {
-            let this = Query::new(sack, true);
-            this.filter(sys::HY_PKG_LOCATION, sys::HY_EQ, &path.to_string_lossy())?;
-            stale.difference(&this);
-        }
-        stale.exclude()?;
-        for name in &local_names {
-            let q = Query::new(sack, true);
-            q.filter(sys::HY_PKG_NAME, sys::HY_EQ, name)?;
-            q.filter(sys::HY_PKG_REPONAME, sys::HY_NEQ, CMDLINE_REPO)?;
-            q.exclude()?;
-        }
-        for name in &req.exclude {
-            let q = Query::new(sack, true);
-            q.filter(sys::HY_PKG_NAME, sys::HY_EQ, name)?;
-            q.exclude()?;
-        }
-
-        // Locks: a locked name may only be its locked NEVRA.
-        let mut missing_locked = Vec::new();
-        if let Some(lock) = &req.locked {
-            let locked_all = Query::new(sack, true);
-            locked_all.clear();
-            for (name, evra) in lock {
-                if local_names.contains(name.as_str()) {
-                    continue;
-                }
-                let evra = evra.strip_prefix("0:").unwrap_or(evra);
-                let nevra = format!("{name}-{evra}");
-                let exact = Query::new(sack, true);
-                exact.filter(sys::HY_PKG_NEVRA_STRICT, sys::HY_EQ, &nevra)?;
-                let others = Query::new(sack, true);
-                others.filter(sys::HY_PKG_NAME, sys::HY_EQ, name)?;
-                if exact.is_empty() {
-                    missing_locked.push(nevra);
-                }
-                others.difference(&exact);
-                others.exclude()?;
-                locked_all.union(&exact);
-            }
-            if req.strict {
-                let unlocked = Query::new(sack, true);
-                unlocked.filter(sys::HY_PKG_REPONAME, sys::HY_NEQ, CMDLINE_REPO)?;
-                unlocked.difference(&locked_all);
-                unlocked.exclude()?;
-            }
-        }
-        let lock_hint = || {
-            if missing_locked.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " (locked versions not in the enabled repos: {})",
-                    missing_locked.join(", ")
-                )
-            }
-        };
-
-        if req.install.is_empty() {
-            // libdnf calls an empty goal an error ("The transaction was empty").
-            return Ok(Vec::new());
-        }
-        let goal = Goal::new(sack)?;
-        for spec in &req.install {
-            goal.install(sack, spec).with_context(|| {
-                let mut why = String::new();
-                if req.exclude.contains(spec) {
-                    why.push_str(" (it is in exclude-packages)");
-                } else if req.strict && req.locked.as_ref().is_some_and(|l| !l.contains_key(spec)) {
-                    why.push_str(" (strict lockfile: it is not in the lockfile)");
-                }
-                format!(
-                    "package '{spec}' not found in the enabled repos{why}{}",
-                    lock_hint()
-                )
-            })?;
-        }
-        let mut flags = sys::DNF_INSTALL;
-        if !req.recommends {
-            flags |= sys::DNF_IGNORE_WEAK_DEPS;
-        }
-        gcall(|e| unsafe { sys::dnf_goal_depsolve(goal.0.as_ptr(), flags, e) })
-            .with_context(|| format!("depsolving {}{}", req.install.join(" "), lock_hint()))?;
-        let installs = PtrArray::new(gcall_ptr(|e| unsafe {
-            sys::hy_goal_list_installs(goal.0.as_ptr(), e)
-        })?);
-
-        let mut pkgs = installs
-            .iter()
-            .map(package_from_dnf)
-            .collect::<Result<Vec<_>>>()?;
-        for p in pkgs.iter_mut().filter(|p| p.repo == CMDLINE_REPO) {
-            let (checksum, size) = file_sha256(&p.location)?;
-            p.checksum = format!("sha256:{checksum}");
-            p.size = size;
-        }
-        pkgs.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
-        if let (Some(lock), true) = (&req.locked, req.strict) {
-            let unlocked: Vec<String> = pkgs
-                .iter()
-                .filter(|p| p.repo != CMDLINE_REPO && !lock.contains_key(&p.name))
-                .map(Package::nevra)
-                .collect();
-            ensure!(
-                unlocked.is_empty(),
-                "strict lockfile: not in the lockfile: {}",
-                unlocked.join(", ")
-            );
-        }
-        Ok(pkgs)
     }
 
     /// Fetch `pkgs` into `dest` (reusing files already there with the right checksum),
     /// verify checksums and, where the repo asks for it, signatures; set each
     /// package's `location`.
     pub fn download(&mut self, pkgs: &mut [Package], dest: &Path) -> Result<DownloadStats> {
-        std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+        fs_err::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
         let mut stats = DownloadStats::default();
         let mut cached: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         let mut wanted: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -466,10 +191,10 @@ impl Dnf {
             self.check_signatures(&repo_id, &files)?;
             for (i, (file, _)) in idxs.into_iter().zip(files) {
                 let target = dest.join(pkgs[i].filename());
-                std::fs::rename(&file, &target)
+                fs_err::rename(&file, &target)
                     .with_context(|| format!("renaming into {}", target.display()))?;
                 stats.downloaded += 1;
-                stats.bytes += std::fs::metadata(&target)?.len();
+                stats.bytes += fs_err::metadata(&target)?.len();
                 pkgs[i].location = target;
             }
         }
@@ -499,12 +224,13 @@ impl Dnf {
         // Keep the query results alive: the array below borrows their packages.
         let mut results = Vec::new();
         let mut names = Vec::new();
-        let batch = PtrArray::new(unsafe { sys::g_ptr_array_new() });
+        // SAFETY: a new, empty array without a free function: it borrows its packages.
+        let batch = PtrArray::new(unsafe { sys::g_ptr_array_new() })?;
         for p in pkgs {
             let q = Query::new(self.sack(), true);
             q.filter(sys::HY_PKG_NEVRA_STRICT, sys::HY_EQ, &p.nevra())?;
             q.filter(sys::HY_PKG_REPONAME, sys::HY_EQ, repo_id)?;
-            let found = q.run();
+            let found = q.run()?;
             let dp = found
                 .iter()
                 .next()
@@ -514,12 +240,17 @@ impl Dnf {
                 .file_name()
                 .ok_or_else(|| anyhow!("{}: bad location '{loc}'", p.nevra()))?;
             names.push(tmp.path().join(base));
+            // SAFETY: `batch` is live; `dp` stays alive in `found`, kept in `results`
+            // until after the download, which outlives every use of `batch`.
             unsafe { sys::g_ptr_array_add(batch.0.as_ptr(), dp.cast()) };
             results.push(found);
         }
         tracing::info!("downloading {} packages from repo '{repo_id}'", names.len());
         let dir = cstring(tmp.path().as_os_str().as_encoded_bytes())?;
+        // SAFETY: a new state object whose one reference `GObject::new` takes.
         let state = GObject::new(unsafe { sys::dnf_state_new() }).context("dnf_state_new")?;
+        // SAFETY: `repo` belongs to the live context; `batch`, `dir` and `state` outlive
+        // the call; `e` is gcall's GError out-parameter.
         gcall(|e| unsafe {
             sys::dnf_repo_download_packages(repo, batch.0.as_ptr(), dir.as_ptr(), state.as_ptr(), e)
         })
@@ -537,11 +268,16 @@ impl Dnf {
     }
 
     fn dnf_repo(&self, id: &str) -> Result<*mut sys::DnfRepo> {
+        // SAFETY: the context is live; the array it returns is borrowed from it.
         let repos = unsafe { sys::dnf_context_get_repos(self.ctx.as_ptr()) };
         ensure!(!repos.is_null(), "libdnf has no repos");
+        // SAFETY: non-null and owned by the context, which `&self` keeps alive and
+        // nothing mutates meanwhile.
         let repos = unsafe { &*repos };
         for i in 0..repos.len as usize {
+            // SAFETY: `i < len`, so the read stays inside `pdata`.
             let r = unsafe { *repos.pdata.add(i) } as *mut sys::DnfRepo;
+            // SAFETY: `r` is a live repo of the context; its id is a string it owns.
             if unsafe { cstr(sys::dnf_repo_get_id(r)) } == id {
                 return Ok(r);
             }
@@ -554,42 +290,83 @@ impl Dnf {
     }
 }
 
-fn package_from_dnf(p: *mut sys::DnfPackage) -> Result<Package> {
-    let name = pkg_str(p, sys::dnf_package_get_name);
-    let repo = pkg_str(p, sys::dnf_package_get_reponame);
-    let mut kind = 0;
-    let sum = unsafe { sys::dnf_package_get_chksum(p, &mut kind) };
-    let checksum = if sum.is_null() || repo == CMDLINE_REPO {
-        String::new()
-    } else {
-        let algo = unsafe { cstr(sys::hy_chksum_name(kind)) };
-        let len = match algo.as_str() {
-            "md5" => 16,
-            "sha1" => 20,
-            "sha224" => 28,
-            "sha256" => 32,
-            "sha384" => 48,
-            "sha512" => 64,
-            other => bail!("{name}: unknown checksum type '{other}' in repo '{repo}'"),
-        };
-        let bytes = unsafe { std::slice::from_raw_parts(sum, len) };
-        format!("{algo}:{}", hex::encode(bytes))
-    };
-    let location = if repo == CMDLINE_REPO {
-        PathBuf::from(pkg_str(p, sys::dnf_package_get_location))
-    } else {
-        PathBuf::new()
-    };
-    Ok(Package {
-        name,
-        epoch: unsafe { sys::dnf_package_get_epoch(p) },
-        version: pkg_str(p, sys::dnf_package_get_version),
-        release: pkg_str(p, sys::dnf_package_get_release),
-        arch: pkg_str(p, sys::dnf_package_get_arch),
-        repo,
-        checksum,
-        size: unsafe { sys::dnf_package_get_downloadsize(p) },
-        location,
+/// A libdnf context that reads no dnf.conf and runs no plugins.
+fn new_context() -> Result<GObject<sys::DnfContext>> {
+    // SAFETY: the setters take static C strings (libdnf copies them); the context is
+    // fresh, and `GObject::new` takes its one reference. The process-wide state
+    // they touch is why `Dnf` is neither Send nor Sync.
+    unsafe {
+        // Process-wide settings: no dnf.conf (an empty path means "do not read one"), no plugins.
+        sys::dnf_context_set_config_file_path(c"".as_ptr());
+        sys::dnf_context_set_plugins_all_disabled(1);
+        GObject::new(sys::dnf_context_new()).context("dnf_context_new failed")
+    }
+}
+
+/// Point the context at our private repos dir, cache, lock dir and empty install
+/// root, and at the setup's arch and releasever; turn off what a compose does not need.
+fn configure(
+    ctx: &GObject<sys::DnfContext>,
+    setup: &RepoSetup,
+    tmp: &Path,
+    reposd: &Path,
+    root: &Path,
+) -> Result<()> {
+    let c = ctx.as_ptr();
+    let path = |p: &Path| cstring(p.as_os_str().as_encoded_bytes());
+    let no_vars: [*const c_char; 1] = [ptr::null()];
+    // Without a releasever libdnf would read the host's os-release.
+    let releasever = cstring(
+        setup
+            .releasever
+            .as_deref()
+            .unwrap_or("cosa-unset-releasever")
+            .as_bytes(),
+    )?;
+    // SAFETY: `c` is the live context owned by `ctx`. Every string argument is a
+    // CString that lives to the end of its statement and that libdnf copies
+    // (g_strdup/g_strdupv); `no_vars` is a NULL-terminated (empty) vector.
+    unsafe {
+        sys::dnf_context_set_repo_dir(c, path(reposd)?.as_ptr());
+        sys::dnf_context_set_cache_dir(c, path(&setup.cache_dir)?.as_ptr());
+        sys::dnf_context_set_solv_dir(c, path(&setup.cache_dir.join("solv"))?.as_ptr());
+        sys::dnf_context_set_lock_dir(c, path(&tmp.join("lock"))?.as_ptr());
+        sys::dnf_context_set_install_root(c, path(root)?.as_ptr());
+        sys::dnf_context_set_source_root(c, path(root)?.as_ptr());
+        sys::dnf_context_set_vars_dir(c, no_vars.as_ptr());
+        sys::dnf_context_set_release_ver(c, releasever.as_ptr());
+        sys::dnf_context_set_arch(c, cstring(setup.basearch.as_bytes())?.as_ptr());
+        sys::dnf_context_set_rpm_macro(
+            c,
+            c"_dbpath".as_ptr(),
+            path(&root.join("usr/share/rpm"))?.as_ptr(),
+        );
+        sys::dnf_context_set_plugins_dir(c, ptr::null());
+        sys::dnf_context_set_check_disk_space(c, 0);
+        sys::dnf_context_set_check_transaction(c, 0);
+        sys::dnf_context_set_write_history(c, 0);
+        sys::dnf_context_set_zchunk(c, 0);
+        sys::dnf_context_set_user_agent(c, c"cosa".as_ptr());
+    }
+    Ok(())
+}
+
+/// Set the context up and load the repos' metadata into its sack (no rpmdb).
+fn load_metadata(ctx: &GObject<sys::DnfContext>) -> Result<()> {
+    let c = ctx.as_ptr();
+    // SAFETY: `c` is live; no cancellable; `e` is gcall's GError out-parameter.
+    gcall(|e| unsafe { sys::dnf_context_setup(c, ptr::null_mut(), e) })
+        .context("setting up libdnf")?;
+    // SAFETY: `c` is live; the state it returns is borrowed from the context.
+    let state = unsafe { sys::dnf_context_get_state(c) };
+    // SAFETY: `c` and its `state` are live; `e` is gcall's GError out-parameter.
+    gcall(|e| unsafe {
+        sys::dnf_context_setup_sack_with_flags(
+            c,
+            state,
+            sys::DNF_CONTEXT_SETUP_SACK_FLAG_SKIP_RPMDB,
+            e,
+        )
     })
 }
 
@@ -637,31 +414,4 @@ fn checksum_matches(path: &Path, expected: &str) -> Result<bool> {
         ),
     };
     Ok(got.eq_ignore_ascii_case(want))
-}
-
-// ---- .repo files -------------------------------------------------------------
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn evra_and_nevra() {
-        let mut p = Package {
-            name: "foo".into(),
-            epoch: 0,
-            version: "1.2".into(),
-            release: "3".into(),
-            arch: "x86_64".into(),
-            repo: "r".into(),
-            checksum: String::new(),
-            size: 0,
-            location: PathBuf::new(),
-        };
-        assert_eq!(p.evra(), "1.2-3.x86_64");
-        assert_eq!(p.nevra(), "foo-1.2-3.x86_64");
-        p.epoch = 2;
-        assert_eq!(p.nevra(), "foo-2:1.2-3.x86_64");
-        assert_eq!(p.filename(), "foo-1.2-3.x86_64.rpm");
-    }
 }

@@ -44,44 +44,60 @@ impl RepoSection {
     }
 }
 
+/// Parse a .repo file with GLib's key-file parser, in file order. Values are taken raw
+/// (no GLib escapes), as dnf reads them.
 pub(super) fn parse_repo_file(path: &Path) -> Result<Vec<RepoSection>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut sections: Vec<RepoSection> = Vec::new();
-    for (lineno, line) in text.lines().enumerate() {
+    let text = fs_err::read_to_string(path)?;
+    let kf = glib::KeyFile::new();
+    kf.load_from_data(&fold_continuations(&text), glib::KeyFileFlags::NONE)
+        .with_context(|| format!("parsing repo file {}", path.display()))?;
+    kf.groups()
+        .iter()
+        .map(|group| {
+            let group = group.as_str();
+            let at = |key: &str| format!("{}: [{group}] {key}", path.display());
+            let entries = kf
+                .keys(group)
+                .with_context(|| at(""))?
+                .iter()
+                .map(|key| {
+                    let key = key.as_str();
+                    let v = kf.value(group, key).with_context(|| at(key))?;
+                    Ok((key.to_string(), v.trim().to_string()))
+                })
+                .collect::<Result<_>>()?;
+            Ok(RepoSection {
+                id: group.trim().to_string(),
+                file: path.to_path_buf(),
+                entries,
+            })
+        })
+        .collect()
+}
+
+/// What GLib's key-file syntax lacks of dnf's: an indented line continues the value
+/// above it, and `;` starts a comment as `#` does.
+fn fold_continuations(text: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    // Whether the last line kept is a `key=value` that an indented line may continue.
+    let mut in_value = false;
+    for line in text.lines() {
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
+            out.push(format!("#{trimmed}"));
             continue;
         }
-        let at = || format!("{}:{}", path.display(), lineno + 1);
-        if let Some(id) = trimmed.strip_prefix('[') {
-            let id = id
-                .strip_suffix(']')
-                .ok_or_else(|| anyhow!("{}: malformed section header", at()))?;
-            sections.push(RepoSection {
-                id: id.trim().to_string(),
-                file: path.to_path_buf(),
-                entries: Vec::new(),
-            });
-            continue;
+        if in_value && line.starts_with(char::is_whitespace) {
+            if let Some(last) = out.iter_mut().rev().find(|l| !l.starts_with('#')) {
+                last.push(' ');
+                last.push_str(trimmed);
+                continue;
+            }
         }
-        let section = sections
-            .last_mut()
-            .ok_or_else(|| anyhow!("{}: key outside of a [repo] section", at()))?;
-        if line.starts_with(char::is_whitespace) && !section.entries.is_empty() {
-            let last = section.entries.last_mut().expect("not empty");
-            last.1.push(' ');
-            last.1.push_str(trimmed);
-            continue;
-        }
-        let (k, v) = trimmed
-            .split_once('=')
-            .ok_or_else(|| anyhow!("{}: expected key=value", at()))?;
-        section
-            .entries
-            .push((k.trim().to_string(), v.trim().to_string()));
+        in_value = !trimmed.starts_with('[') && trimmed.contains('=');
+        out.push(line.to_string());
     }
-    Ok(sections)
+    out.join("\n") + "\n"
 }
 
 /// Lexically normalize `a/./b/../c` (the path need not exist).
@@ -111,7 +127,7 @@ pub(super) fn absolutize_url(url: &str, dir: &Path) -> String {
 pub(super) fn select_repos(setup: &RepoSetup) -> Result<Vec<RepoSection>> {
     let mut all: Vec<RepoSection> = Vec::new();
     for f in &setup.repo_files {
-        let abs = std::path::absolute(f).with_context(|| format!("{}", f.display()))?;
+        let abs = std::path::absolute(f).with_context(|| format!("repo file {}", f.display()))?;
         for s in parse_repo_file(&abs)? {
             if let Some(prev) = all.iter().find(|p| p.id == s.id) {
                 bail!(
@@ -185,8 +201,6 @@ pub(super) fn render_repos(repos: &[RepoSection]) -> String {
     out
 }
 
-// ---- FFI plumbing --------------------------------------------------------------
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +243,32 @@ mod tests {
         };
         let e = format!("{:#}", select_repos(&missing).unwrap_err());
         assert!(e.contains("'nope'"), "{e}");
+    }
+
+    #[test]
+    fn repo_file_syntax() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("b.repo");
+        std::fs::write(
+            &f,
+            "; dnf comment\n[ spaced ]\n  name = Spaced\nbaseurl = http://a/\n# between\n\thttp://b/\nexclude=x\\sy\n",
+        )
+        .unwrap();
+        let r = parse_repo_file(&f).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].id, "spaced");
+        assert_eq!(r[0].get("name"), Some("Spaced"));
+        assert_eq!(r[0].list("baseurl"), vec!["http://a/", "http://b/"]);
+        // Values are raw: no GLib escapes.
+        assert_eq!(r[0].get("exclude"), Some("x\\sy"));
+
+        for (bad, what) in [
+            ("baseurl=http://x/\n[a]\n", "outside"),
+            ("[a]\nno equals sign\n", "malformed"),
+        ] {
+            std::fs::write(&f, bad).unwrap();
+            let e = format!("{:#}", parse_repo_file(&f).unwrap_err());
+            assert!(e.contains(&f.display().to_string()), "{what}: {e}");
+        }
     }
 }

@@ -76,7 +76,7 @@ impl Fragment {
     pub(super) fn prepare(&mut self, dir: &Path) -> Result<()> {
         let existing = |what: &str, p: &Path| -> Result<PathBuf> {
             let abs = dir.join(p);
-            std::fs::metadata(&abs).with_context(|| format!("{what}: {}", abs.display()))?;
+            fs_err::metadata(&abs).with_context(|| format!("{what}: {}", abs.display()))?;
             Ok(abs)
         };
         for (src, dest) in &mut self.layer.add_files {

@@ -59,7 +59,7 @@ impl<'a> Loader<'a> {
         if self.stack.len() >= MAX_DEPTH {
             bail!("includes nest deeper than {MAX_DEPTH} files");
         }
-        let meta = std::fs::metadata(path)?;
+        let meta = fs_err::metadata(path)?;
         if let Some(first) = self.seen.insert((meta.dev(), meta.ino()), path.to_owned()) {
             bail!(
                 "{} is included more than once (first as {})",
@@ -68,7 +68,7 @@ impl<'a> Loader<'a> {
             );
         }
         self.source_files.push(path.to_owned());
-        let text = std::fs::read_to_string(path)?;
+        let text = fs_err::read_to_string(path)?;
         let mut frag = fragment::parse(path, &text)?;
         let dir = path.parent().unwrap_or(Path::new("/"));
         frag.prepare(dir)?;
@@ -80,7 +80,7 @@ impl<'a> Loader<'a> {
         let mut layer = frag.layer;
         for inc in includes {
             let joined = dir.join(&inc);
-            let child = std::fs::canonicalize(&joined)
+            let child = fs_err::canonicalize(&joined)
                 .with_context(|| format!("include `{inc}`: {}", joined.display()))?;
             let included = self
                 .load(&child)
