@@ -79,6 +79,20 @@ fn commit_timestamp() -> u64 {
         .unwrap_or_else(|| chrono::Utc::now().timestamp() as u64)
 }
 
+/// Write the build's meta.json and commitmeta.json in a staging directory, then move
+/// it into place and list the build in builds.json.
+fn record_build(history: &History, repo: &ostree::Repo, meta: &Meta, arch: &str) -> Result<()> {
+    let staging = history.staging_dir()?;
+    meta.save(&staging.path().join("meta.json"))?;
+    let cm = crate::compose::commit::commit_metadata_json(repo, &meta.ostree_commit)?;
+    fs::write(
+        staging.path().join("commitmeta.json"),
+        serde_json::to_vec_pretty(&cm)?,
+    )?;
+    let staging_path = staging.keep();
+    history.commit_build(&staging_path, &meta.buildid, arch)
+}
+
 /// `cosa import`: turn a derived image into a new build. Nothing is written to
 /// builds/ unless the whole import succeeds (the new build is staged inside builds/
 /// and renamed into place at the end).
@@ -108,7 +122,6 @@ pub fn import(wd: &Workdir, o: &ImportOptions) -> Result<ImportedBuild> {
     let imported = import_image(&repo, &img, scratch.path(), &spec)
         .with_context(|| format!("importing {}", o.image))?;
 
-    let staging = history.staging_dir()?;
     let meta = Meta::imported(
         base.as_ref().map(|(_, m)| m),
         &version,
@@ -121,15 +134,7 @@ pub fn import(wd: &Workdir, o: &ImportOptions) -> Result<ImportedBuild> {
         spec.timestamp,
         arch,
     );
-    meta.save(&staging.path().join("meta.json"))?;
-    let cm = crate::compose::commit::commit_metadata_json(&repo, &imported.commit)?;
-    fs::write(
-        staging.path().join("commitmeta.json"),
-        serde_json::to_vec_pretty(&cm)?,
-    )?;
-    let staging_path = staging.keep();
-    history
-        .commit_build(&staging_path, &version, arch)
+    record_build(&history, &repo, &meta, arch)
         .with_context(|| format!("recording build {version}"))?;
     Ok(ImportedBuild {
         version,
