@@ -43,19 +43,48 @@ pub struct ContainerRequest {
     pub force: bool,
 }
 
+/// What `cosa build-container` is asked for.
+pub struct BuildOptions {
+    /// Build ID (default: the latest).
+    pub build: Option<String>,
+    /// Wait for the workdir lock instead of failing.
+    pub wait: bool,
+    pub request: ContainerRequest,
+}
+
+/// What `cosa build-container` did.
+pub enum Built {
+    /// The archive written (its file name in the build directory).
+    Wrote(String),
+    /// The build (this ID) already had its archive.
+    AlreadyThere(String),
+}
+
+/// `cosa build-container`: lock the workdir, resolve the build, wrap its commit.
+pub fn build(wd: &Workdir, o: &BuildOptions) -> Result<Built> {
+    let _lock = wd.lock("build-container", o.wait)?;
+    let id = History::new(wd.builds_dir()).resolve_id(o.build.as_deref())?;
+    Ok(match build_container(wd, &id, &o.request)? {
+        Some(name) => Built::Wrote(name),
+        None => Built::AlreadyThere(id),
+    })
+}
+
 /// Wrap build `id`'s commit as its ostree-native OCI archive and record it as
 /// `images.ostree` (and `images.oci-manifest`). The caller holds the workdir lock.
-/// Returns false when the build already had one and `force` was not set.
-pub fn build_container(wd: &Workdir, id: &str, o: &ContainerRequest) -> Result<bool> {
+/// Returns the archive's file name, or None when the build already had one and
+/// `force` was not set.
+pub fn build_container(wd: &Workdir, id: &str, o: &ContainerRequest) -> Result<Option<String>> {
     let history = History::new(wd.builds_dir());
-    let arch = crate::arch::Arch::host()?.name();
+    let host = crate::arch::Arch::host()?;
+    let arch = host.name();
     let id = id.to_string();
     let dir = history.build_dir(&id, arch);
     let mut meta = history.load_meta(&id, arch)?;
     if let Some(p) = meta.images.get("ostree").map(|a| &a.path) {
         if !o.force && dir.join(p).exists() {
             tracing::info!("build {id} already has {p} (--force to rebuild it)");
-            return Ok(false);
+            return Ok(None);
         }
     }
     let commit = meta.ostree_commit.clone();
@@ -68,7 +97,8 @@ pub fn build_container(wd: &Workdir, id: &str, o: &ContainerRequest) -> Result<b
     let tmp = tempfile::Builder::new()
         .prefix(".ociarchive-")
         .tempfile_in(&dir)?;
-    let opts = encapsulate::EncapsulateOpts {
+    let opts = encapsulate::EncapsulateOptions {
+        arch: host,
         max_layers: o.max_layers,
         compression: o.compression,
         changes: package_changes(&history, arch)?,
@@ -78,7 +108,6 @@ pub fn build_container(wd: &Workdir, id: &str, o: &ContainerRequest) -> Result<b
         &repo,
         &wd.repo_path(),
         &commit,
-        arch,
         &opts,
         scratch.path(),
         tmp.path(),
@@ -108,5 +137,5 @@ pub fn build_container(wd: &Workdir, id: &str, o: &ContainerRequest) -> Result<b
         enc.manifest_digest,
         t0.elapsed().as_secs_f64()
     );
-    Ok(true)
+    Ok(Some(archive_name))
 }

@@ -11,9 +11,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use fs_err as fs;
 use sha2::{Digest, Sha256};
 
 use super::tree::{CommitTree, Object};
@@ -74,7 +74,7 @@ pub fn rpmdb_packages(
         gio::Cancellable::NONE,
     )
     .with_context(|| format!("checking out {dbdir} of {}", tree.commit))?;
-    let out = Command::new("rpm")
+    let out = cmdext::command("rpm")
         .arg("--dbpath")
         .arg(&dest)
         .args(["-qa", "--qf", "[%{=NAME}\t%{=NEVRA}\t%{FILENAMES}\n]"])
@@ -105,8 +105,8 @@ fn root_symlinks(tree: &CommitTree) -> Result<HashMap<String, String>> {
     for o in tree.objects.values() {
         for p in o.paths.iter().filter(|p| !p.contains('/')) {
             let f = tree.object_file(&o.checksum);
-            if f.symlink_metadata()?.file_type().is_symlink() {
-                let target = std::fs::read_link(&f)?;
+            if fs::symlink_metadata(&f)?.file_type().is_symlink() {
+                let target = fs::read_link(&f)?;
                 let target = target.to_string_lossy();
                 let target = target.trim_start_matches('/').trim_end_matches('/');
                 if target.starts_with("usr/") && !target.contains("..") {

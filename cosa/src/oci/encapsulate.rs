@@ -8,18 +8,24 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use oci_spec::image::{
+    ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
+    ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, RootFsBuilder, SCHEMA_VERSION,
+};
 use rayon::prelude::*;
-use serde_json::json;
 
 use super::chunking::{self, LayerPlan};
 use super::compress;
 use super::labels;
 use super::layer::LayerWriter;
-use super::layout::{self, Descriptor, Index, Manifest};
+use super::layout;
 use super::tree::{image_path, CommitTree};
+use crate::arch::Arch;
 use crate::oci::Compression;
 
-pub struct EncapsulateOpts {
+/// How to encapsulate a commit.
+pub struct EncapsulateOptions {
+    pub arch: Arch,
     pub max_layers: usize,
     pub compression: Compression,
     /// Per package name: how many earlier builds changed it (weighs packing).
@@ -35,19 +41,8 @@ pub struct Encapsulated {
     pub layers: usize,
 }
 
-/// The OCI name of an architecture.
-fn oci_arch(arch: &str) -> &str {
-    match arch {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "ppc64le" => "ppc64le",
-        "s390x" => "s390x",
-        other => other,
-    }
-}
-
-fn labels_of(tree: &CommitTree) -> BTreeMap<String, String> {
-    let mut l = BTreeMap::new();
+fn labels_of(tree: &CommitTree) -> HashMap<String, String> {
+    let mut l = HashMap::new();
     l.insert(labels::COMMIT.to_string(), tree.commit.clone());
     if let Some(v) = tree.meta_str("version") {
         l.insert(labels::VERSION.to_string(), v);
@@ -132,20 +127,84 @@ pub fn encapsulate(
     repo: &ostree::Repo,
     repo_path: &Path,
     commit: &str,
-    arch: &str,
-    opts: &EncapsulateOpts,
+    opts: &EncapsulateOptions,
     scratch: &Path,
     dest: &Path,
 ) -> Result<Encapsulated> {
     let t0 = std::time::Instant::now();
     let tree = CommitTree::load(repo, repo_path, commit)?;
     tracing::debug!("walked the commit in {:.2} s", t0.elapsed().as_secs_f64());
-    let pkgs = chunking::rpmdb_packages(repo, &tree, scratch)?;
-    tracing::debug!("read the rpmdb at {:.2} s", t0.elapsed().as_secs_f64());
+    let plans = plan_layers(repo, &tree, opts, scratch)?;
+    let built = build_layers(&tree, &plans, opts.compression)?;
+    tracing::debug!("built the layers at {:.2} s", t0.elapsed().as_secs_f64());
+    let labels = image_labels(&tree, &built)?;
+    let config = image_config(
+        &tree,
+        opts.arch,
+        &layer_names(&tree, &plans),
+        &built,
+        &labels,
+    )?;
+    let layers = layer_descriptors(&plans, &built, opts.compression)?;
+    let enc = write_image(dest, built, &config, layers, labels)?;
+    tracing::debug!("wrote the archive at {:.2} s", t0.elapsed().as_secs_f64());
+    Ok(enc)
+}
+
+/// The config, manifest and index for `built`, and the archive holding them all.
+fn write_image(
+    dest: &Path,
+    built: Vec<compress::Layer>,
+    config: &ImageConfiguration,
+    layers: Vec<Descriptor>,
+    labels: HashMap<String, String>,
+) -> Result<Encapsulated> {
+    let (config_desc, config_bytes) = layout::json_blob(MediaType::ImageConfig, config)?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageManifest)
+        .config(config_desc)
+        .layers(layers)
+        .annotations(labels)
+        .build()?;
+    let (manifest_desc, manifest_bytes) = layout::json_blob(MediaType::ImageManifest, &manifest)?;
+    let index = ImageIndexBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .manifests(vec![manifest_desc.clone()])
+        .build()?;
+    let n_layers = built.len();
+    let mut blobs: BTreeMap<String, Vec<u8>> =
+        built.into_iter().map(|b| (b.digest, b.data)).collect();
+    blobs.insert(
+        manifest.config().digest().digest().to_string(),
+        config_bytes,
+    );
+    blobs.insert(
+        manifest_desc.digest().digest().to_string(),
+        manifest_bytes.clone(),
+    );
+    let (sha256, size) = layout::write_archive(dest, &blobs, &index)?;
+    Ok(Encapsulated {
+        sha256,
+        size,
+        manifest: manifest_bytes,
+        manifest_digest: manifest_desc.digest().to_string(),
+        layers: n_layers,
+    })
+}
+
+/// Which content objects go in which layer (the commit layer comes before these).
+fn plan_layers(
+    repo: &ostree::Repo,
+    tree: &CommitTree,
+    opts: &EncapsulateOptions,
+    scratch: &Path,
+) -> Result<Vec<LayerPlan>> {
+    let pkgs = chunking::rpmdb_packages(repo, tree, scratch)?;
     let plans = chunking::plan(
         &tree.objects,
         &pkgs,
-        chunking::rpmdb_dir(&tree),
+        chunking::rpmdb_dir(tree),
         opts.max_layers,
         &opts.changes,
     )?;
@@ -155,7 +214,15 @@ pub fn encapsulate(
         tree.objects.len(),
         plans.len() + 1
     );
+    Ok(plans)
+}
 
+/// The commit layer then one layer per plan, in that order, built in parallel.
+fn build_layers(
+    tree: &CommitTree,
+    plans: &[LayerPlan],
+    compression: Compression,
+) -> Result<Vec<compress::Layer>> {
     // Biggest layers first, so the two cores finish together.
     let weight = |i: usize| -> u64 {
         match i {
@@ -173,100 +240,112 @@ pub fn encapsulate(
         .par_iter()
         .map(|&i| {
             let layer = if i == 0 {
-                compress::build_layer(opts.compression, |w| write_commit_layer(&tree, w))
+                compress::build_layer(compression, |w| write_commit_layer(tree, w))
                     .context("writing the commit layer")?
             } else {
                 let p = &plans[i - 1];
-                compress::build_layer(opts.compression, |w| write_content_layer(&tree, p, w))
+                compress::build_layer(compression, |w| write_content_layer(tree, p, w))
                     .with_context(|| format!("writing layer {:?}", p.name))?
             };
             Ok((i, layer))
         })
         .collect::<Result<_>>()?;
     built.sort_by_key(|(i, _)| *i);
-    let layers_built: Vec<compress::Layer> = built.into_iter().map(|(_, l)| l).collect();
-    tracing::debug!("built the layers at {:.2} s", t0.elapsed().as_secs_f64());
+    Ok(built.into_iter().map(|(_, l)| l).collect())
+}
 
-    let created = chrono::DateTime::from_timestamp(tree.timestamp as i64, 0)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    let mut labels = labels_of(&tree);
-    let last = layers_built.last().expect("the commit layer");
+/// Each layer's name in the image history.
+fn layer_names(tree: &CommitTree, plans: &[LayerPlan]) -> Vec<String> {
+    std::iter::once(format!("ostree commit {}", tree.commit))
+        .chain(plans.iter().map(|p| p.name.clone()))
+        .collect()
+}
+
+/// The labels (and manifest annotations): the commit's, and the last layer's diff_id.
+fn image_labels(tree: &CommitTree, built: &[compress::Layer]) -> Result<HashMap<String, String>> {
+    let mut labels = labels_of(tree);
+    let last = built.last().context("no layers were built")?;
     labels.insert(
         labels::FINAL_DIFFID.to_string(),
         format!("sha256:{}", last.diff_id),
     );
-    let layer_media = match opts.compression {
-        Compression::Gzip => layout::MEDIA_LAYER_GZIP,
-        Compression::Zstd => layout::MEDIA_LAYER_ZSTD,
-    };
-    let subject = format!("ostree commit {commit}");
-    let mut history = Vec::new();
-    let mut layers = Vec::new();
-    for (i, b) in layers_built.iter().enumerate() {
-        let (name, annotations) = match i {
-            0 => (subject.clone(), None),
-            i => {
-                let p = &plans[i - 1];
-                let ann = (!p.packages.is_empty()).then(|| {
-                    BTreeMap::from([(labels::COMPONENTS.to_string(), p.packages.join(","))])
-                });
-                (p.name.clone(), ann)
-            }
-        };
-        history.push(json!({"created": created, "created_by": name}));
-        layers.push(Descriptor {
-            media_type: layer_media.to_string(),
-            digest: format!("sha256:{}", b.digest),
-            size: b.data.len() as u64,
-            annotations,
-        });
-    }
-    let mut config = json!({
-        "created": created,
-        "architecture": oci_arch(arch),
-        "os": "linux",
-        "config": {"Labels": labels},
-        "rootfs": {
-            "type": "layers",
-            "diff_ids": layers_built.iter().map(|t| format!("sha256:{}", t.diff_id)).collect::<Vec<_>>(),
-        },
-        "history": history,
-    });
+    Ok(labels)
+}
+
+/// The image config; `created` is the commit's timestamp (reproducible).
+fn image_config(
+    tree: &CommitTree,
+    arch: Arch,
+    names: &[String],
+    built: &[compress::Layer],
+    labels: &HashMap<String, String>,
+) -> Result<ImageConfiguration> {
+    let created = chrono::DateTime::from_timestamp(tree.timestamp as i64, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let history = names
+        .iter()
+        .map(|name| {
+            HistoryBuilder::default()
+                .created(created.clone())
+                .created_by(name.clone())
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut config = ConfigBuilder::default().labels(labels.clone()).build()?;
     if let Some(cmd) = tree.meta_lookup::<Vec<String>>("ostree.container-cmd") {
-        config["config"]["Cmd"] = json!(cmd);
+        config.set_cmd(Some(cmd));
     }
-    let (config_desc, config_bytes) = layout::json_blob(layout::MEDIA_CONFIG, &config)?;
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: Some(layout::MEDIA_MANIFEST.to_string()),
-        config: config_desc.clone(),
-        layers,
-        annotations: Some(labels),
+    let rootfs = RootFsBuilder::default()
+        .typ("layers")
+        .diff_ids(
+            built
+                .iter()
+                .map(|t| format!("sha256:{}", t.diff_id))
+                .collect::<Vec<_>>(),
+        )
+        .build()?;
+    Ok(ImageConfigurationBuilder::default()
+        .created(created)
+        .architecture(arch.oci_name())
+        .os(Os::Linux)
+        .config(config)
+        .rootfs(rootfs)
+        .history(history)
+        .build()?)
+}
+
+/// The manifest's layer descriptors; a package layer names its packages.
+fn layer_descriptors(
+    plans: &[LayerPlan],
+    built: &[compress::Layer],
+    compression: Compression,
+) -> Result<Vec<Descriptor>> {
+    let media_type = match compression {
+        Compression::Gzip => MediaType::ImageLayerGzip,
+        Compression::Zstd => MediaType::ImageLayerZstd,
     };
-    let (manifest_desc, manifest_bytes) = layout::json_blob(layout::MEDIA_MANIFEST, &manifest)?;
-    let index = Index {
-        schema_version: 2,
-        manifests: vec![manifest_desc.clone()],
-    };
-    let hex = |d: &Descriptor| d.digest.trim_start_matches("sha256:").to_string();
-    let mut sources: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let n_layers = layers_built.len();
-    for b in layers_built {
-        sources.insert(b.digest, b.data);
-    }
-    sources.insert(hex(&config_desc), config_bytes);
-    sources.insert(hex(&manifest_desc), manifest_bytes.clone());
-    let (sha256, size) = layout::write_archive(dest, &sources, &index)?;
-    tracing::debug!("wrote the archive at {:.2} s", t0.elapsed().as_secs_f64());
-    Ok(Encapsulated {
-        sha256,
-        size,
-        manifest: manifest_bytes,
-        manifest_digest: manifest_desc.digest,
-        layers: n_layers,
-    })
+    built
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let mut d = Descriptor::new(
+                media_type.clone(),
+                b.data.len() as u64,
+                layout::sha256_digest(&b.digest)?,
+            );
+            if let Some(p) = i.checked_sub(1).map(|i| &plans[i]) {
+                if !p.packages.is_empty() {
+                    d.set_annotations(Some(HashMap::from([(
+                        labels::COMPONENTS.to_string(),
+                        p.packages.join(","),
+                    )])));
+                }
+            }
+            Ok(d)
+        })
+        .collect()
 }
 
 /// The package (NEVRA) owning each content object of `commit`, by the same rules

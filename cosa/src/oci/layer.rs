@@ -1,10 +1,10 @@
 //! Writing layer tars, byte for byte reproducibly: fixed headers (mtime 0, as in
 //! ostree checkouts; no user/group names), entries in a fixed order.
 
-use std::fs::File;
 use std::io::{self, BufReader, Write};
 
 use anyhow::{Context, Result};
+use fs_err as fs;
 use sha2::{Digest, Sha256};
 
 use super::tree::{image_path, object_relpath, CommitTree};
@@ -187,12 +187,12 @@ impl<W: Write> LayerWriter<W> {
         let (mode, uid, gid) = (md.mode() & 0o7777, md.uid(), md.gid());
         let is_link = md.file_type().is_symlink();
         if is_link {
-            let target = std::fs::read_link(&src)?;
+            let target = fs::read_link(&src)?;
             let mut h = header(tar::EntryType::Symlink, mode, uid, gid, 0);
             self.tar.append_link(&mut h, &objpath, &target)?;
         } else {
             let mut h = header(tar::EntryType::Regular, mode, uid, gid, md.len());
-            let f = File::open(&src).with_context(|| format!("opening object {checksum}"))?;
+            let f = fs::File::open(&src).with_context(|| format!("opening object {checksum}"))?;
             self.tar
                 .append_data(&mut h, &objpath, BufReader::with_capacity(1 << 17, f))
                 .with_context(|| format!("writing object {checksum}"))?;

@@ -1,65 +1,59 @@
-//! The OCI image layout: descriptors, manifest, index, and the `oci-archive` tar that
-//! holds them (written reproducibly: fixed headers, blobs sorted by digest).
+//! The OCI image layout, with oci-spec's types: JSON blobs and their descriptors, the
+//! `oci-archive` tar that holds them (written reproducibly: fixed headers, blobs
+//! sorted by digest, JSON keys sorted), and reading an `oci:` layout directory.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use fs_err as fs;
+use oci_spec::image::{
+    Descriptor, Digest, DigestAlgorithm, ImageConfiguration, ImageIndex, ImageManifest, MediaType,
+    OciLayoutBuilder, Sha256Digest,
+};
+use serde::Serialize;
 
 use super::layer::HashingWriter;
 
-pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const MEDIA_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const MEDIA_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Manifest {
-    pub schema_version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    pub config: Descriptor,
-    pub layers: Vec<Descriptor>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Index {
-    pub schema_version: u32,
-    pub manifests: Vec<Descriptor>,
+/// The `sha256:` digest of a blob whose hex sha256 is `hex`.
+pub fn sha256_digest(hex: &str) -> Result<Digest> {
+    let d: Sha256Digest = hex
+        .parse()
+        .with_context(|| format!("invalid sha256 {hex:?}"))?;
+    Ok(d.into())
 }
 
 fn sha256_hex(b: &[u8]) -> String {
-    use sha2::Digest;
+    use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(b))
 }
 
+fn sort_keys(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.sort_keys();
+            m.values_mut().for_each(sort_keys);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(sort_keys),
+        _ => {}
+    }
+}
+
+/// Compact JSON with every object's keys sorted: oci-spec holds annotations and
+/// labels in HashMaps, whose order would otherwise change the digests run to run.
+pub fn canonical_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    let mut v = serde_json::to_value(v)?;
+    sort_keys(&mut v);
+    Ok(serde_json::to_vec(&v)?)
+}
+
 /// A JSON blob and its descriptor.
-pub fn json_blob<T: Serialize>(media_type: &str, v: &T) -> Result<(Descriptor, Vec<u8>)> {
-    let bytes = serde_json::to_vec(v)?;
+pub fn json_blob<T: Serialize>(media_type: MediaType, v: &T) -> Result<(Descriptor, Vec<u8>)> {
+    let bytes = canonical_json(v)?;
+    let digest = sha256_digest(&sha256_hex(&bytes))?;
     Ok((
-        Descriptor {
-            media_type: media_type.to_string(),
-            digest: format!("sha256:{}", sha256_hex(&bytes)),
-            size: bytes.len() as u64,
-            annotations: None,
-        },
+        Descriptor::new(media_type, bytes.len() as u64, digest),
         bytes,
     ))
 }
@@ -80,9 +74,9 @@ fn entry_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 pub fn write_archive(
     dest: &Path,
     blobs: &BTreeMap<String, Vec<u8>>,
-    index: &Index,
+    index: &ImageIndex,
 ) -> Result<(String, u64)> {
-    let f = File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let f = fs::File::create(dest)?;
     let mut tar = tar::Builder::new(HashingWriter::new(BufWriter::with_capacity(1 << 20, f)));
     for d in ["blobs", "blobs/sha256"] {
         let mut h = entry_header(tar::EntryType::Directory, 0o755, 0);
@@ -93,48 +87,59 @@ pub fn write_archive(
         let mut h = entry_header(tar::EntryType::Regular, 0o644, b.len() as u64);
         tar.append_data(&mut h, &path, b.as_slice())?;
     }
-    let index = serde_json::to_vec(index)?;
-    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
-    for (name, data) in [("index.json", index.as_slice()), ("oci-layout", layout)] {
+    let index = canonical_json(index)?;
+    let layout = canonical_json(
+        &OciLayoutBuilder::default()
+            .image_layout_version("1.0.0")
+            .build()?,
+    )?;
+    for (name, data) in [("index.json", &index), ("oci-layout", &layout)] {
         let mut h = entry_header(tar::EntryType::Regular, 0o644, data.len() as u64);
-        tar.append_data(&mut h, name, data)?;
+        tar.append_data(&mut h, name, data.as_slice())?;
     }
-    let (mut w, sha, size) = tar.into_inner()?.finish();
-    w.flush()?;
-    w.into_inner()
-        .map_err(|e| e.into_error())?
-        .sync_all()
+    let (mut w, sha, size) = tar
+        .into_inner()
+        .with_context(|| format!("writing {}", dest.display()))?
+        .finish();
+    w.flush()
         .with_context(|| format!("writing {}", dest.display()))?;
+    w.into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("writing {}", dest.display()))?
+        .sync_all()?;
     Ok((sha, size))
+}
+
+/// An image config. The image spec makes `history` optional, oci-spec 0.7 requires
+/// it: a config without one reads as having an empty history.
+fn parse_config(bytes: &[u8]) -> Result<ImageConfiguration> {
+    let mut v: serde_json::Value = serde_json::from_slice(bytes)?;
+    if let Some(o) = v.as_object_mut() {
+        o.entry("history").or_insert_with(|| serde_json::json!([]));
+    }
+    Ok(serde_json::from_value(v)?)
 }
 
 /// An image in an `oci:` layout directory (what `skopeo copy` normalizes to).
 pub struct OciDir {
     pub dir: PathBuf,
-    pub manifest: Manifest,
-    pub config: serde_json::Value,
+    pub manifest: ImageManifest,
+    pub config: ImageConfiguration,
 }
 
 impl OciDir {
-    pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
-        let Some(hex) = digest.strip_prefix("sha256:") else {
+    fn blob_path(dir: &Path, digest: &Digest) -> Result<PathBuf> {
+        if *digest.algorithm() != DigestAlgorithm::Sha256 {
             bail!("unsupported digest {digest}");
-        };
-        if hex.len() != 64 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-            bail!("invalid digest {digest}");
         }
-        Ok(self.dir.join("blobs/sha256").join(hex))
+        Ok(dir.join("blobs/sha256").join(digest.digest()))
     }
 
     fn read_blob(dir: &Path, d: &Descriptor) -> Result<Vec<u8>> {
-        let hex = d.digest.strip_prefix("sha256:").unwrap_or(&d.digest);
-        let p = dir.join("blobs/sha256").join(hex);
-        let mut b = Vec::new();
-        File::open(&p)
-            .with_context(|| format!("blob {} is missing", d.digest))?
-            .read_to_end(&mut b)?;
-        if format!("sha256:{}", sha256_hex(&b)) != d.digest {
-            bail!("blob {} does not match its digest", d.digest);
+        let b = fs::read(Self::blob_path(dir, d.digest())?)
+            .with_context(|| format!("blob {} is missing", d.digest()))?;
+        if sha256_digest(&sha256_hex(&b))? != *d.digest() {
+            bail!("blob {} does not match its digest", d.digest());
         }
         Ok(b)
     }
@@ -142,20 +147,18 @@ impl OciDir {
     /// Open the single image of an OCI layout directory.
     pub fn open(dir: &Path) -> Result<Self> {
         let p = dir.join("index.json");
-        let index: Index = serde_json::from_slice(
-            &std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
-        )
-        .with_context(|| format!("parsing {}", p.display()))?;
-        let [m] = index.manifests.as_slice() else {
+        let index: ImageIndex = serde_json::from_slice(&fs::read(&p)?)
+            .with_context(|| format!("parsing {}", p.display()))?;
+        let [m] = index.manifests().as_slice() else {
             bail!(
                 "{} lists {} images; expected one",
                 p.display(),
-                index.manifests.len()
+                index.manifests().len()
             );
         };
-        let manifest: Manifest = serde_json::from_slice(&Self::read_blob(dir, m)?)
+        let manifest: ImageManifest = serde_json::from_slice(&Self::read_blob(dir, m)?)
             .context("parsing the image manifest")?;
-        let config = serde_json::from_slice(&Self::read_blob(dir, &manifest.config)?)
+        let config = parse_config(&Self::read_blob(dir, manifest.config())?)
             .context("parsing the image config")?;
         Ok(OciDir {
             dir: dir.to_path_buf(),
@@ -166,32 +169,23 @@ impl OciDir {
 
     /// The image's labels (`config.Labels`).
     pub fn labels(&self) -> BTreeMap<String, String> {
-        self.config["config"]["Labels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect()
-            })
+        self.config
+            .config()
+            .as_ref()
+            .and_then(|c| c.labels().as_ref())
+            .map(|l| l.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default()
     }
 
     /// The uncompressed digests of the layers, in order.
-    pub fn diff_ids(&self) -> Vec<String> {
-        self.config["rootfs"]["diff_ids"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
+    pub fn diff_ids(&self) -> &[String] {
+        self.config.rootfs().diff_ids()
     }
 
     /// A layer's uncompressed tar stream.
     pub fn open_layer(&self, d: &Descriptor) -> Result<Box<dyn Read>> {
-        let p = self.blob_path(&d.digest)?;
-        let f = File::open(&p).with_context(|| format!("layer {} is missing", d.digest))?;
+        let p = Self::blob_path(&self.dir, d.digest())?;
+        let f = fs::File::open(&p).with_context(|| format!("layer {} is missing", d.digest()))?;
         let mut r = std::io::BufReader::new(f);
         let magic = {
             use std::io::BufRead;
@@ -207,5 +201,45 @@ impl OciDir {
         } else {
             Box::new(r)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn json_blobs_are_stable_and_sorted() {
+        let annotations: HashMap<String, String> = (0..32)
+            .map(|i| (format!("key{i:02}"), i.to_string()))
+            .collect();
+        let mut d = Descriptor::new(
+            MediaType::ImageLayerGzip,
+            3,
+            sha256_digest(&sha256_hex(b"abc")).unwrap(),
+        );
+        d.set_annotations(Some(annotations));
+        let (desc, bytes) = json_blob(MediaType::Descriptor, &d).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with(r#"{"annotations":{"key00":"0","key01":"1","#));
+        assert!(text
+            .ends_with(r#""mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","size":3}"#));
+        assert_eq!(desc.size(), bytes.len() as u64);
+        assert_eq!(desc.digest().digest(), sha256_hex(&bytes));
+        let back: Descriptor = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, d);
+        assert!(sha256_digest("not-hex").is_err());
+    }
+
+    #[test]
+    fn a_config_without_history_is_read() {
+        let c = parse_config(
+            br#"{"architecture":"amd64","os":"linux","config":{"Labels":{"a":"b"}},"rootfs":{"type":"layers","diff_ids":["sha256:00"]}}"#,
+        )
+        .unwrap();
+        assert!(c.history().is_empty());
+        assert_eq!(c.rootfs().diff_ids(), &["sha256:00".to_string()]);
+        assert!(parse_config(br#"{"os":"linux"}"#).is_err());
     }
 }

@@ -17,6 +17,7 @@ pub mod encapsulate;
 pub mod import;
 mod layer;
 mod layout;
+pub mod push;
 mod tree;
 
 /// Image labels, as ostree-ext and bootc spell them.
