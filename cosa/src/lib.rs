@@ -15,3 +15,4 @@ pub mod kola;
 pub mod live;
 pub mod logging;
 pub mod oci;
+pub mod platform;

@@ -1,29 +1,28 @@
 //! `cosa buildextend-*`, `cosa osbuild`, `cosa compress`, `cosa decompress`.
 
-use std::fs;
-use std::process::Command;
-
 use anyhow::{bail, Context, Result};
+use cmdext::{command, CommandRunExt};
+use fs_err as fs;
 use rayon::prelude::*;
 
+use crate::arch::Arch;
 use crate::builds::artifact::{sha256_file, Artifact, BuiltImage};
 use crate::builds::{History, Meta, Workdir};
 use crate::cli::{CompressOpts, CompressorArg, GlobalOpts, ImageOpts, OsbuildOpts};
 use crate::config::image::{Compressor, ImageConfig};
-use crate::image::{build_images, ImageRequest};
-use cmdext::CommandRunExt;
+use crate::image::{build_images, ImageOptions};
+use crate::platform::Platform;
 
-fn run_images(g: &GlobalOpts, platforms: &[String], o: &ImageOpts) -> Result<()> {
+fn run_images(g: &GlobalOpts, platforms: &[Platform], o: &ImageOpts) -> Result<()> {
     let wd = Workdir::open(&g.workdir)?;
     let started = std::time::Instant::now();
-    let results = build_images(
-        &wd,
-        &ImageRequest {
-            build: o.build.as_deref(),
-            platforms,
-            force: o.force,
-        },
-    )?;
+    let opts = ImageOptions {
+        build: o.build.as_deref(),
+        platforms,
+        force: o.force,
+        arch: Arch::host()?,
+    };
+    let results = build_images(&wd, &opts)?;
     print_built(&results, o.json, started)
 }
 
@@ -48,8 +47,8 @@ pub fn print_built(results: &[BuiltImage], json: bool, started: std::time::Insta
     Ok(())
 }
 
-pub fn buildextend(g: &GlobalOpts, platform: &str, o: &ImageOpts) -> Result<()> {
-    run_images(g, &[platform.to_string()], o)
+pub fn buildextend(g: &GlobalOpts, platform: Platform, o: &ImageOpts) -> Result<()> {
+    run_images(g, &[platform], o)
 }
 
 pub fn osbuild(g: &GlobalOpts, o: &OsbuildOpts) -> Result<()> {
@@ -58,19 +57,20 @@ pub fn osbuild(g: &GlobalOpts, o: &OsbuildOpts) -> Result<()> {
 
 /// Images not worth compressing: already compressed, or meant to be used as they are.
 fn skip_compress(name: &str, path: &str) -> bool {
-    name == "ostree"
-        || name.starts_with("live")
-        || path.ends_with(".gz")
-        || path.ends_with(".xz")
-        || path.ends_with(".zst")
-        || path.ends_with(".vmdk")
+    let compressed = [".gz", ".xz", ".zst"].iter().any(|ext| path.ends_with(ext));
+    compressed
+        || match name.parse::<Platform>() {
+            Ok(p) => p.skips_compress(),
+            // The OCI archive and the live media are used as they are.
+            Err(_) => name == "ostree" || name.starts_with("live"),
+        }
 }
 
 fn open_build(g: &GlobalOpts, build: Option<&str>) -> Result<(Workdir, std::path::PathBuf)> {
     let wd = Workdir::open(&g.workdir)?;
     let h = History::new(wd.builds_dir());
     let id = h.resolve_id(build)?;
-    let dir = h.build_dir(&id, crate::arch::Arch::host()?.name());
+    let dir = h.build_dir(&id, Arch::host()?.name());
     Ok((wd, dir))
 }
 
@@ -101,7 +101,7 @@ pub fn compress(g: &GlobalOpts, o: &CompressOpts) -> Result<()> {
         .map(|(name, a)| {
             let src = dir.join(&a.path);
             let dest = dir.join(format!("{}.{ext}", a.path));
-            Command::new(prog[0])
+            command(prog[0])
                 .args(&prog[1..])
                 .arg(&src)
                 .run()
@@ -118,7 +118,7 @@ pub fn compress(g: &GlobalOpts, o: &CompressOpts) -> Result<()> {
     meta.save(&meta_path)?;
     for (name, c) in &done {
         let orig = c.path.rsplit_once('.').map(|x| x.0).unwrap_or(&c.path);
-        fs::remove_file(dir.join(orig)).with_context(|| format!("removing uncompressed {orig}"))?;
+        fs::remove_file(dir.join(orig))?;
         println!(
             "{name}: {} ({} → {} bytes)",
             c.path,
@@ -157,7 +157,7 @@ pub fn decompress(g: &GlobalOpts, o: &CompressOpts) -> Result<()> {
                 other => bail!("{}: unknown compression .{other}", a.path),
             };
             let out = dir.join(orig);
-            Command::new(prog)
+            command(prog)
                 .args(["-d", "-k", "-f", "-q"])
                 .arg(dir.join(&a.path))
                 .run()

@@ -19,7 +19,8 @@ use crate::builds::artifact::{self, Artifact, BuiltImage};
 use crate::builds::{History, Meta, Workdir};
 use crate::config::image::{ImageConfig, LiveRootFs, Platforms};
 use crate::cpio;
-use crate::image::{disk, platform, sysroot, ImageRequest};
+use crate::image::{disk, platform, sysroot, ImageOptions};
+use crate::platform::Platform;
 use cmdext::CommandRunExt;
 
 /// meta.json names of the live artifacts, in the order they are made.
@@ -105,7 +106,8 @@ pub fn write_rootfs_cpio(image: &Path, member: &str, out: &Path) -> Result<()> {
 
 pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<BuiltImage>> {
     let history = History::new(wd.builds_dir());
-    let arch = crate::arch::Arch::host()?.name();
+    let host = crate::arch::Arch::host()?;
+    let arch = host.name();
     let id = history.resolve_id(build)?;
     let build_dir = history.build_dir(&id, arch);
     let meta_path = build_dir.join("meta.json");
@@ -120,15 +122,16 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
         tracing::info!("{id} has no metal image: making it first (it is what installs)");
         crate::image::build_images(
             wd,
-            &ImageRequest {
+            &ImageOptions {
                 build: Some(&id),
-                platforms: &["metal".to_string()],
+                platforms: &[Platform::Metal],
                 force: false,
+                arch: host,
             },
         )?;
     }
     let _lock = wd.lock("live media build", true)?;
-    crate::image::ensure_ostree_image(wd, &id)?;
+    crate::image::ensure_ostree_image(wd, &id, host)?;
     let mut meta = Meta::load(&meta_path)?;
     let commit = meta.ostree_commit.clone();
     let metal: Artifact = meta
@@ -139,7 +142,7 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
     let config_dir = wd.config_dir();
     let img = ImageConfig::load(&config_dir)?;
     let platforms = Platforms::load(&config_dir)?;
-    let metal_cfg = platforms.get(arch, "metal");
+    let metal_cfg = platforms.get(host, Platform::Metal);
     let name = meta.name.clone();
     let label = volume_label(&name, &id);
 
@@ -212,7 +215,7 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
                 .map(String::from),
         );
         kargs.extend(img.extra_kargs.iter().cloned());
-        kargs.extend(platform::platform_kargs("metal", &metal_cfg));
+        kargs.extend(platform::platform_kargs(Platform::Metal, &metal_cfg));
         let title = format!("{} {id}", os_name(&deployment));
         tracing::info!("writing the ISO (volume {label})");
         let iso_out = out("live-iso");
@@ -223,6 +226,7 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
                 kargs: &kargs,
                 grub_commands: &metal_cfg.grub_commands,
                 deployment: &deployment,
+                arch: host,
             },
             &isodir,
             &iso_out,
