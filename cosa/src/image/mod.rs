@@ -2,6 +2,7 @@
 //! deployed from the build's commit, one base disk shared by the platforms (plus a
 //! 4K-sector one for metal4k), then a boot filesystem and a format per platform.
 
+pub mod compress;
 pub mod disk;
 pub mod gpt;
 pub mod grub;
