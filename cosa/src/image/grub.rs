@@ -18,8 +18,6 @@ use cmdext::CommandRunExt;
 const PAYLOAD_DIR: &str = "usr/lib/bootupd/grub2";
 const HOST_DIR: &str = "/usr/lib/grub";
 
-/// Modules built into both images: enough to find the boot partition by label and
-/// boot Linux from ext4 or xfs, with a serial console.
 /// What every GRUB image of ours needs to find its config, show the menu and boot
 /// Linux (disk images and the live ISO alike).
 pub const MENU_MODULES: &[&str] = &[
@@ -45,7 +43,7 @@ pub const MENU_MODULES: &[&str] = &[
 /// grub.cfg uses.
 const DISK_MODULES: &[&str] = &["ext2", "xfs", "search_fs_uuid", "cat", "ls", "loadenv"];
 
-/// Found the boot partition by its label, then read its grub.cfg.
+/// Find the boot partition by its label, then read its grub.cfg.
 const EARLY_CFG: &str = "search --no-floppy --label boot --set root\nset prefix=($root)/grub2\nconfigfile ($root)/grub2/grub.cfg\n";
 
 /// What an architecture's firmware boots, in GRUB's terms.
@@ -182,11 +180,9 @@ pub struct MenuEntry<'a> {
     pub initrd: &'a str,
 }
 
-impl MenuEntry<'_> {
-    /// The title without the quote that would end GRUB's quoted string.
-    pub fn title(title: &str) -> String {
-        title.replace('\'', "")
-    }
+/// `title` without the quotes that would end GRUB's quoted string.
+pub fn menu_title(title: &str) -> String {
+    title.replace('\'', "")
 }
 
 /// What a grub.cfg template is rendered from.
@@ -220,7 +216,7 @@ pub fn grub_cfg(entries: &[BlsEntry], grub_commands: &[String]) -> Result<String
         entries: entries
             .iter()
             .map(|e| MenuEntry {
-                title: MenuEntry::title(&e.title),
+                title: menu_title(&e.title),
                 linux: &e.linux,
                 options: e.options.clone(),
                 initrd: &e.initrd,

@@ -71,7 +71,7 @@ fn grub_cfg(spec: &IsoSpec) -> Result<String> {
         generated_by: "buildextend-live",
         commands: spec.grub_commands,
         entries: vec![grub::MenuEntry {
-            title: grub::MenuEntry::title(&format!("{} (live)", spec.title)),
+            title: grub::menu_title(&format!("{} (live)", spec.title)),
             linux: "/images/pxeboot/vmlinuz",
             options: kargs,
             initrd: "/images/pxeboot/initrd.img",
