@@ -259,7 +259,7 @@ pub struct ImageOpts {
 pub struct OsbuildOpts {
     /// Platforms: qemu, metal, metal4k, aws, azure, gcp.
     #[arg(required = true)]
-    pub platforms: Vec<String>,
+    pub platforms: Vec<crate::platform::Platform>,
     #[command(flatten)]
     pub image: ImageOpts,
 }

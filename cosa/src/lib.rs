@@ -16,3 +16,4 @@ pub mod live;
 pub mod logging;
 pub mod oci;
 pub mod package;
+pub mod platform;

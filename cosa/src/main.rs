@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use cosa::cli::{Cli, Cmd};
+use cosa::platform::Platform;
 
 fn main() {
     let cli = Cli::parse();
@@ -19,14 +20,24 @@ fn main() {
         Cmd::BuildContainer(opts) => cosa::cmd::container::build(&cli.global, &opts),
         Cmd::PushContainer(opts) => cosa::cmd::container::push(&cli.global, &opts),
         Cmd::Import(opts) => cosa::cmd::container::import(&cli.global, &opts),
-        Cmd::BuildextendQemu(opts) => cosa::cmd::images::buildextend(&cli.global, "qemu", &opts),
-        Cmd::BuildextendMetal(opts) => cosa::cmd::images::buildextend(&cli.global, "metal", &opts),
-        Cmd::BuildextendMetal4k(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, "metal4k", &opts)
+        Cmd::BuildextendQemu(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Qemu, &opts)
         }
-        Cmd::BuildextendAws(opts) => cosa::cmd::images::buildextend(&cli.global, "aws", &opts),
-        Cmd::BuildextendAzure(opts) => cosa::cmd::images::buildextend(&cli.global, "azure", &opts),
-        Cmd::BuildextendGcp(opts) => cosa::cmd::images::buildextend(&cli.global, "gcp", &opts),
+        Cmd::BuildextendMetal(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Metal, &opts)
+        }
+        Cmd::BuildextendMetal4k(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Metal4k, &opts)
+        }
+        Cmd::BuildextendAws(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Aws, &opts)
+        }
+        Cmd::BuildextendAzure(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Azure, &opts)
+        }
+        Cmd::BuildextendGcp(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Gcp, &opts)
+        }
         Cmd::Osbuild(opts) => cosa::cmd::images::osbuild(&cli.global, &opts),
         Cmd::Compress(opts) => cosa::cmd::images::compress(&cli.global, &opts),
         Cmd::Decompress(opts) => cosa::cmd::images::decompress(&cli.global, &opts),

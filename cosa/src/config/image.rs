@@ -4,8 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use fs_err as fs;
 use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+use crate::platform::Platform;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,7 +77,7 @@ impl ImageConfig {
         if !p.exists() {
             return Ok(Self::default());
         }
-        let s = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        let s = fs::read_to_string(&p)?;
         serde_yaml::from_str(&s).with_context(|| format!("parsing {}", p.display()))
     }
 
@@ -121,8 +125,7 @@ impl Platforms {
             config_dir.join("platforms/platforms.yaml"),
         ] {
             if p.exists() {
-                let s = std::fs::read_to_string(&p)
-                    .with_context(|| format!("reading {}", p.display()))?;
+                let s = fs::read_to_string(&p)?;
                 return serde_yaml::from_str(&s)
                     .with_context(|| format!("parsing {}", p.display()));
             }
@@ -132,36 +135,16 @@ impl Platforms {
 
     /// A platform's settings; platforms not listed get none. metal4k is metal on a
     /// 4K-sector disk: without an entry of its own it takes metal's.
-    pub fn get(&self, arch: &str, platform: &str) -> PlatformConfig {
-        let a = self.0.get(arch);
-        let lookup = |p: &str| a.and_then(|a| a.get(p)).cloned();
+    pub fn get(&self, arch: Arch, platform: Platform) -> PlatformConfig {
+        let a = self.0.get(arch.name());
+        let lookup = |p: Platform| a.and_then(|a| a.get(p.name())).cloned();
         lookup(platform)
-            .or_else(|| (platform == "metal4k").then(|| lookup("metal")).flatten())
+            .or_else(|| {
+                (platform == Platform::Metal4k)
+                    .then(|| lookup(Platform::Metal))
+                    .flatten()
+            })
             .unwrap_or_default()
-    }
-}
-
-/// The platforms cosa makes disk images for, with their artifact extensions.
-pub const PLATFORMS: &[(&str, &str)] = &[
-    ("qemu", "qcow2"),
-    ("metal", "raw"),
-    ("metal4k", "raw"),
-    ("aws", "vmdk"),
-    ("azure", "vhd"),
-    ("gcp", "tar.gz"),
-];
-
-pub fn platform_ext(platform: &str) -> Result<&'static str> {
-    match PLATFORMS.iter().find(|(p, _)| *p == platform) {
-        Some((_, ext)) => Ok(ext),
-        None => bail!(
-            "unknown platform {platform} (known: {})",
-            PLATFORMS
-                .iter()
-                .map(|(p, _)| *p)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
     }
 }
 
@@ -185,15 +168,22 @@ mod tests {
         let p: Platforms =
             serde_yaml::from_str("x86_64:\n  qemu:\n    kernel_arguments: [console=ttyS0]\n")
                 .unwrap();
-        assert_eq!(p.get("x86_64", "qemu").kernel_arguments, ["console=ttyS0"]);
-        assert_eq!(p.get("x86_64", "aws"), PlatformConfig::default());
+        let x86 = Arch::X86_64;
+        assert_eq!(
+            p.get(x86, Platform::Qemu).kernel_arguments,
+            ["console=ttyS0"]
+        );
+        assert_eq!(p.get(x86, Platform::Aws), PlatformConfig::default());
+        assert_eq!(
+            p.get(Arch::Aarch64, Platform::Qemu),
+            PlatformConfig::default()
+        );
         let p: Platforms =
             serde_yaml::from_str("x86_64:\n  metal:\n    kernel_arguments: [console=ttyS1]\n")
                 .unwrap();
         assert_eq!(
-            p.get("x86_64", "metal4k").kernel_arguments,
+            p.get(x86, Platform::Metal4k).kernel_arguments,
             ["console=ttyS1"]
         );
-        assert!(platform_ext("vmware").is_err());
     }
 }

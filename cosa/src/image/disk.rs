@@ -3,17 +3,17 @@
 //! their offsets in the disk file, the ESP with mtools, GRUB by hand. No VM, no
 //! mounts, no partition-scanning loop devices (xfs alone needs a plain loop mount).
 
-use std::fs::{self, File};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use cmdext::{command, CommandRunExt};
+use fs_err::os::unix::fs::FileExt;
+use fs_err::{self as fs, File};
 
 use super::gpt::{self, derived_uuid, Guid, Partition, MIB};
-use super::grub::{self, Target};
+use super::grub::{self, Firmware};
 use crate::config::image::RootFs;
-use cmdext::CommandRunExt;
 
 pub const BIOS_START: u64 = MIB;
 pub const ESP_START: u64 = 2 * MIB;
@@ -33,6 +33,8 @@ pub struct DiskSpec<'a> {
     pub rootfs: RootFs,
     /// SOURCE_DATE_EPOCH for the filesystems.
     pub timestamp: u64,
+    /// What the architecture boots: the ESP's GRUB, and BIOS GRUB where there is a BIOS.
+    pub firmware: Firmware,
 }
 
 impl DiskSpec<'_> {
@@ -44,19 +46,23 @@ impl DiskSpec<'_> {
             start,
             size,
         };
-        vec![
-            part("BIOS-BOOT", gpt::TYPE_BIOS_BOOT, BIOS_START, MIB),
-            part("EFI-SYSTEM", gpt::TYPE_EFI_SYSTEM, ESP_START, ESP_SIZE),
-            part("boot", gpt::TYPE_LINUX_FS, BOOT_START, BOOT_SIZE),
-            part("root", gpt::TYPE_LINUX_FS, ROOT_START, self.root_size()),
-        ]
+        let bios = self
+            .firmware
+            .bios_format
+            .map(|_| part("BIOS-BOOT", gpt::TYPE_BIOS_BOOT, BIOS_START, MIB));
+        bios.into_iter()
+            .chain([
+                part("EFI-SYSTEM", gpt::TYPE_EFI_SYSTEM, ESP_START, ESP_SIZE),
+                part("boot", gpt::TYPE_LINUX_FS, BOOT_START, BOOT_SIZE),
+                part("root", gpt::TYPE_LINUX_FS, ROOT_START, self.root_size()),
+            ])
+            .collect()
     }
 
     /// Write this disk's partition table (at its sector size) into `disk`.
     pub fn write_gpt(&self, disk: &mut File) -> Result<()> {
         gpt::write(
             disk,
-            self.size,
             self.sector,
             Guid::derived(&format!("{}/disk", self.seed)),
             &self.partitions(),
@@ -106,7 +112,7 @@ fn mkfs_ext4(
     size: u64,
 ) -> Result<()> {
     let uuid = spec.fs_uuid(label);
-    Command::new("mkfs.ext4")
+    command("mkfs.ext4")
         .args(["-q", "-F", "-b", "4096", "-L", label, "-U", &uuid])
         .arg("-E")
         .arg(format!("offset={offset},hash_seed={uuid},root_owner=0:0"))
@@ -156,7 +162,7 @@ fn write_root_xfs(
     size: u64,
     scratch: &Path,
 ) -> Result<()> {
-    let dev = Command::new("losetup")
+    let dev = command("losetup")
         .args([
             "--find",
             "--show",
@@ -172,7 +178,7 @@ fn write_root_xfs(
         .to_string();
     let mnt = scratch.join("xfs-root");
     let result = (|| -> Result<()> {
-        Command::new("mkfs.xfs")
+        command("mkfs.xfs")
             .args([
                 "-q",
                 "-f",
@@ -185,21 +191,21 @@ fn write_root_xfs(
             .run()
             .context("making the root filesystem (xfs)")?;
         fs::create_dir_all(&mnt)?;
-        Command::new("mount")
+        command("mount")
             .arg(&dev)
             .arg(&mnt)
             .run()
             .context("mounting the xfs root")?;
-        let copied = Command::new("cp")
+        let copied = command("cp")
             .arg("-a")
             .arg(format!("{}/.", rootdir.display()))
             .arg(&mnt)
             .run()
             .context("copying the root tree into xfs");
-        let unmounted = Command::new("umount").arg(&mnt).run();
+        let unmounted = command("umount").arg(&mnt).run();
         copied.and(unmounted)
     })();
-    let detached = Command::new("losetup").args(["-d", &dev]).run();
+    let detached = command("losetup").args(["-d", &dev]).run();
     result.and(detached)
 }
 
@@ -207,7 +213,8 @@ fn write_esp(spec: &DiskSpec, disk: &File, efi_image: &Path, scratch: &Path) -> 
     let esp = scratch.join("esp.img");
     let _ = fs::remove_file(&esp);
     let volid = &spec.fs_uuid("EFI-SYSTEM").replace('-', "")[..8];
-    Command::new("mkfs.vfat")
+    let binary = spec.firmware.efi_binary;
+    command("mkfs.vfat")
         .args([
             "-C",
             "-F",
@@ -225,15 +232,15 @@ fn write_esp(spec: &DiskSpec, disk: &File, efi_image: &Path, scratch: &Path) -> 
         .run()
         .context("making the EFI-SYSTEM filesystem")?;
     let img = format!("{}", esp.display());
-    Command::new("mmd")
+    command("mmd")
         .args(["-i", &img, "::EFI", "::EFI/BOOT"])
         .run()?;
-    Command::new("mcopy")
+    command("mcopy")
         .args(["-i", &img])
         .arg(efi_image)
-        .arg("::EFI/BOOT/BOOTX64.EFI")
+        .arg(format!("::EFI/BOOT/{binary}"))
         .run()
-        .context("copying BOOTX64.EFI to the ESP")?;
+        .with_context(|| format!("copying {binary} to the ESP"))?;
     copy_sparse(&esp, disk, ESP_START)?;
     fs::remove_file(&esp)?;
     Ok(())
@@ -269,8 +276,8 @@ pub fn split_sysroot(sysroot: &Path, scratch: &Path) -> Result<(PathBuf, PathBuf
 }
 
 /// Where [`build`] leaves the UEFI GRUB image it put on the ESP.
-pub fn efi_image(scratch: &Path) -> PathBuf {
-    scratch.join("BOOTX64.EFI")
+pub fn efi_image(spec: &DiskSpec, scratch: &Path) -> PathBuf {
+    scratch.join(spec.firmware.efi_binary)
 }
 
 /// Make a 4K-sector disk at `out` from a finished 512-byte one made by [`build`] for
@@ -282,17 +289,13 @@ pub fn relayout_4k(spec: &DiskSpec, base512: &Path, out: &Path, scratch: &Path) 
     if spec.sector != 4096 {
         bail!("relayout_4k makes 4096-byte-sector disks only");
     }
-    Command::new("cp")
+    command("cp")
         .arg("--sparse=always")
         .arg(base512)
         .arg(out)
         .run()
         .context("copying the base disk for 4K sectors")?;
-    let mut disk = File::options()
-        .read(true)
-        .write(true)
-        .open(out)
-        .with_context(|| format!("opening {}", out.display()))?;
+    let mut disk = File::options().read(true).write(true).open(out)?;
     if disk.metadata()?.len() != spec.size {
         bail!(
             "{} is not a {} MiB disk",
@@ -312,7 +315,7 @@ pub fn relayout_4k(spec: &DiskSpec, base512: &Path, out: &Path, scratch: &Path) 
     spec.write_gpt(&mut disk)?;
     let esp_scratch = scratch.join("esp-4k");
     fs::create_dir_all(&esp_scratch)?;
-    write_esp(spec, &disk, &efi_image(scratch), &esp_scratch)?;
+    write_esp(spec, &disk, &efi_image(spec, scratch), &esp_scratch)?;
     fs::remove_dir(&esp_scratch)?;
     Ok(())
 }
@@ -332,23 +335,23 @@ pub fn build(
         .write(true)
         .create(true)
         .truncate(true)
-        .open(out)
-        .with_context(|| format!("creating {}", out.display()))?;
+        .open(out)?;
     disk.set_len(spec.size)?;
     spec.write_gpt(&mut disk)?;
 
-    let efi = efi_image(scratch);
-    grub::mkimage(
-        &grub::modules_dir(deployment, Target::Efi)?,
-        Target::Efi,
-        &efi,
-    )?;
+    let fw = spec.firmware;
+    let efi = efi_image(spec, scratch);
+    let efi_mods = grub::modules_dir(deployment, fw.efi_format)?;
+    grub::mkimage(&efi_mods, fw.efi_format, false, &efi)?;
     write_esp(spec, &disk, &efi, scratch)?;
-    if spec.sector == 512 {
-        let bios_mods = grub::modules_dir(deployment, Target::Bios)?;
-        let core = scratch.join("core.img");
-        grub::mkimage(&bios_mods, Target::Bios, &core)?;
-        grub::install_bios(&disk, &bios_mods, &core, BIOS_START / 512)?;
+    match fw.bios_format {
+        Some(bios_format) if spec.sector == 512 => {
+            let bios_mods = grub::modules_dir(deployment, bios_format)?;
+            let core = scratch.join("core.img");
+            grub::mkimage(&bios_mods, bios_format, true, &core)?;
+            grub::install_bios(&disk, &bios_mods, &core, BIOS_START / 512)?;
+        }
+        _ => {}
     }
     disk.sync_all()?;
     drop(disk);
@@ -376,6 +379,7 @@ mod tests {
             sector: 512,
             rootfs: RootFs::Ext4,
             timestamp: 0,
+            firmware: Firmware::of(crate::arch::Arch::X86_64).unwrap(),
         };
         let disk = t.path().join("disk.raw");
         let e = write_root(&spec, &disk, &root, t.path()).unwrap_err();

@@ -1,17 +1,15 @@
-//! Writing a GUID partition table (with its protective MBR and backup) into a disk
-//! image file, for 512- or 4096-byte logical sectors. Written here rather than with
-//! sgdisk because sgdisk cannot lay out a 4K-sector table on a plain file.
+//! The GUID partition table of a disk image file (with gptman), for 512- or 4096-byte
+//! logical sectors, and the GUIDs derived from the build ID that make it reproducible.
+//! gptman rather than sgdisk: sgdisk cannot lay out a 4K-sector table on a plain file.
 
-use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::io::Write;
 
 use anyhow::{bail, Context, Result};
+use fs_err::File;
+use gptman::{GPTPartitionEntry, GPT};
 use sha2::{Digest, Sha256};
 
 pub const MIB: u64 = 1024 * 1024;
-const ENTRIES: u64 = 128;
-const ENTRY_SIZE: u64 = 128;
 
 /// A GUID as 16 bytes in GPT's on-disk (mixed-endian) order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,87 +70,30 @@ pub struct Partition {
     pub size: u64,
 }
 
-fn crc32(b: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(b);
-    h.finalize()
-}
-
-/// Write the GPT for `parts` on a disk of `disk_size` bytes with `sector`-byte sectors.
-pub fn write(
-    file: &mut File,
-    disk_size: u64,
-    sector: u64,
-    disk_guid: Guid,
-    parts: &[Partition],
-) -> Result<()> {
-    if !disk_size.is_multiple_of(sector) {
-        bail!("disk size {disk_size} is not a multiple of the sector size {sector}");
+/// Write the GPT for `parts` (and its protective MBR) on `file`, a whole disk with
+/// `sector`-byte sectors. The boot code area of the MBR is left as it is.
+pub fn write(file: &mut File, sector: u64, disk_guid: Guid, parts: &[Partition]) -> Result<()> {
+    let size = file.metadata().context("reading the disk's size")?.len();
+    if !size.is_multiple_of(sector) || size < MIB {
+        bail!("a disk of {size} bytes cannot hold a GPT with {sector}-byte sectors");
     }
-    let last_lba = disk_size / sector - 1;
-    let entry_sectors = (ENTRIES * ENTRY_SIZE).div_ceil(sector);
-    let first_usable = 2 + entry_sectors;
-    let last_usable = last_lba - entry_sectors - 1;
-
-    let mut entries = vec![0u8; (ENTRIES * ENTRY_SIZE) as usize];
-    for (i, p) in parts.iter().enumerate() {
+    let mut gpt = GPT::new_from(file, sector, disk_guid.0).context("laying out the GPT")?;
+    for (i, p) in (1..).zip(parts) {
         if !p.start.is_multiple_of(sector) || !p.size.is_multiple_of(sector) || p.size == 0 {
             bail!("partition {} is not sector-aligned", p.name);
         }
-        let (first, last) = (p.start / sector, (p.start + p.size) / sector - 1);
-        if first < first_usable || last > last_usable {
-            bail!("partition {} (sectors {first}..{last}) is outside the usable area {first_usable}..{last_usable}", p.name);
-        }
-        let e = &mut entries[i * ENTRY_SIZE as usize..(i + 1) * ENTRY_SIZE as usize];
-        e[0..16].copy_from_slice(&Guid::parse(p.type_guid)?.0);
-        e[16..32].copy_from_slice(&p.guid.0);
-        e[32..40].copy_from_slice(&first.to_le_bytes());
-        e[40..48].copy_from_slice(&last.to_le_bytes());
-        for (j, u) in p.name.encode_utf16().take(36).enumerate() {
-            e[56 + 2 * j..58 + 2 * j].copy_from_slice(&u.to_le_bytes());
-        }
+        gpt[i] = GPTPartitionEntry {
+            partition_type_guid: Guid::parse(p.type_guid)?.0,
+            unique_partition_guid: p.guid.0,
+            starting_lba: p.start / sector,
+            ending_lba: (p.start + p.size) / sector - 1,
+            attribute_bits: 0,
+            partition_name: p.name.as_str().into(),
+        };
     }
-    let entries_crc = crc32(&entries);
-
-    let header = |current: u64, backup: u64, entries_lba: u64| {
-        let mut h = vec![0u8; 92];
-        h[0..8].copy_from_slice(b"EFI PART");
-        h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
-        h[12..16].copy_from_slice(&92u32.to_le_bytes());
-        h[24..32].copy_from_slice(&current.to_le_bytes());
-        h[32..40].copy_from_slice(&backup.to_le_bytes());
-        h[40..48].copy_from_slice(&first_usable.to_le_bytes());
-        h[48..56].copy_from_slice(&last_usable.to_le_bytes());
-        h[56..72].copy_from_slice(&disk_guid.0);
-        h[72..80].copy_from_slice(&entries_lba.to_le_bytes());
-        h[80..84].copy_from_slice(&(ENTRIES as u32).to_le_bytes());
-        h[84..88].copy_from_slice(&(ENTRY_SIZE as u32).to_le_bytes());
-        h[88..92].copy_from_slice(&entries_crc.to_le_bytes());
-        let c = crc32(&h);
-        h[16..20].copy_from_slice(&c.to_le_bytes());
-        h
-    };
-
-    // Protective MBR: one 0xEE partition covering the disk (capped at 2^32-1 sectors).
-    let mut mbr = vec![0u8; 512];
-    let pe = &mut mbr[446..462];
-    pe[1..4].copy_from_slice(&[0x00, 0x02, 0x00]);
-    pe[4] = 0xEE;
-    pe[5..8].copy_from_slice(&[0xFF, 0xFF, 0xFF]);
-    pe[8..12].copy_from_slice(&1u32.to_le_bytes());
-    pe[12..16].copy_from_slice(&(last_lba.min(u32::MAX as u64) as u32).to_le_bytes());
-    mbr[510] = 0x55;
-    mbr[511] = 0xAA;
-
-    let at = |lba: u64| lba * sector;
-    file.write_all_at(&mbr, 0)
-        .context("writing the protective MBR")?;
-    file.write_all_at(&header(1, last_lba, 2), at(1))?;
-    file.write_all_at(&entries, at(2))?;
-    let backup_entries = last_lba - entry_sectors;
-    file.write_all_at(&entries, at(backup_entries))?;
-    file.write_all_at(&header(last_lba, 1, backup_entries), at(last_lba))?;
-    file.seek(SeekFrom::Start(0))?;
+    gpt.write_into(file)
+        .with_context(|| format!("writing the GPT ({} partitions)", parts.len()))?;
+    GPT::write_protective_mbr_into(file, sector).context("writing the protective MBR")?;
     file.flush()?;
     Ok(())
 }
@@ -160,6 +101,7 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cmdext::CommandRunExt;
 
     fn parts() -> Vec<Partition> {
         vec![
@@ -195,35 +137,38 @@ mod tests {
         let p = t.path().join("disk.img");
         let mut f = File::create(&p).unwrap();
         f.set_len(32 * MIB).unwrap();
-        write(&mut f, 32 * MIB, 512, Guid::derived("disk"), &parts()).unwrap();
+        write(&mut f, 512, Guid::derived("disk"), &parts()).unwrap();
         drop(f);
-        let out = std::process::Command::new("sgdisk")
+        let s = cmdext::command("sgdisk")
             .arg("-v")
             .arg(&p)
-            .output()
+            .run_get_string()
             .unwrap();
-        let s = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && s.contains("No problems found"),
-            "{s}"
-        );
-        let out = std::process::Command::new("sgdisk")
+        assert!(s.contains("No problems found"), "{s}");
+        let s = cmdext::command("sgdisk")
             .arg("-p")
             .arg(&p)
-            .output()
+            .run_get_string()
             .unwrap();
-        let s = String::from_utf8_lossy(&out.stdout);
         assert!(s.contains("EFI-SYSTEM") && s.contains("EF00"), "{s}");
+        assert!(s.contains("Sector size (logical): 512 bytes"), "{s}");
+        let mut mbr = [0u8; 512];
+        std::os::unix::fs::FileExt::read_exact_at(File::open(&p).unwrap().file(), &mut mbr, 0)
+            .unwrap();
+        assert_eq!((mbr[450], &mbr[510..]), (0xEE, &[0x55, 0xAA][..]));
     }
 
     #[test]
     fn misaligned_or_outside_partitions_are_refused() {
         let t = tempfile::tempdir().unwrap();
         let mut f = File::create(t.path().join("d")).unwrap();
+        assert!(write(&mut f, 4096, Guid::derived("d"), &parts()).is_err());
+        f.set_len(32 * MIB).unwrap();
         let mut p = parts();
         p[1].size = 40 * MIB;
-        assert!(write(&mut f, 32 * MIB, 4096, Guid::derived("d"), &p).is_err());
+        assert!(write(&mut f, 4096, Guid::derived("d"), &p).is_err());
+        f.set_len(64 * MIB).unwrap();
         p[1].size = 20 * MIB + 512;
-        assert!(write(&mut f, 64 * MIB, 4096, Guid::derived("d"), &p).is_err());
+        assert!(write(&mut f, 4096, Guid::derived("d"), &p).is_err());
     }
 }

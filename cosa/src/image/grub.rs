@@ -1,23 +1,23 @@
 //! GRUB for BIOS and UEFI without grub-install: images made with grub-mkimage from
 //! the OS content's GRUB modules (bootupd-style payload) or the host's, one grub.cfg
-//! on the boot partition generated from the BLS entries.
+//! on the boot partition rendered from the BLS entries with the templates shared
+//! with the live ISO.
 
-use std::fs;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use fs_err as fs;
+use fs_err::os::unix::fs::FileExt;
+use serde::Serialize;
 
 use super::sysroot::BlsEntry;
+use crate::arch::Arch;
 use cmdext::CommandRunExt;
 
 /// Where a stream ships its GRUB modules, relative to the deployment root.
 const PAYLOAD_DIR: &str = "usr/lib/bootupd/grub2";
 const HOST_DIR: &str = "/usr/lib/grub";
 
-/// Modules built into both images: enough to find the boot partition by label and
-/// boot Linux from ext4 or xfs, with a serial console.
 /// What every GRUB image of ours needs to find its config, show the menu and boot
 /// Linux (disk images and the live ISO alike).
 pub const MENU_MODULES: &[&str] = &[
@@ -43,57 +43,64 @@ pub const MENU_MODULES: &[&str] = &[
 /// grub.cfg uses.
 const DISK_MODULES: &[&str] = &["ext2", "xfs", "search_fs_uuid", "cat", "ls", "loadenv"];
 
-/// Found the boot partition by its label, then read its grub.cfg.
+/// Find the boot partition by its label, then read its grub.cfg.
 const EARLY_CFG: &str = "search --no-floppy --label boot --set root\nset prefix=($root)/grub2\nconfigfile ($root)/grub2/grub.cfg\n";
 
-#[derive(Debug, Clone, Copy)]
-pub enum Target {
-    Bios,
-    Efi,
+/// What an architecture's firmware boots, in GRUB's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Firmware {
+    /// grub-mkimage's format (and module directory) for UEFI.
+    pub efi_format: &'static str,
+    /// The removable-media name UEFI firmware looks for in `EFI/BOOT`.
+    pub efi_binary: &'static str,
+    /// grub-mkimage's format (and module directory) for BIOS, where there is a BIOS.
+    pub bios_format: Option<&'static str>,
 }
 
-impl Target {
-    fn format(self) -> &'static str {
-        match self {
-            Target::Bios => "i386-pc",
-            Target::Efi => "x86_64-efi",
+impl Firmware {
+    pub fn of(arch: Arch) -> Result<Firmware> {
+        match arch {
+            Arch::X86_64 => Ok(Firmware {
+                efi_format: "x86_64-efi",
+                efi_binary: "BOOTX64.EFI",
+                bios_format: Some("i386-pc"),
+            }),
+            Arch::Aarch64 => bail!("boot images for {arch} are not supported yet"),
         }
     }
 }
 
 /// The directory of GRUB modules for `target`: the deployment's payload if the OS ships
 /// one, else the host's (said in the log).
-pub fn modules_dir(deployment: &Path, target: Target) -> Result<PathBuf> {
-    let ours = deployment.join(PAYLOAD_DIR).join(target.format());
+pub fn modules_dir(deployment: &Path, format: &str) -> Result<PathBuf> {
+    let ours = deployment.join(PAYLOAD_DIR).join(format);
     if ours.join("moddep.lst").exists() {
         return Ok(ours);
     }
-    let host = Path::new(HOST_DIR).join(target.format());
+    let host = Path::new(HOST_DIR).join(format);
     if host.join("moddep.lst").exists() {
         tracing::info!(
-            "the OS ships no GRUB {} payload; using the host's {}",
-            target.format(),
+            "the OS ships no GRUB {format} payload; using the host's {}",
             host.display()
         );
         return Ok(host);
     }
     bail!(
-        "no GRUB {} modules in the OS ({}) nor on the host ({})",
-        target.format(),
+        "no GRUB {format} modules in the OS ({}) nor on the host ({})",
         ours.display(),
         host.display()
     )
 }
 
-/// Build a disk image's GRUB image (core.img for BIOS, BOOTX64.EFI for UEFI).
-pub fn mkimage(modules: &Path, target: Target, out: &Path) -> Result<()> {
+/// Build a disk image's GRUB image of `format` (core.img for BIOS, the EFI binary for UEFI).
+pub fn mkimage(modules: &Path, format: &str, bios: bool, out: &Path) -> Result<()> {
     let early = out.with_extension("early.cfg");
     fs::write(&early, EARLY_CFG)?;
     let mut mods: Vec<&str> = [MENU_MODULES, DISK_MODULES].concat();
-    if let Target::Bios = target {
+    if bios {
         mods.push("biosdisk");
     }
-    grub_mkimage(modules, target.format(), &early, "/grub2", &mods, out)?;
+    grub_mkimage(modules, format, &early, "/grub2", &mods, out)?;
     fs::remove_file(&early)?;
     Ok(())
 }
@@ -108,7 +115,7 @@ pub fn grub_mkimage(
     modules: &[&str],
     out: &Path,
 ) -> Result<()> {
-    Command::new("grub-mkimage")
+    cmdext::command("grub-mkimage")
         .args(["-O", format, "-d"])
         .arg(modules_dir)
         .arg("-o")
@@ -124,8 +131,8 @@ pub fn grub_mkimage(
 /// Install BIOS GRUB without grub-install: core.img into the BIOS-BOOT partition at
 /// sector `start`, boot.img's code into the MBR, both patched to find each other.
 pub fn install_bios(disk: &fs::File, modules: &Path, core: &Path, start: u64) -> Result<()> {
-    let mut core = fs::read(core).context("reading core.img")?;
-    let boot = fs::read(modules.join("boot.img")).context("reading boot.img")?;
+    let mut core = fs::read(core)?;
+    let boot = fs::read(modules.join("boot.img"))?;
     if boot.len() != 512 || core.len() < 512 {
         bail!("unexpected GRUB boot.img/core.img sizes");
     }
@@ -149,46 +156,136 @@ pub fn install_bios(disk: &fs::File, modules: &Path, core: &Path, start: u64) ->
     Ok(())
 }
 
-/// grub.cfg from BLS entries, with the platform's GRUB commands first. The first-boot
-/// stamp `/ignition.firstboot` on the boot partition adds `ignition.firstboot`.
-pub fn grub_cfg(entries: &[BlsEntry], grub_commands: &[String]) -> String {
-    let mut s = String::from("# Generated by cosa from the BLS entries in /loader/entries.\n");
-    // Defaults first, so a platform's commands can change them (e.g. no menu wait in VMs).
-    s.push_str("set timeout=1\nset default=0\n");
-    for c in grub_commands {
-        s.push_str(c);
-        s.push('\n');
-    }
-    s.push_str("set ignition_firstboot=\"\"\nif [ -f ($root)/ignition.firstboot ]; then\n  set ignition_firstboot=\"ignition.firstboot\"\nfi\n");
-    for e in entries {
-        s.push_str(&format!(
-            "menuentry '{}' {{\n  linux {} {} $ignition_firstboot\n  initrd {}\n}}\n",
-            e.title.replace('\'', ""),
-            e.linux,
-            e.options,
-            e.initrd
-        ));
-    }
-    s
+/// The grub.cfg templates, shared by disk images and the live ISO: a base with the
+/// menu entries, and one child per medium for what comes before them.
+fn templates() -> Result<tera::Tera> {
+    let mut t = tera::Tera::new();
+    // GRUB script, not HTML.
+    t.autoescape_on(Vec::<&str>::new());
+    t.add_raw_templates([
+        ("grub-base.cfg", include_str!("templates/grub-base.cfg")),
+        ("grub-disk.cfg", include_str!("templates/grub-disk.cfg")),
+        ("grub-live.cfg", include_str!("templates/grub-live.cfg")),
+    ])
+    .context("parsing the grub.cfg templates")?;
+    Ok(t)
+}
+
+/// One `menuentry` of a grub.cfg.
+#[derive(Debug, Serialize)]
+pub struct MenuEntry<'a> {
+    pub title: String,
+    pub linux: &'a str,
+    pub options: String,
+    pub initrd: &'a str,
+}
+
+/// `title` without the quotes that would end GRUB's quoted string.
+pub fn menu_title(title: &str) -> String {
+    title.replace('\'', "")
+}
+
+/// What a grub.cfg template is rendered from.
+#[derive(Debug, Serialize)]
+pub struct Menu<'a> {
+    /// Who wrote it, for the header comment.
+    pub generated_by: &'a str,
+    /// The platform's GRUB commands.
+    pub commands: &'a [String],
+    pub entries: Vec<MenuEntry<'a>>,
+    /// The GRUB variable appended to every entry's kernel arguments.
+    pub kargs_var: &'a str,
+    /// The live ISO's kargs area (live only).
+    pub kargs_area: Option<&'a str>,
+}
+
+/// Render `template` (`grub-disk.cfg` or `grub-live.cfg`) for `menu`.
+pub fn render(template: &str, menu: &Menu) -> Result<String> {
+    let ctx = tera::Context::from_serialize(menu).context("grub.cfg context")?;
+    templates()?
+        .render(template, &ctx)
+        .with_context(|| format!("rendering {template}"))
+}
+
+/// grub.cfg from BLS entries, with the platform's GRUB commands after the defaults.
+/// The first-boot stamp `/ignition.firstboot` on the boot partition adds `ignition.firstboot`.
+pub fn grub_cfg(entries: &[BlsEntry], grub_commands: &[String]) -> Result<String> {
+    let menu = Menu {
+        generated_by: "from the BLS entries in /loader/entries",
+        commands: grub_commands,
+        entries: entries
+            .iter()
+            .map(|e| MenuEntry {
+                title: menu_title(&e.title),
+                linux: &e.linux,
+                options: e.options.clone(),
+                initrd: &e.initrd,
+            })
+            .collect(),
+        kargs_var: "ignition_firstboot",
+        kargs_area: None,
+    };
+    render("grub-disk.cfg", &menu)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn cfg_has_entries_and_platform_commands() {
-        let e = BlsEntry {
-            title: "Demo 1 (ostree:0)".into(),
-            options: "root=LABEL=root rw".into(),
-            linux: "/ostree/x/vmlinuz".into(),
-            initrd: "/ostree/x/initramfs.img".into(),
+    fn entry(n: u32) -> BlsEntry {
+        BlsEntry {
+            title: format!("Demo's {n} (ostree:{n})"),
+            options: format!("root=LABEL=root rw ostree=/ostree/boot.1/demo/{n}"),
+            linux: format!("/ostree/{n}/vmlinuz"),
+            initrd: format!("/ostree/{n}/initramfs.img"),
             ..Default::default()
-        };
-        let c = grub_cfg(&[e], &["serial --speed=115200".into()]);
-        assert!(c.starts_with("# Generated"));
-        assert!(c.contains("serial --speed=115200\n"));
-        assert!(c.contains("linux /ostree/x/vmlinuz root=LABEL=root rw $ignition_firstboot"));
-        assert!(c.contains("initrd /ostree/x/initramfs.img"));
+        }
+    }
+
+    #[test]
+    fn disk_cfg_is_what_cosa_always_wrote() {
+        let c = grub_cfg(
+            &[entry(0), entry(1)],
+            &["serial --speed=115200".into(), "set timeout=0".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            "# Generated by cosa from the BLS entries in /loader/entries.
+set timeout=1
+set default=0
+serial --speed=115200
+set timeout=0
+set ignition_firstboot=\"\"
+if [ -f ($root)/ignition.firstboot ]; then
+  set ignition_firstboot=\"ignition.firstboot\"
+fi
+menuentry 'Demos 0 (ostree:0)' {
+  linux /ostree/0/vmlinuz root=LABEL=root rw ostree=/ostree/boot.1/demo/0 $ignition_firstboot
+  initrd /ostree/0/initramfs.img
+}
+menuentry 'Demos 1 (ostree:1)' {
+  linux /ostree/1/vmlinuz root=LABEL=root rw ostree=/ostree/boot.1/demo/1 $ignition_firstboot
+  initrd /ostree/1/initramfs.img
+}
+"
+        );
+        let c = grub_cfg(&[entry(0)], &[]).unwrap();
+        assert!(
+            c.contains("set default=0\nset ignition_firstboot=\"\"\n"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn firmware_is_known_for_x86_64_only() {
+        let f = Firmware::of(Arch::X86_64).unwrap();
+        assert_eq!(f.bios_format, Some("i386-pc"));
+        assert_eq!(f.efi_binary, "BOOTX64.EFI");
+        let e = Firmware::of(Arch::Aarch64).unwrap_err().to_string();
+        assert!(
+            e.contains("aarch64") && e.contains("not supported yet"),
+            "{e}"
+        );
     }
 }

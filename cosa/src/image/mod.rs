@@ -2,26 +2,114 @@
 //! deployed from the build's commit, one base disk shared by the platforms (plus a
 //! 4K-sector one for metal4k), then a boot filesystem and a format per platform.
 
+pub mod compress;
 pub mod disk;
 pub mod gpt;
 pub mod grub;
 pub mod platform;
 pub mod sysroot;
 
-use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use fs_err as fs;
 
+use crate::arch::Arch;
 use crate::builds::artifact::{self, Artifact, BuiltImage};
 use crate::builds::{History, Meta, Workdir};
-use crate::config::image::{platform_ext, ImageConfig, Platforms};
+use crate::config::image::{ImageConfig, Platforms};
+use crate::platform::Platform;
+use disk::DiskSpec;
+use grub::Firmware;
 
-pub struct ImageRequest<'a> {
+/// What the image stage makes.
+pub struct ImageOptions<'a> {
+    /// Build ID (default: the latest build).
     pub build: Option<&'a str>,
-    pub platforms: &'a [String],
+    pub platforms: &'a [Platform],
+    /// Rebuild images the build already has.
     pub force: bool,
+    pub arch: Arch,
+}
+
+/// A made image: its meta.json key, the file in the scratch dir, its description.
+type Made = (String, PathBuf, Artifact);
+
+/// Make the requested platforms' images for a build and record them in its meta.json.
+pub fn build_images(wd: &Workdir, opts: &ImageOptions) -> Result<Vec<BuiltImage>> {
+    if opts.platforms.is_empty() {
+        bail!("no platform given");
+    }
+    let _lock = wd.lock("image build", true)?;
+    let history = History::new(wd.builds_dir());
+    let id = history.resolve_id(opts.build)?;
+    let build_dir = history.build_dir(&id, opts.arch.name());
+    let meta_path = build_dir.join("meta.json");
+
+    let meta = Meta::load(&meta_path)?;
+    let (mut results, todo) = already_built(&meta, opts);
+    if todo.is_empty() {
+        return Ok(results);
+    }
+    let firmware = Firmware::of(opts.arch)?;
+    commit_kernel(&wd.repo_path(), &meta.ostree_commit)?;
+    ensure_ostree_image(wd, &id, opts.arch)?;
+    // Reloaded: making the OCI archive recorded it.
+    let mut meta = Meta::load(&meta_path)?;
+    let config_dir = wd.config_dir();
+    let img = load_image_config(&config_dir)?;
+    let platforms = Platforms::load(&config_dir)?;
+
+    let scratch = wd.tmp_dir().join(format!("images-{id}"));
+    sysroot::remove_tree(&scratch)?;
+    fs::create_dir_all(&scratch)?;
+    let tree = deploy_tree(wd, &meta, &img, &scratch)?;
+    let job = Job {
+        meta: &meta,
+        arch: opts.arch,
+        firmware,
+        size: match img.size {
+            Some(gb) => gb * 1024 * gpt::MIB,
+            None => disk::default_size(disk::tree_bytes(&tree.root)?),
+        },
+        img: &img,
+        platforms: &platforms,
+        tree: &tree,
+        scratch: &scratch,
+    };
+    let bases = job.base_disks(&todo)?;
+    let made = job.platform_images(todo, &bases)?;
+
+    // Move the finished artifacts in, then record them: meta.json is written last.
+    results.extend(artifact::install(&build_dir, &mut meta, made)?);
+    meta.save(&meta_path)?;
+    sysroot::remove_tree(&scratch)?;
+    Ok(results)
+}
+
+/// Split the request into the images the build has (kept unless forced) and those to make.
+fn already_built(meta: &Meta, opts: &ImageOptions) -> (Vec<BuiltImage>, Vec<Platform>) {
+    let mut kept = Vec::new();
+    let mut todo = Vec::new();
+    for &p in opts.platforms {
+        match meta.images.get(p.name()) {
+            Some(image) if !opts.force => {
+                tracing::info!(
+                    "{p}: already built for {} (--force to rebuild)",
+                    meta.buildid
+                );
+                kept.push(BuiltImage {
+                    name: p.name().to_string(),
+                    built: false,
+                    image: image.clone(),
+                });
+            }
+            _ => todo.push(p),
+        }
+    }
+    (kept, todo)
 }
 
 /// The kernel version the build's commit boots, or a clear error if it has none.
@@ -34,201 +122,11 @@ fn commit_kernel(repo: &Path, commit: &str) -> Result<String> {
     }
 }
 
-pub fn artifact_name(meta: &Meta, platform: &str, arch: &str) -> Result<String> {
-    let (name, id) = (&meta.name, &meta.buildid);
-    Ok(format!(
-        "{name}-{id}-{platform}.{arch}.{}",
-        platform_ext(platform)?
-    ))
-}
-
-pub fn build_images(wd: &Workdir, req: &ImageRequest) -> Result<Vec<BuiltImage>> {
-    if req.platforms.is_empty() {
-        bail!("no platform given");
-    }
-    for p in req.platforms {
-        platform_ext(p)?;
-    }
-    let _lock = wd.lock("image build", true)?;
-    let history = History::new(wd.builds_dir());
-    let arch = crate::arch::Arch::host()?.name();
-    let id = history.resolve_id(req.build)?;
-    let build_dir = history.build_dir(&id, arch);
-    let meta_path = build_dir.join("meta.json");
-    let meta = Meta::load(&meta_path)?;
-    let commit = meta.ostree_commit.clone();
-
-    let mut results = Vec::new();
-    let mut todo = Vec::new();
-    for p in req.platforms {
-        match meta.images.get(p) {
-            Some(v) if !req.force => {
-                tracing::info!("{p}: already built for {id} (--force to rebuild)");
-                results.push(BuiltImage {
-                    name: p.clone(),
-                    built: false,
-                    image: v.clone(),
-                });
-            }
-            _ => todo.push(p.clone()),
-        }
-    }
-    if todo.is_empty() {
-        return Ok(results);
-    }
-    commit_kernel(&wd.repo_path(), &commit)?;
-    ensure_ostree_image(wd, &id)?;
-    let mut meta = Meta::load(&meta_path)?;
-    let config_dir = wd.config_dir();
-    let img = ImageConfig::load(&config_dir)?;
-    if !img.unsupported_keys().is_empty() {
-        tracing::warn!(
-            "image.yaml keys cosa does not act on: {}",
-            img.unsupported_keys().join(", ")
-        );
-    }
-    let platforms = Platforms::load(&config_dir)?;
-    let timestamp = meta.ostree_timestamp_secs();
-
-    let scratch = wd.tmp_dir().join(format!("images-{id}"));
-    sysroot::remove_tree(&scratch)?;
-    fs::create_dir_all(&scratch)?;
-
-    tracing::info!("deploying {commit} into a sysroot");
-    let stateroot = meta.name.clone();
-    let refspec = format!(
-        "{}:{}",
-        img.ostree_remote.as_deref().unwrap_or(&stateroot),
-        meta.ostree_ref.as_deref().unwrap_or("cosa")
-    );
-    let mut kargs = vec!["root=LABEL=root".to_string(), "rw".to_string()];
-    kargs.extend(img.extra_kargs.iter().cloned());
-    let sr = sysroot::deploy(
-        &wd.repo_path(),
-        &commit,
-        &refspec,
-        &stateroot,
-        &kargs,
-        &scratch.join("sysroot"),
-    )?;
-    let (bootdir, rootdir) = disk::split_sysroot(&sr.dir, &scratch)?;
-    let deployment = sysroot::deployment_dir(&rootdir, &stateroot)?;
-    let size = match img.size {
-        Some(gb) => gb * 1024 * gpt::MIB,
-        None => disk::default_size(disk::tree_bytes(&rootdir)?),
-    };
-
-    // One base disk per sector size the requested platforms need. The 4K one is
-    // re-laid from the 512-byte one when both are needed: same filesystems.
-    let spec_for = |sector| disk::DiskSpec {
-        seed: &id,
-        size,
-        sector,
-        rootfs: img.rootfs,
-        timestamp,
-    };
-    let sector_of = |p: &str| if p == "metal4k" { 4096 } else { 512 };
-    let mut bases: Vec<(u64, PathBuf)> = Vec::new();
-    for sector in [512u64, 4096] {
-        if !todo.iter().any(|p| sector_of(p) == sector) {
-            continue;
-        }
-        let spec = spec_for(sector);
-        let out = scratch.join(format!("base-{sector}.raw"));
-        let t0 = Instant::now();
-        match bases.first() {
-            Some((512, base512)) if sector == 4096 => {
-                disk::relayout_4k(&spec, base512, &out, &scratch)?;
-            }
-            _ => {
-                tracing::info!(
-                    "making the base disk ({} MiB, {sector}-byte sectors)",
-                    size >> 20
-                );
-                disk::build(&spec, &bootdir, &rootdir, &deployment, &out, &scratch)?;
-            }
-        }
-        tracing::info!(
-            "base disk ({sector}-byte sectors) made in {:.2} s",
-            t0.elapsed().as_secs_f64()
-        );
-        bases.push((sector, out));
-    }
-
-    tracing::info!(
-        "making {} platform image(s): {}",
-        todo.len(),
-        todo.join(", ")
-    );
-    // Longest first, so that two cores are not left with one long job at the end.
-    todo.sort_by_key(|p| std::cmp::Reverse(platform_cost(p)));
-    let make = |p: &String| -> Result<(String, PathBuf, Artifact)> {
-        let sector = sector_of(p);
-        let base = &bases
-            .iter()
-            .find(|(s, _)| *s == sector)
-            .context("base disk")?
-            .1;
-        let spec = spec_for(sector);
-        let t0 = Instant::now();
-        let raw =
-            platform::platform_raw(&spec, base, &bootdir, p, &platforms.get(arch, p), &scratch)
-                .with_context(|| format!("making the {p} image"))?;
-        let t1 = Instant::now();
-        let out = scratch.join(artifact_name(&meta, p, arch)?);
-        platform::convert(p, &raw, &out)?;
-        let _ = fs::remove_file(&raw);
-        let t2 = Instant::now();
-        let image = Artifact::of(&out)?;
-        tracing::info!(
-            "{p}: disk {:.2} s, {} {:.2} s, sha256 {:.2} s",
-            (t1 - t0).as_secs_f64(),
-            platform_ext(p)?,
-            (t2 - t1).as_secs_f64(),
-            t2.elapsed().as_secs_f64()
-        );
-        Ok((p.clone(), out, image))
-    };
-    // FIFO spawns start the jobs in that order (par_iter would split the list in halves).
-    let slots: Vec<std::sync::Mutex<Option<Result<_>>>> =
-        todo.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    rayon::scope_fifo(|s| {
-        for (p, slot) in todo.iter().zip(&slots) {
-            let make = &make;
-            s.spawn_fifo(move |_| *slot.lock().unwrap() = Some(make(p)));
-        }
-    });
-    let made = slots
-        .into_iter()
-        .map(|s| {
-            s.into_inner()
-                .unwrap()
-                .context("an image job did not run")?
-        })
-        .collect::<Result<Vec<_>>>()?;
-
-    // Move the finished artifacts in, then record them: meta.json is written last.
-    results.extend(artifact::install(&build_dir, &mut meta, made)?);
-    meta.save(&meta_path)?;
-    sysroot::remove_tree(&scratch)?;
-    Ok(results)
-}
-
-/// Relative cost of a platform's own work (its conversion, and the sha256 of what
-/// it publishes: a raw disk is hashed whole), for scheduling.
-fn platform_cost(platform: &str) -> u32 {
-    match platform {
-        "gcp" | "aws" => 3,                 // compression of the disk's data
-        "azure" | "metal" | "metal4k" => 2, // sha256 of the whole virtual size
-        _ => 1,
-    }
-}
-
 /// meta.json's schema wants `images.ostree` wherever `images` exists: make the
 /// build's OCI archive first if it has none. The caller holds the workdir lock.
-pub fn ensure_ostree_image(wd: &Workdir, id: &str) -> Result<()> {
+pub fn ensure_ostree_image(wd: &Workdir, id: &str, arch: Arch) -> Result<()> {
     let history = History::new(wd.builds_dir());
-    let meta = history.load_meta(id, crate::arch::Arch::host()?.name())?;
+    let meta = history.load_meta(id, arch.name())?;
     if !meta.images.contains_key("ostree") {
         tracing::info!("build {id} has no OCI archive (images.ostree) yet: making it first");
         let req = crate::oci::archive::ContainerRequest {
@@ -239,4 +137,176 @@ pub fn ensure_ostree_image(wd: &Workdir, id: &str) -> Result<()> {
         crate::oci::archive::build_container(wd, id, &req)?;
     }
     Ok(())
+}
+
+/// `image.yaml`, with a warning naming the keys cosa does not act on.
+fn load_image_config(config_dir: &Path) -> Result<ImageConfig> {
+    let img = ImageConfig::load(config_dir)?;
+    if !img.unsupported_keys().is_empty() {
+        tracing::warn!(
+            "image.yaml keys cosa does not act on: {}",
+            img.unsupported_keys().join(", ")
+        );
+    }
+    Ok(img)
+}
+
+/// The deployed tree, split into what goes on the boot and the root partitions.
+struct Tree {
+    boot: PathBuf,
+    root: PathBuf,
+    /// The deployment's root inside `root` (for its GRUB payload).
+    deployment: PathBuf,
+}
+
+/// Deploy the build's commit into a sysroot in `scratch` and split it.
+fn deploy_tree(wd: &Workdir, meta: &Meta, img: &ImageConfig, scratch: &Path) -> Result<Tree> {
+    let commit = &meta.ostree_commit;
+    tracing::info!("deploying {commit} into a sysroot");
+    let stateroot = &meta.name;
+    let refspec = format!(
+        "{}:{}",
+        img.ostree_remote.as_deref().unwrap_or(stateroot),
+        meta.ostree_ref.as_deref().unwrap_or("cosa")
+    );
+    let mut kargs = vec!["root=LABEL=root".to_string(), "rw".to_string()];
+    kargs.extend(img.extra_kargs.iter().cloned());
+    let sr = sysroot::deploy(
+        &wd.repo_path(),
+        commit,
+        &refspec,
+        stateroot,
+        &kargs,
+        &scratch.join("sysroot"),
+    )?;
+    let (boot, root) = disk::split_sysroot(&sr.dir, scratch)?;
+    let deployment = sysroot::deployment_dir(&root, stateroot)?;
+    Ok(Tree {
+        boot,
+        root,
+        deployment,
+    })
+}
+
+/// What the disk steps share, once the tree is deployed.
+struct Job<'a> {
+    meta: &'a Meta,
+    arch: Arch,
+    firmware: Firmware,
+    /// The disk size in bytes.
+    size: u64,
+    img: &'a ImageConfig,
+    platforms: &'a Platforms,
+    tree: &'a Tree,
+    scratch: &'a Path,
+}
+
+impl Job<'_> {
+    fn spec(&self, sector: u64) -> DiskSpec<'_> {
+        DiskSpec {
+            seed: &self.meta.buildid,
+            size: self.size,
+            sector,
+            rootfs: self.img.rootfs,
+            timestamp: self.meta.ostree_timestamp_secs(),
+            firmware: self.firmware,
+        }
+    }
+
+    /// One base disk per sector size the platforms need. The 4K one is re-laid from
+    /// the 512-byte one when both are needed: same filesystems.
+    fn base_disks(&self, todo: &[Platform]) -> Result<Vec<(u64, PathBuf)>> {
+        let mut bases: Vec<(u64, PathBuf)> = Vec::new();
+        for sector in [512u64, 4096] {
+            if !todo.iter().any(|p| p.sector_size() == sector) {
+                continue;
+            }
+            let spec = self.spec(sector);
+            let out = self.scratch.join(format!("base-{sector}.raw"));
+            let t0 = Instant::now();
+            match bases.first() {
+                Some((512, base512)) if sector == 4096 => {
+                    disk::relayout_4k(&spec, base512, &out, self.scratch)?;
+                }
+                _ => {
+                    tracing::info!(
+                        "making the base disk ({} MiB, {sector}-byte sectors)",
+                        self.size >> 20
+                    );
+                    let t = self.tree;
+                    disk::build(&spec, &t.boot, &t.root, &t.deployment, &out, self.scratch)?;
+                }
+            }
+            tracing::info!(
+                "base disk ({sector}-byte sectors) made in {:.2} s",
+                t0.elapsed().as_secs_f64()
+            );
+            bases.push((sector, out));
+        }
+        Ok(bases)
+    }
+
+    /// Every platform's image from its base disk, in parallel, longest first.
+    fn platform_images(
+        &self,
+        mut todo: Vec<Platform>,
+        bases: &[(u64, PathBuf)],
+    ) -> Result<Vec<Made>> {
+        let names: Vec<&str> = todo.iter().map(|p| p.name()).collect();
+        tracing::info!(
+            "making {} platform image(s): {}",
+            todo.len(),
+            names.join(", ")
+        );
+        // Longest first, so that two cores are not left with one long job at the end.
+        todo.sort_by_key(|p| std::cmp::Reverse(p.cost()));
+        // FIFO spawns start the jobs in that order (par_iter would split the list in halves).
+        let slots: Vec<Mutex<Option<Result<Made>>>> =
+            todo.iter().map(|_| Mutex::new(None)).collect();
+        rayon::scope_fifo(|s| {
+            for (&p, slot) in todo.iter().zip(&slots) {
+                s.spawn_fifo(move |_| {
+                    let made = self.platform_image(p, bases);
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(made);
+                });
+            }
+        });
+        slots
+            .into_iter()
+            .map(|s| {
+                s.into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .context("an image job did not run")?
+            })
+            .collect()
+    }
+
+    /// One platform's image: its raw disk, converted to its format and described.
+    fn platform_image(&self, p: Platform, bases: &[(u64, PathBuf)]) -> Result<Made> {
+        let sector = p.sector_size();
+        let base = &bases
+            .iter()
+            .find(|(s, _)| *s == sector)
+            .with_context(|| format!("no {sector}-byte base disk for {p}"))?
+            .1;
+        let spec = self.spec(sector);
+        let cfg = self.platforms.get(self.arch, p);
+        let t0 = Instant::now();
+        let raw = platform::platform_raw(&spec, base, &self.tree.boot, p, &cfg, self.scratch)
+            .with_context(|| format!("making the {p} image"))?;
+        let t1 = Instant::now();
+        let out = self.scratch.join(p.artifact_name(self.meta, self.arch));
+        platform::convert(p, &raw, &out)?;
+        let _ = fs::remove_file(&raw);
+        let t2 = Instant::now();
+        let image = Artifact::of(&out)?;
+        tracing::info!(
+            "{p}: disk {:.2} s, {} {:.2} s, sha256 {:.2} s",
+            (t1 - t0).as_secs_f64(),
+            p.extension(),
+            (t2 - t1).as_secs_f64(),
+            t2.elapsed().as_secs_f64()
+        );
+        Ok((p.name().to_string(), out, image))
+    }
 }

@@ -1,27 +1,21 @@
 //! Per-platform images: the base disk with the platform's kernel arguments and GRUB
 //! commands in its boot filesystem, converted to the platform's format.
 
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result};
+use cmdext::{command, CommandRunExt};
+use fs_err as fs;
 
 use super::disk::{self, DiskSpec};
 use super::grub;
 use super::sysroot::BlsEntry;
 use crate::config::image::PlatformConfig;
-use cmdext::CommandRunExt;
+use crate::platform::{Conversion, Platform};
 
 /// Kernel arguments a platform's image boots with, after the image-wide ones.
-pub fn platform_kargs(platform: &str, cfg: &PlatformConfig) -> Vec<String> {
-    // metal4k is metal on a 4K disk: Ignition knows it as metal.
-    let id = if platform == "metal4k" {
-        "metal"
-    } else {
-        platform
-    };
-    let mut k = vec![format!("ignition.platform.id={id}")];
+pub fn platform_kargs(platform: Platform, cfg: &PlatformConfig) -> Vec<String> {
+    let mut k = vec![format!("ignition.platform.id={}", platform.ignition_id())];
     k.extend(cfg.kernel_arguments.iter().cloned());
     k
 }
@@ -31,13 +25,13 @@ pub fn platform_kargs(platform: &str, cfg: &PlatformConfig) -> Vec<String> {
 fn platform_bootdir(
     base: &Path,
     dest: &Path,
-    platform: &str,
+    platform: Platform,
     cfg: &PlatformConfig,
 ) -> Result<Vec<BlsEntry>> {
     if dest.exists() {
         fs::remove_dir_all(dest)?;
     }
-    Command::new("cp")
+    command("cp")
         .arg("-al")
         .arg(base)
         .arg(dest)
@@ -60,7 +54,7 @@ fn platform_bootdir(
     let _ = fs::remove_file(dest.join("grub2/grub.cfg"));
     fs::write(
         dest.join("grub2/grub.cfg"),
-        grub::grub_cfg(&entries, &cfg.grub_commands),
+        grub::grub_cfg(&entries, &cfg.grub_commands)?,
     )?;
     fs::write(dest.join("ignition.firstboot"), "")?;
     Ok(entries)
@@ -71,12 +65,12 @@ pub fn platform_raw(
     spec: &DiskSpec,
     base_disk: &Path,
     base_bootdir: &Path,
-    platform: &str,
+    platform: Platform,
     cfg: &PlatformConfig,
     scratch: &Path,
 ) -> Result<PathBuf> {
     let raw = scratch.join(format!("{platform}.raw"));
-    Command::new("cp")
+    command("cp")
         .arg("--sparse=always")
         .arg(base_disk)
         .arg(&raw)
@@ -90,49 +84,42 @@ pub fn platform_raw(
 }
 
 /// Convert a platform's raw disk into its published format at `out`.
-pub fn convert(platform: &str, raw: &Path, out: &Path) -> Result<()> {
-    let qemu_img = |fmt: &str, opts: &str| -> Result<()> {
-        Command::new("qemu-img")
-            .args(["convert", "-f", "raw", "-O", fmt, "-o", opts])
+pub fn convert(platform: Platform, raw: &Path, out: &Path) -> Result<()> {
+    match platform.conversion() {
+        Conversion::Raw => fs::rename(raw, out)?,
+        Conversion::QemuImg { format, options } => command("qemu-img")
+            .args(["convert", "-f", "raw", "-O", format, "-o", options])
             .arg(raw)
             .arg(out)
             .run()
-            .with_context(|| format!("converting the {platform} image to {fmt}"))
-    };
-    match platform {
-        "qemu" => qemu_img("qcow2", "compat=1.1")?,
-        "metal" | "metal4k" => fs::rename(raw, out)?,
-        "aws" => qemu_img(
-            "vmdk",
-            "adapter_type=lsilogic,subformat=streamOptimized,compat6",
-        )?,
-        // Fixed VHD; force_size keeps the virtual size exactly the (whole-MiB) raw size.
-        "azure" => qemu_img("vpc", "subformat=fixed,force_size=on")?,
-        "gcp" => {
-            let dir = raw.parent().context("raw has no parent")?;
-            let disk_raw = dir
-                .join(format!("gcp-{}", std::process::id()))
-                .join("disk.raw");
-            fs::create_dir_all(disk_raw.parent().unwrap())?;
-            fs::rename(raw, &disk_raw)?;
-            Command::new("tar")
-                .args([
-                    "--format=oldgnu",
-                    "--sparse",
-                    "--owner=0",
-                    "--group=0",
-                    "--numeric-owner",
-                    "-czf",
-                ])
-                .arg(out)
-                .arg("-C")
-                .arg(disk_raw.parent().unwrap())
-                .arg("disk.raw")
-                .run()
-                .context("making the GCP tarball")?;
-            fs::remove_dir_all(disk_raw.parent().unwrap())?;
-        }
-        other => anyhow::bail!("no conversion for platform {other}"),
+            .with_context(|| format!("converting the {platform} image to {format}"))?,
+        Conversion::GzipTarDiskRaw => gzip_tar_disk_raw(raw, out)?,
     }
+    Ok(())
+}
+
+/// `raw` as `disk.raw` in a gzipped tar at `out`: oldgnu format, where sparse files
+/// are stored as such, with no owner names.
+fn gzip_tar_disk_raw(raw: &Path, out: &Path) -> Result<()> {
+    let parent = raw.parent().context("raw has no parent")?;
+    let dir = parent.join(format!("gcp-{}", std::process::id()));
+    fs::create_dir_all(&dir)?;
+    fs::rename(raw, dir.join("disk.raw"))?;
+    command("tar")
+        .args([
+            "--format=oldgnu",
+            "--sparse",
+            "--owner=0",
+            "--group=0",
+            "--numeric-owner",
+            "-czf",
+        ])
+        .arg(out)
+        .arg("-C")
+        .arg(&dir)
+        .arg("disk.raw")
+        .run()
+        .context("making the GCP tarball")?;
+    fs::remove_dir_all(&dir)?;
     Ok(())
 }

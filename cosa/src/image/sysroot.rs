@@ -2,13 +2,12 @@
 //! first boot would have it (init-fs, os-init, pull-local, deploy with kernel args),
 //! with the BLS entry ostree writes.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-
-use cmdext::CommandRunExt;
+use cmdext::{command, CommandRunExt};
+use fs_err as fs;
 
 pub struct Sysroot {
     pub dir: PathBuf,
@@ -73,16 +72,17 @@ pub fn remove_tree(dir: &Path) -> Result<()> {
                 .and_then(|d| d.file_name())
                 .is_some_and(|n| n == "deploy");
         if is_deployment {
-            Command::new("chattr").arg("-i").arg(p).run()?;
+            command("chattr").arg("-i").arg(p).run()?;
         }
     }
-    fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
+    fs::remove_dir_all(dir)?;
+    Ok(())
 }
 
 /// The one deployment directory in a sysroot's stateroot.
 pub fn deployment_dir(sysroot: &Path, stateroot: &str) -> Result<PathBuf> {
     let d = sysroot.join("ostree/deploy").join(stateroot).join("deploy");
-    for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+    for e in fs::read_dir(&d)? {
         let p = e?.path();
         if p.is_dir() {
             return Ok(p);
@@ -92,7 +92,7 @@ pub fn deployment_dir(sysroot: &Path, stateroot: &str) -> Result<PathBuf> {
 }
 
 fn ostree(args: &[&str]) -> Command {
-    let mut c = Command::new("ostree");
+    let mut c = command("ostree");
     c.args(args);
     c
 }
@@ -135,16 +135,14 @@ pub fn deploy(
     ];
     deploy.extend(kargs.iter().map(|k| format!("--karg={k}")));
     deploy.push(refspec.to_string());
-    Command::new("ostree")
+    command("ostree")
         .args(&deploy)
         .run()
         .with_context(|| format!("deploying {commit}"))?;
     // The deployment's kernel must be there: a commit without one cannot boot.
     let entries_dir = dest.join("boot/loader/entries");
     let mut bls = Vec::new();
-    for e in
-        fs::read_dir(&entries_dir).with_context(|| format!("reading {}", entries_dir.display()))?
-    {
+    for e in fs::read_dir(&entries_dir)? {
         let e = e?;
         bls.push(BlsEntry::parse(&fs::read_to_string(e.path())?));
     }

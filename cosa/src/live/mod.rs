@@ -14,12 +14,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::arch::Arch;
 use crate::builds::artifact::{self, Artifact, BuiltImage};
 use crate::builds::{History, Meta, Workdir};
 use crate::config::image::{ImageConfig, LiveRootFs, PlatformConfig, Platforms};
 use crate::cpio;
 use crate::image::sysroot::BlsEntry;
-use crate::image::{disk, platform, sysroot, ImageRequest};
+use crate::image::{disk, platform, sysroot, ImageOptions};
+use crate::platform::Platform;
 use cmdext::CommandRunExt;
 
 /// meta.json names of the live artifacts, in the order they are made.
@@ -106,7 +108,7 @@ pub fn write_rootfs_cpio(image: &Path, member: &str, out: &Path) -> Result<()> {
 /// Everything the live media of one build are made from, read before anything is written.
 struct LiveInputs {
     id: String,
-    arch: &'static str,
+    arch: Arch,
     name: String,
     label: String,
     commit: String,
@@ -131,7 +133,8 @@ struct LiveFiles {
 /// unless `force`. The build's metal image is made first when it is missing.
 pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<BuiltImage>> {
     let history = History::new(wd.builds_dir());
-    let arch = crate::arch::Arch::host()?.name();
+    let host = Arch::host()?;
+    let arch = host.name();
     let id = history.resolve_id(build)?;
     let build_dir = history.build_dir(&id, arch);
     let meta_path = build_dir.join("meta.json");
@@ -142,11 +145,11 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
             return Ok(r);
         }
     }
-    ensure_metal(wd, &id, &meta)?;
+    ensure_metal(wd, &id, host, &meta)?;
     let _lock = wd.lock("live media build", true)?;
-    crate::image::ensure_ostree_image(wd, &id)?;
+    crate::image::ensure_ostree_image(wd, &id, host)?;
     let mut meta = Meta::load(&meta_path)?;
-    let inputs = LiveInputs::read(wd, &meta, &build_dir, &id, arch)?;
+    let inputs = LiveInputs::read(wd, &meta, &build_dir, &id, host)?;
 
     let scratch = wd.tmp_dir().join(format!("live-{id}"));
     sysroot::remove_tree(&scratch)?;
@@ -173,30 +176,25 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
 }
 
 /// The live media carry the metal image (it is what installs): make it when missing.
-fn ensure_metal(wd: &Workdir, id: &str, meta: &Meta) -> Result<()> {
+fn ensure_metal(wd: &Workdir, id: &str, arch: Arch, meta: &Meta) -> Result<()> {
     if meta.images.contains_key("metal") {
         return Ok(());
     }
     tracing::info!("{id} has no metal image: making it first (it is what installs)");
     crate::image::build_images(
         wd,
-        &ImageRequest {
+        &ImageOptions {
             build: Some(id),
-            platforms: &["metal".to_string()],
+            platforms: &[Platform::Metal],
             force: false,
+            arch,
         },
     )?;
     Ok(())
 }
 
 impl LiveInputs {
-    fn read(
-        wd: &Workdir,
-        meta: &Meta,
-        build_dir: &Path,
-        id: &str,
-        arch: &'static str,
-    ) -> Result<Self> {
+    fn read(wd: &Workdir, meta: &Meta, build_dir: &Path, id: &str, arch: Arch) -> Result<Self> {
         let metal: Artifact = meta
             .images
             .get("metal")
@@ -211,7 +209,7 @@ impl LiveInputs {
         }
         let config_dir = wd.config_dir();
         let img = ImageConfig::load(&config_dir)?;
-        let metal_cfg = Platforms::load(&config_dir)?.get(arch, "metal");
+        let metal_cfg = Platforms::load(&config_dir)?.get(arch, Platform::Metal);
         let name = meta.name.clone();
         let refspec = format!(
             "{}:{}",
@@ -234,7 +232,7 @@ impl LiveInputs {
 
     /// Where artifact `what` is made in the scratch directory.
     fn scratch_file(&self, scratch: &Path, what: &str) -> PathBuf {
-        scratch.join(artifact_file(&self.name, &self.id, what, self.arch))
+        scratch.join(artifact_file(&self.name, &self.id, what, self.arch.name()))
     }
 
     /// The live system's kernel arguments: its ISO label, first boot, the
@@ -251,7 +249,7 @@ impl LiveInputs {
                 .map(String::from),
         );
         kargs.extend(self.img.extra_kargs.iter().cloned());
-        kargs.extend(platform::platform_kargs("metal", &self.metal_cfg));
+        kargs.extend(platform::platform_kargs(Platform::Metal, &self.metal_cfg));
         kargs
     }
 }
@@ -297,6 +295,7 @@ fn make_live(wd: &Workdir, inputs: &LiveInputs, scratch: &Path) -> Result<LiveFi
             kargs: &inputs.kargs(&bls),
             grub_commands: &inputs.metal_cfg.grub_commands,
             deployment: &deployment,
+            arch: inputs.arch,
         },
         &isodir,
         &iso,

@@ -1,0 +1,176 @@
+//! The platforms cosa makes disk images for, and every fact about each in one table:
+//! format, Ignition platform id, sector size, conversion, compression, cost, naming.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{bail, Result};
+
+use crate::arch::Arch;
+use crate::builds::Meta;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Platform {
+    Qemu,
+    Metal,
+    Metal4k,
+    Aws,
+    Azure,
+    Gcp,
+}
+
+/// How a platform's raw disk becomes its published artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conversion {
+    /// The raw disk as it is.
+    Raw,
+    /// `qemu-img convert -O FORMAT -o OPTIONS`.
+    QemuImg {
+        format: &'static str,
+        options: &'static str,
+    },
+    /// `disk.raw` in an oldgnu-format sparse tar, gzipped (what GCP imports).
+    GzipTarDiskRaw,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 6] = [
+        Platform::Qemu,
+        Platform::Metal,
+        Platform::Metal4k,
+        Platform::Aws,
+        Platform::Azure,
+        Platform::Gcp,
+    ];
+
+    /// The name on the command line, in meta.json's `images` and in artifact names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Qemu => "qemu",
+            Platform::Metal => "metal",
+            Platform::Metal4k => "metal4k",
+            Platform::Aws => "aws",
+            Platform::Azure => "azure",
+            Platform::Gcp => "gcp",
+        }
+    }
+
+    /// The artifact's file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Platform::Qemu => "qcow2",
+            Platform::Metal | Platform::Metal4k => "raw",
+            Platform::Aws => "vmdk",
+            Platform::Azure => "vhd",
+            Platform::Gcp => "tar.gz",
+        }
+    }
+
+    /// `ignition.platform.id`: metal4k is metal on a 4K disk, and Ignition knows it as metal.
+    pub fn ignition_id(self) -> &'static str {
+        match self {
+            Platform::Metal4k => "metal",
+            p => p.name(),
+        }
+    }
+
+    /// The logical sector size of the platform's disk.
+    pub fn sector_size(self) -> u64 {
+        match self {
+            Platform::Metal4k => 4096,
+            _ => 512,
+        }
+    }
+
+    pub fn conversion(self) -> Conversion {
+        match self {
+            Platform::Qemu => Conversion::QemuImg {
+                format: "qcow2",
+                options: "compat=1.1",
+            },
+            Platform::Metal | Platform::Metal4k => Conversion::Raw,
+            Platform::Aws => Conversion::QemuImg {
+                format: "vmdk",
+                options: "adapter_type=lsilogic,subformat=streamOptimized,compat6",
+            },
+            // Fixed VHD; force_size keeps the virtual size exactly the (whole-MiB) raw size.
+            Platform::Azure => Conversion::QemuImg {
+                format: "vpc",
+                options: "subformat=fixed,force_size=on",
+            },
+            Platform::Gcp => Conversion::GzipTarDiskRaw,
+        }
+    }
+
+    /// Whether `cosa compress` leaves the artifact as it is: already compressed
+    /// (gcp's tarball, aws's streamOptimized vmdk).
+    pub fn skips_compress(self) -> bool {
+        matches!(self, Platform::Aws | Platform::Gcp)
+    }
+
+    /// Relative cost of the platform's own work (its conversion, and the sha256 of what
+    /// it publishes: a raw disk is hashed whole), for scheduling longest first.
+    pub fn cost(self) -> u32 {
+        match self {
+            Platform::Gcp | Platform::Aws => 3, // compression of the disk's data
+            Platform::Azure | Platform::Metal | Platform::Metal4k => 2, // sha256 of the whole virtual size
+            Platform::Qemu => 1,
+        }
+    }
+
+    /// The artifact's file name: `<name>-<id>-<platform>.<arch>.<ext>`.
+    pub fn artifact_name(self, meta: &Meta, arch: Arch) -> String {
+        format!(
+            "{}-{}-{}.{arch}.{}",
+            meta.name,
+            meta.buildid,
+            self.name(),
+            self.extension()
+        )
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Platform {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Platform> {
+        match Platform::ALL.into_iter().find(|p| p.name() == s) {
+            Some(p) => Ok(p),
+            None => bail!(
+                "unknown platform {s} (known: {})",
+                Platform::ALL.map(Platform::name).join(", ")
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_lists_the_known() {
+        for p in Platform::ALL {
+            assert_eq!(p.name().parse::<Platform>().unwrap(), p);
+        }
+        let e = "vmware".parse::<Platform>().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "unknown platform vmware (known: qemu, metal, metal4k, aws, azure, gcp)"
+        );
+    }
+
+    #[test]
+    fn metal4k_is_metal_on_4k_sectors() {
+        assert_eq!(Platform::Metal4k.ignition_id(), "metal");
+        assert_eq!(Platform::Metal4k.sector_size(), 4096);
+        assert_eq!(Platform::Metal.sector_size(), 512);
+        assert_eq!(Platform::Metal4k.extension(), "raw");
+    }
+}
