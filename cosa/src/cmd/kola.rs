@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::arch::Arch;
 use crate::cli::{
-    GlobalOpts, KolaAction, KolaListOpts, KolaOpts, KolaRunOpts, KolaSelectOpts, RunOpts,
+    GlobalOpts, KolaAction, KolaListOpts, KolaOpts, KolaRunOpts, KolaSelectOpts, QemuOpts, RunOpts,
 };
-use crate::kola::{self, qemu::Accel, RunVmOutcome};
+use crate::kola::qemu::{Accel, Console, DirectBoot, Drive, QemuSpec};
+use crate::kola::{self, RunVmOutcome};
 
 pub fn run(g: &GlobalOpts, o: &KolaOpts) -> Result<()> {
     match &o.action {
@@ -124,4 +126,37 @@ pub fn run_vm(g: &GlobalOpts, o: &RunOpts) -> Result<()> {
         RunVmOutcome::ConsoleClosed(how) => eprintln!("cosa run: QEMU {how}"),
     }
     Ok(())
+}
+
+/// `cosa qemu` (hidden): this process becomes QEMU, so a script's `$!` is QEMU's pid.
+pub fn qemu(o: &QemuOpts) -> Result<()> {
+    let disks = o.disk.iter().enumerate().map(|(i, p)| {
+        let format = if p.extension().is_some_and(|e| e == "qcow2") {
+            "qcow2"
+        } else {
+            "raw"
+        };
+        let d = Drive::disk(p, format);
+        if i == 0 {
+            d.bootindex(1)
+        } else {
+            d
+        }
+    });
+    let spec = QemuSpec {
+        memory_mib: o.memory,
+        drives: disks.chain(o.cdrom.iter().map(Drive::cdrom)).collect(),
+        ignition: o.ignition.clone(),
+        direct_boot: o.kernel.as_ref().map(|k| DirectBoot {
+            kernel: k.clone(),
+            initrd: o.initrd.clone(),
+            cmdline: o.append.clone().unwrap_or_default(),
+        }),
+        exit_on_reboot: true,
+        network: o.network,
+        qmp_socket: o.qmp.clone(),
+        agent_socket: o.agent_socket.clone(),
+        ..QemuSpec::new(Arch::host()?, o.name.clone(), Accel::Tcg, Console::Stdio)
+    };
+    Err(spec.exec())
 }

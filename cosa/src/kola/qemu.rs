@@ -301,10 +301,13 @@ impl QemuSpec {
         push("std");
         push("-device");
         push("virtio-rng-pci");
-        if self.network {
-            push("-nic");
-            push("user,model=virtio-net-pci");
-        }
+        push("-nic");
+        // Without any -nic, QEMU would add its default NIC.
+        push(if self.network {
+            "user,model=virtio-net-pci"
+        } else {
+            "none"
+        });
         if self.exit_on_reboot {
             push("-no-reboot");
         }
@@ -364,6 +367,15 @@ impl QemuSpec {
         let mut c = cmdext::command(binary(self.arch));
         c.args(self.args()?);
         Ok(c)
+    }
+
+    /// Replaces this process with QEMU; returns only on failure.
+    pub fn exec(&self) -> anyhow::Error {
+        use std::os::unix::process::CommandExt;
+        match self.command() {
+            Ok(mut c) => anyhow!(c.exec()).context(format!("executing {}", binary(self.arch))),
+            Err(e) => e,
+        }
     }
 
     /// A tokio command for this VM; QEMU dies with the harness.
