@@ -199,7 +199,7 @@ pub fn fate_text(f: &JobFate) -> String {
 
 /// The kernel package in `overrides/rpm`: (version-release.arch, kernel release from its files).
 fn override_kernel(dir: &Path) -> Result<Option<(String, String)>> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(entries) = fs_err::read_dir(dir) else {
         return Ok(None);
     };
     for e in entries {
