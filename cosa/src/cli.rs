@@ -92,6 +92,10 @@ pub enum Cmd {
     Kola(KolaOpts),
     /// Boot a build interactively on the serial console, with the agent available.
     Run(RunOpts),
+    /// Become QEMU with cosa's command line for this host (for scripts such as
+    /// packages/smoke-boot): TCG, the serial console on stdin/stdout.
+    #[command(hide = true)]
+    Qemu(QemuOpts),
 }
 
 #[derive(Debug, Args)]
@@ -240,6 +244,43 @@ pub struct RunOpts {
     /// Attach the console to this terminal (otherwise print the agent's ready report and exit).
     #[arg(long, short = 'c')]
     pub console: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QemuOpts {
+    /// The VM's name.
+    #[arg(long, default_value = "cosa")]
+    pub name: String,
+    /// Memory in MiB.
+    #[arg(long, short = 'm', default_value_t = 1024)]
+    pub memory: u64,
+    /// A disk (qcow2 if the name ends in .qcow2, else raw); the first is the boot disk. Repeatable.
+    #[arg(long)]
+    pub disk: Vec<PathBuf>,
+    /// An ISO image on a CD-ROM drive.
+    #[arg(long)]
+    pub cdrom: Option<PathBuf>,
+    /// Boot this kernel directly.
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// The directly booted kernel's initramfs.
+    #[arg(long, requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// The directly booted kernel's command line.
+    #[arg(long, requires = "kernel")]
+    pub append: Option<String>,
+    /// Ignition config for fw_cfg.
+    #[arg(long)]
+    pub ignition: Option<PathBuf>,
+    /// A virtio NIC on QEMU's user network.
+    #[arg(long)]
+    pub network: bool,
+    /// QMP socket to listen on.
+    #[arg(long)]
+    pub qmp: Option<PathBuf>,
+    /// The guest agent's channel: a Unix socket QEMU listens on.
+    #[arg(long)]
+    pub agent_socket: PathBuf,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -46,6 +46,7 @@ fn main() {
         Cmd::Pxe(opts) => cosa::cmd::live::pxe(&cli.global, &opts),
         Cmd::Kola(opts) => cosa::cmd::kola::run(&cli.global, &opts),
         Cmd::Run(opts) => cosa::cmd::kola::run_vm(&cli.global, &opts),
+        Cmd::Qemu(opts) => cosa::cmd::kola::qemu(&opts),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -12,6 +12,8 @@ use std::process::{Command, Output};
 
 use testrepo::Package;
 
+pub mod vm;
+
 /// The repository's root (the workspace), where `stream/` and `packages/` are.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -4,15 +4,14 @@
 
 use tests_integration as common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use common::vm::{self, Vm};
 use common::{DemoBuild, Fixture};
-
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+use cosa::kola::protocol::ReadyInfo;
+use cosa::kola::qemu::Drive;
 
 fn qemu_img_info(p: &Path, format: Option<&str>) -> serde_json::Value {
     let mut cmd = Command::new("qemu-img");
@@ -40,128 +39,17 @@ fn sgdisk_ok(dev: &Path) {
     );
 }
 
-struct Vm {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Vm {
-    /// Boot `disk` (its own qcow2 overlay, so the image is not touched).
-    fn boot(disk: &Path, format: &str, uefi: bool, sector4k: bool) -> Vm {
-        let dir = tempfile::tempdir().unwrap();
-        let overlay = dir.path().join("disk.qcow2");
-        let st = Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
-            .arg(disk)
-            .arg(&overlay)
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args([
-            "-accel",
-            "tcg",
-            "-machine",
-            "q35",
-            "-m",
-            "1024",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-no-reboot",
-        ]);
-        cmd.arg("-serial")
-            .arg(format!("file:{}", dir.path().join("console.txt").display()));
-        cmd.arg("-drive").arg(format!(
-            "if=none,id=d0,format=qcow2,file={}",
-            overlay.display()
-        ));
-        let blk = if sector4k {
-            ",logical_block_size=4096,physical_block_size=4096"
-        } else {
-            ""
-        };
-        cmd.arg("-device")
-            .arg(format!("virtio-blk-pci,drive=d0,bootindex=1{blk}"));
-        if uefi {
-            let vars = dir.path().join("OVMF_VARS.fd");
-            std::fs::copy(OVMF_VARS, &vars).unwrap();
-            cmd.arg("-drive").arg(format!(
-                "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
-            ));
-            cmd.arg("-drive").arg(format!(
-                "if=pflash,format=raw,unit=1,file={}",
-                vars.display()
-            ));
-        }
-        cmd.args(cosa::kola::protocol::qemu_args(
-            &dir.path().join("agent.sock"),
-        ));
-        let child = cmd.spawn().expect("starting qemu-system-x86_64");
-        Vm { child, dir }
-    }
-
-    fn console(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("console.txt")).unwrap_or_default()
-    }
-
-    /// Wait for the agent's unsolicited `ready` on the virtio-serial channel.
-    fn wait_ready(&mut self, timeout: Duration) -> serde_json::Value {
-        let sock = self.dir.path().join("agent.sock");
-        let deadline = Instant::now() + timeout;
-        let stream = loop {
-            if let Ok(s) = std::os::unix::net::UnixStream::connect(&sock) {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "QEMU never opened the agent socket"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut r = BufReader::new(stream);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match r.read_line(&mut line) {
-                Ok(n) if n > 0 => {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                        if v["type"] == "ready" {
-                            return v;
-                        }
-                    }
-                }
-                _ => {}
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
-                    "QEMU exited ({st}) before the agent was ready; console:\n{}",
-                    tail(&self.console())
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no agent ready within {timeout:?}; console:\n{}",
-                tail(&self.console())
-            );
-        }
-    }
-}
-
-fn tail(s: &str) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
+/// Boot `disk` (its own qcow2 overlay, so the image is not touched) until
+/// the guest agent says `ready`.
+fn boot_to_agent(disk: &Path, format: &str, uefi: bool, sector4k: bool) -> ReadyInfo {
+    let dir = tempfile::tempdir().unwrap();
+    let overlay = vm::overlay(disk, format, dir.path());
+    let mut spec = Vm::spec(dir.path(), uefi);
+    let drive = Drive::disk(overlay, "qcow2").bootindex(1);
+    spec.drives = vec![if sector4k { drive.sector_4k() } else { drive }];
+    spec.exit_on_reboot = true;
+    let mut vm = Vm::start(dir.path(), &spec);
+    vm.wait_ready(Duration::from_secs(300), "the agent's ready", |_| true)
 }
 
 #[test]
@@ -286,10 +174,7 @@ fn all_platforms_from_one_run_are_valid_and_boot() {
             .iter()
             .map(|&(p, uefi, k4)| {
                 let (img, fmt) = (b.image(p), if p == "qemu" { "qcow2" } else { "raw" });
-                std::thread::spawn(move || {
-                    let mut vm = Vm::boot(&img, fmt, uefi, k4);
-                    (p, uefi, vm.wait_ready(Duration::from_secs(300)))
-                })
+                std::thread::spawn(move || (p, uefi, boot_to_agent(&img, fmt, uefi, k4)))
             })
             .collect();
         for h in started {
@@ -297,7 +182,7 @@ fn all_platforms_from_one_run_are_valid_and_boot() {
         }
     }
     for (p, uefi, ready) in handles {
-        let cmdline = ready["cmdline"].as_str().unwrap();
+        let cmdline = ready.cmdline.as_str();
         let id = if p == "metal4k" { "metal" } else { p };
         assert!(
             cmdline.contains(&format!("ignition.platform.id={id}")),

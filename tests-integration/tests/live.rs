@@ -6,19 +6,15 @@
 
 use tests_integration as common;
 
-use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
-use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use common::vm::Vm;
 use common::DemoBuild;
-use cosa::kola::protocol::{GuestMessage, ReadyInfo, Stream};
+use cosa::kola::protocol::ReadyInfo;
+use cosa::kola::qemu::{DirectBoot, Drive};
 
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(420);
 
 const DAY0_IGN: &str = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/cosa-day0","mode":420,"contents":{"source":"data:,hello%20from%20day%200%0A"}}]}}"#;
@@ -27,207 +23,39 @@ fn sha256(p: &Path) -> String {
     cosa::builds::artifact::sha256_file(p).unwrap().0
 }
 
-struct Vm {
-    child: Child,
-    dir: PathBuf,
-    rx: Option<Receiver<GuestMessage>>,
-    tx: Option<UnixStream>,
-    jobs: u32,
+/// Start a VM of 1.5 GiB with `drives` (and a kernel); `dir` keeps console.txt
+/// and the agent socket. Without `reboot`, a guest reboot ends QEMU.
+fn start(
+    dir: &Path,
+    uefi: bool,
+    reboot: bool,
+    drives: Vec<Drive>,
+    kernel: Option<DirectBoot>,
+) -> Vm {
+    let mut spec = Vm::spec(dir, uefi);
+    spec.memory_mib = 1536;
+    spec.exit_on_reboot = !reboot;
+    spec.drives = drives;
+    spec.direct_boot = kernel;
+    Vm::start(dir, &spec)
 }
 
-impl Drop for Vm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The agent's `ready` from a boot whose kernel command line satisfies `boot`.
+fn wait_ready(vm: &mut Vm, what: &str, boot: impl Fn(&str) -> bool) -> ReadyInfo {
+    vm.wait_ready(BOOT_TIMEOUT, what, boot)
 }
 
-impl Vm {
-    /// Start QEMU with `args` (disks, kernel…); `dir` keeps console.txt and the socket.
-    fn start(dir: &Path, uefi: bool, reboot: bool, args: &[OsString]) -> Vm {
-        std::fs::create_dir_all(dir).unwrap();
-        let sock = dir.join("agent.sock");
-        let _ = std::fs::remove_file(&sock);
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args([
-            "-accel", "tcg", "-machine", "q35", "-m", "1536", "-display", "none", "-monitor",
-            "none",
-        ]);
-        if !reboot {
-            cmd.arg("-no-reboot");
-        }
-        cmd.arg("-serial")
-            .arg(format!("file:{}", dir.join("console.txt").display()));
-        if uefi {
-            let vars = dir.join("OVMF_VARS.fd");
-            std::fs::copy(OVMF_VARS, &vars).unwrap();
-            cmd.arg("-drive").arg(format!(
-                "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
-            ));
-            cmd.arg("-drive").arg(format!(
-                "if=pflash,format=raw,unit=1,file={}",
-                vars.display()
-            ));
-        }
-        cmd.args(args);
-        cmd.args(cosa::kola::protocol::qemu_args(&sock));
-        let child = cmd.spawn().expect("starting qemu-system-x86_64");
-        Vm {
-            child,
-            dir: dir.to_path_buf(),
-            rx: None,
-            tx: None,
-            jobs: 0,
-        }
-    }
-
-    fn console(&self) -> String {
-        // Firmware and GRUB write bytes that are not UTF-8.
-        String::from_utf8_lossy(&std::fs::read(self.dir.join("console.txt")).unwrap_or_default())
-            .into_owned()
-    }
-
-    fn fail(&self, what: &str) -> ! {
-        let c = self.console();
-        let lines: Vec<&str> = c.lines().collect();
-        panic!(
-            "{what} ({}); console:\n{}",
-            self.dir.display(),
-            lines[lines.len().saturating_sub(40)..].join("\n")
-        )
-    }
-
-    /// Connect to the agent socket; a reader thread forwards every guest message.
-    fn connect(&mut self, deadline: Instant) {
-        if self.rx.is_some() {
-            return;
-        }
-        let sock = self.dir.join("agent.sock");
-        let stream = loop {
-            if let Ok(s) = UnixStream::connect(&sock) {
-                break s;
-            }
-            if Instant::now() > deadline {
-                self.fail("QEMU never opened the agent socket");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let (txm, rx) = mpsc::channel();
-        let reader = stream.try_clone().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(reader).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(m) = serde_json::from_str::<GuestMessage>(&line) {
-                    if txm.send(m).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        self.rx = Some(rx);
-        self.tx = Some(stream);
-    }
-
-    fn next(&mut self, deadline: Instant, what: &str) -> GuestMessage {
-        loop {
-            match self
-                .rx
-                .as_ref()
-                .unwrap()
-                .recv_timeout(Duration::from_secs(2))
-            {
-                Ok(m) => return m,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => self.fail("agent socket closed"),
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                self.fail(&format!("QEMU exited ({st}) while waiting for {what}"));
-            }
-            if Instant::now() > deadline {
-                self.fail(&format!("timed out waiting for {what}"));
-            }
-        }
-    }
-
-    /// The agent's `ready` from a boot whose kernel command line satisfies `boot`.
-    fn wait_ready(&mut self, what: &str, boot: impl Fn(&str) -> bool) -> ReadyInfo {
-        let deadline = Instant::now() + BOOT_TIMEOUT;
-        self.connect(deadline);
-        loop {
-            if let GuestMessage::Ready(r) = self.next(deadline, what) {
-                if boot(&r.cmdline) {
-                    return r;
-                }
-            }
-        }
-    }
-
-    /// Run a command through the agent: (exit code, stdout).
-    fn exec(&mut self, argv: &[&str]) -> (i32, String) {
-        self.jobs += 1;
-        let id = format!("c{}", self.jobs);
-        let msg = serde_json::json!({"type": "exec", "id": id, "argv": argv, "timeout_secs": 60});
-        let tx = self.tx.as_mut().unwrap();
-        tx.write_all(format!("{msg}\n").as_bytes()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let mut out = Vec::new();
-        loop {
-            match self.next(deadline, &format!("{argv:?}")) {
-                GuestMessage::Output {
-                    id: j,
-                    stream: Stream::Stdout,
-                    data,
-                } if j == id => out.extend_from_slice(&data.0),
-                GuestMessage::Exit { id: j, status } if j == id => {
-                    return (
-                        status.code.unwrap_or(-1),
-                        String::from_utf8_lossy(&out).into_owned(),
-                    )
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Wait for QEMU to exit by itself (`-no-reboot` turns the installer's reboot into an exit).
-    fn wait_exit(&mut self, what: &str) {
-        let deadline = Instant::now() + BOOT_TIMEOUT;
-        loop {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            if Instant::now() > deadline {
-                self.fail(&format!("timed out waiting for {what}"));
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
+fn cdrom(iso: &Path, bootindex: u32) -> Drive {
+    Drive::cdrom(iso).bootindex(bootindex)
 }
 
-fn args(list: &[&str]) -> Vec<OsString> {
-    list.iter().map(OsString::from).collect()
-}
-
-fn cdrom(iso: &Path, bootindex: u32) -> Vec<OsString> {
-    args(&[
-        "-drive",
-        &format!(
-            "if=none,id=cd0,media=cdrom,readonly=on,file={}",
-            iso.display()
-        ),
-        "-device",
-        &format!("ide-cd,drive=cd0,bootindex={bootindex}"),
-    ])
-}
-
-fn disk(file: &Path, id: &str, bootindex: u32, readonly: bool) -> Vec<OsString> {
-    let ro = if readonly { ",readonly=on" } else { "" };
-    args(&[
-        "-drive",
-        &format!("if=none,id={id},format=raw{ro},file={}", file.display()),
-        "-device",
-        &format!("virtio-blk-pci,drive={id},bootindex={bootindex}"),
-    ])
+fn disk(file: &Path, bootindex: u32, readonly: bool) -> Drive {
+    let d = Drive::disk(file, "raw").bootindex(bootindex);
+    if readonly {
+        d.readonly()
+    } else {
+        d
+    }
 }
 
 fn empty_disk(path: &Path) {
@@ -241,8 +69,10 @@ fn is_live(cmdline: &str) -> bool {
 
 /// `iso-live-login`: the ISO as a CD boots live to the agent and a login prompt.
 fn iso_live_login(iso: &Path, dir: &Path, uefi: bool) {
-    let mut vm = Vm::start(dir, uefi, false, &cdrom(iso, 1));
-    let r = vm.wait_ready("the live system", |c| c.contains("coreos.liveiso="));
+    let mut vm = start(dir, uefi, false, vec![cdrom(iso, 1)], None);
+    let r = wait_ready(&mut vm, "the live system", |c| {
+        c.contains("coreos.liveiso=")
+    });
     let (code, live) = vm.exec(&["cat", "/run/demo/live"]);
     assert_eq!(code, 0, "not a live system: {}", r.cmdline);
     assert!(live.contains("root.squashfs"), "{live}");
@@ -259,8 +89,8 @@ fn iso_live_login(iso: &Path, dir: &Path, uefi: bool) {
 
 /// A customized ISO's live Ignition config and kernel argument reach the live system.
 fn iso_live_ignition(iso: &Path, dir: &Path) {
-    let mut vm = Vm::start(dir, false, false, &cdrom(iso, 1));
-    let r = vm.wait_ready("the customized live system", |c| {
+    let mut vm = start(dir, false, false, vec![cdrom(iso, 1)], None);
+    let r = wait_ready(&mut vm, "the customized live system", |c| {
         c.contains("coreos.liveiso=")
     });
     assert!(r.cmdline.contains("cosa.test=live"), "{}", r.cmdline);
@@ -270,8 +100,8 @@ fn iso_live_ignition(iso: &Path, dir: &Path) {
 
 /// `iso-as-disk`: the ISO attached as a disk boots (isohybrid MBR / GPT ESP).
 fn iso_as_disk(iso: &Path, dir: &Path, uefi: bool) {
-    let mut vm = Vm::start(dir, uefi, false, &disk(iso, "iso", 1, true));
-    vm.wait_ready("the live system from the ISO as a disk", |c| {
+    let mut vm = start(dir, uefi, false, vec![disk(iso, 1, true)], None);
+    wait_ready(&mut vm, "the live system from the ISO as a disk", |c| {
         c.contains("coreos.liveiso=")
     });
 }
@@ -283,10 +113,9 @@ fn iso_offline_install(iso: &Path, dir: &Path, uefi: bool) {
     std::fs::create_dir_all(dir).unwrap();
     let target = dir.join("target.raw");
     empty_disk(&target);
-    let mut a = disk(&target, "d0", 1, false);
-    a.extend(cdrom(iso, 2));
-    let mut vm = Vm::start(dir, uefi, true, &a);
-    let r = vm.wait_ready("the installed system", |c| !is_live(c));
+    let drives = vec![disk(&target, 1, false), cdrom(iso, 2)];
+    let mut vm = start(dir, uefi, true, drives, None);
+    let r = wait_ready(&mut vm, "the installed system", |c| !is_live(c));
     assert!(r.cmdline.contains("cosa.test=day0"), "{}", r.cmdline);
     check_day0_files(&mut vm);
 }
@@ -311,17 +140,14 @@ fn pxe_offline_install(kernel: &Path, initrd: &Path, dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let target = dir.join("target.raw");
     empty_disk(&target);
-    let mut a = disk(&target, "d0", 1, false);
-    a.extend(args(&[
-        "-kernel",
-        kernel.to_str().unwrap(),
-        "-initrd",
-        initrd.to_str().unwrap(),
-        "-append",
-        "ignition.firstboot ignition.platform.id=metal console=ttyS0,115200n8 no_timer_check coreos.inst.install_dev=/dev/vda",
-    ]));
-    let mut live = Vm::start(&dir.join("live"), false, false, &a);
-    live.wait_exit("the PXE install and its reboot");
+    let pxe = DirectBoot {
+        kernel: kernel.to_path_buf(),
+        initrd: Some(initrd.to_path_buf()),
+        cmdline: "ignition.firstboot ignition.platform.id=metal console=ttyS0,115200n8 no_timer_check coreos.inst.install_dev=/dev/vda".into(),
+    };
+    let drives = vec![disk(&target, 1, false)];
+    let mut live = start(&dir.join("live"), false, false, drives, Some(pxe));
+    live.wait_exit(BOOT_TIMEOUT, "the PXE install and its reboot");
     assert!(
         live.console()
             .contains("demo-installer: install complete on /dev/vda"),
@@ -329,13 +155,9 @@ fn pxe_offline_install(kernel: &Path, initrd: &Path, dir: &Path) {
         live.console()
     );
     drop(live);
-    let mut vm = Vm::start(
-        &dir.join("installed"),
-        false,
-        false,
-        &disk(&target, "d0", 1, false),
-    );
-    vm.wait_ready("the system installed from PXE", |c| !is_live(c));
+    let drives = vec![disk(&target, 1, false)];
+    let mut vm = start(&dir.join("installed"), false, false, drives, None);
+    wait_ready(&mut vm, "the system installed from PXE", |c| !is_live(c));
     check_day0_files(&mut vm);
 }
 
@@ -386,11 +208,10 @@ fn iso_online_install(iso: &Path, dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let target = dir.join("target.raw");
     empty_disk(&target);
-    let mut a = disk(&target, "d0", 1, false);
-    a.extend(cdrom(iso, 2));
-    a.extend(args(&["-nic", "user,model=virtio-net-pci"]));
-    let mut vm = Vm::start(dir, false, true, &a);
-    vm.wait_ready("the system installed from URLs", |c| !is_live(c));
+    // Over QEMU's user network, which every VM has.
+    let drives = vec![disk(&target, 1, false), cdrom(iso, 2)];
+    let mut vm = start(dir, false, true, drives, None);
+    wait_ready(&mut vm, "the system installed from URLs", |c| !is_live(c));
     let (code, text) = vm.exec(&["cat", "/etc/cosa-day0"]);
     assert_eq!((code, text.as_str()), (0, "hello from day 0\n"));
     let (code, _) = vm.exec(&["test", "-f", &format!("/{DERIVED_FILE}")]);

@@ -4,7 +4,6 @@
 //! a body only checks what is particular to its test.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -157,7 +156,7 @@ esac
 
 async fn reboot(m: &mut Machine, dir: &Path, timeout: Duration) -> Result<BodyResult> {
     let script = dir.join("reboot.sh");
-    std::fs::write(&script, REBOOT_SCRIPT)?;
+    fs_err::write(&script, REBOOT_SCRIPT)?;
     set_executable(&script)?;
     let (exec, tar) =
         bundle::pack(&script, None).with_context(|| format!("packing {}", script.display()))?;
@@ -200,7 +199,7 @@ pub fn fate_text(f: &JobFate) -> String {
 
 /// The kernel package in `overrides/rpm`: (version-release.arch, kernel release from its files).
 fn override_kernel(dir: &Path) -> Result<Option<(String, String)>> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(entries) = fs_err::read_dir(dir) else {
         return Ok(None);
     };
     for e in entries {
@@ -208,7 +207,7 @@ fn override_kernel(dir: &Path) -> Result<Option<(String, String)>> {
         if p.extension().and_then(|x| x.to_str()) != Some("rpm") {
             continue;
         }
-        let out = Command::new("rpm")
+        let out = cmdext::command("rpm")
             .args([
                 "-qp",
                 "--nosignature",

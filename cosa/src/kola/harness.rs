@@ -5,16 +5,17 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+mod vm;
+
+use crate::arch::Arch;
 use crate::kola::builtin::{self, BodyResult, BuildFacts};
-use crate::kola::checks;
-use crate::kola::machine::Firmware;
-use crate::kola::machine::{ConsoleMode, JobFate, KernelBoot, Machine, MachineSpec};
+use crate::kola::machine::{Firmware, JobFate, KernelBoot, Machine, MachineSpec};
 use crate::kola::protocol::bundle;
 use crate::kola::qemu::Accel;
 use crate::kola::scheduler::{self, Ledger, VmPlan};
@@ -26,6 +27,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Everything a run needs, passed down explicitly (no globals).
 pub struct Harness {
+    pub arch: Arch,
     pub out_dir: PathBuf,
     pub image: PathBuf,
     pub firmware: Firmware,
@@ -96,7 +98,7 @@ pub async fn run_plans(
             let names: Vec<String> = plan.tests.iter().map(|t| t.name.clone()).collect();
             let vm = plan.vm.clone();
             let attempt = plan.attempt;
-            if let Err(e) = run_vm(&h, &ledger, plan, &tx).await {
+            if let Err(e) = vm::run_vm(&h, &ledger, plan, &tx).await {
                 // Only tests that have not reported yet get this error.
                 for n in names {
                     let _ = tx.send(TestRun {
@@ -113,184 +115,6 @@ pub async fn run_plans(
         });
     }
     while set.join_next().await.is_some() {}
-}
-
-/// Boots one VM and runs its tests. Every test it was given gets exactly one
-/// result on `tx`, unless the whole VM fails before any test (then `Err`).
-async fn run_vm(
-    h: &Harness,
-    ledger: &Ledger,
-    plan: VmPlan,
-    tx: &mpsc::UnboundedSender<TestRun>,
-) -> Result<()> {
-    let _lease = ledger.acquire(plan.memory_mib).await?;
-    let dir = h.out_dir.join(&plan.vm);
-    let first = &plan.tests[0];
-    let needs_kargs = plan.tests.iter().any(|t| {
-        !t.meta.append_kernel_args.is_empty() || !t.meta.append_firstboot_kernel_args.is_empty()
-    });
-    let spec = MachineSpec {
-        name: plan.vm.clone(),
-        dir: dir.clone(),
-        image: h.image.clone(),
-        accel: h.accel,
-        firmware: h.firmware,
-        memory_mib: plan.memory_mib,
-        min_disk_gib: first.meta.min_disk_gib,
-        additional_disks: first.meta.additional_disks.clone(),
-        ignition: Some(config_for(first)?),
-        kernel_boot: if needs_kargs {
-            Some(h.kernel_boot.clone().context(
-                "internal: kernel arguments requested but the image's kernel was not extracted",
-            )?)
-        } else {
-            None
-        },
-        append_kernel_args: first.meta.append_kernel_args.clone(),
-        append_firstboot_kernel_args: first.meta.append_firstboot_kernel_args.clone(),
-        console: ConsoleMode::Logged,
-    };
-    let vm_started = Instant::now();
-    let names: Vec<&str> = plan.tests.iter().map(|t| t.name.as_str()).collect();
-    h.progress
-        .line(&format!("=== VM {} start: {}", plan.vm, names.join(", ")));
-    let mut m = Machine::start(spec).await?;
-    let console_log = m.console_path();
-    let result = |name: &str, verdict, duration, output: String| TestRun {
-        name: name.to_string(),
-        verdict,
-        duration,
-        output,
-        attempt: plan.attempt,
-        vm: plan.vm.clone(),
-        console_log: console_log.clone(),
-    };
-    let ready = match m.wait_ready(h.boot_timeout, None).await {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = m.screendump(&dir.join("screendump.ppm")).await;
-            m.kill().await;
-            return Err(e);
-        }
-    };
-    let mut pending_findings = checks::failed_units(&ready.failed_units);
-    let mut offset = 0;
-    let mut klog = KernelLog::default();
-    let mut on_fresh_boot = true;
-    let mut any_failed = false;
-    let mut tests = plan.tests.iter();
-    while let Some(t) = tests.next() {
-        let tdir = dir.join(sanitize(&t.name));
-        std::fs::create_dir_all(&tdir)?;
-        h.progress
-            .line(&format!("--- {} start (VM {})", t.name, plan.vm));
-        let started = Instant::now();
-        // The first test on a VM also answers for its boot.
-        let boot_time = if on_fresh_boot {
-            vm_started.elapsed()
-        } else {
-            Duration::ZERO
-        };
-        on_fresh_boot = false;
-        let (mut verdict, mut output, vm_gone) = run_one(h, &mut m, t, &tdir).await?;
-        // The kernel log first: its round trip also gives the console time to settle.
-        let kernel_log = if h.console_checks && !vm_gone {
-            klog.since_last(&mut m, &dir).await
-        } else {
-            String::new()
-        };
-        m.settle_console().await;
-        let console = m.console_text();
-        let new = console.get(offset..).unwrap_or("");
-        offset = console.len();
-        let mut findings = std::mem::take(&mut pending_findings);
-        if h.console_checks {
-            findings.extend(checks::scan_console(new));
-            findings.extend(checks::scan_console(&kernel_log));
-            checks::dedup(&mut findings);
-        }
-        if verdict != Verdict::Skip && !findings.is_empty() {
-            verdict = Verdict::Fail;
-            output.push_str("\nchecks failed:\n");
-            for f in &findings {
-                output.push_str(&format!("  {f}\n"));
-            }
-        }
-        if verdict == Verdict::Fail {
-            any_failed = true;
-        }
-        std::fs::write(tdir.join("output.txt"), &output)?;
-        let duration = started.elapsed() + boot_time;
-        h.progress.line(&format!(
-            "--- {} {} ({:.1} s)",
-            t.name,
-            match verdict {
-                Verdict::Pass => "PASS",
-                Verdict::Fail => "FAIL",
-                Verdict::Skip => "SKIP",
-            },
-            duration.as_secs_f64()
-        ));
-        h.progress.inc();
-        let _ = tx.send(result(&t.name, verdict, duration, output));
-        if vm_gone {
-            let _ = m.screendump(&dir.join("screendump.ppm")).await;
-            m.kill().await;
-            for rest in tests.by_ref() {
-                h.progress.inc();
-                let _ = tx.send(result(
-                    &rest.name,
-                    Verdict::Fail,
-                    Duration::ZERO,
-                    format!("not run: VM {} was killed after {} failed", plan.vm, t.name),
-                ));
-            }
-            return Ok(());
-        }
-    }
-    if any_failed {
-        if let Err(e) = m.screendump(&dir.join("screendump.ppm")).await {
-            tracing::debug!("{}: {e:#}", plan.vm);
-        }
-    }
-    let r = m.shutdown(SHUTDOWN_GRACE).await;
-    if !any_failed {
-        m.remove_scratch();
-    }
-    r
-}
-
-/// The guest's kernel log, read through the agent (`dmesg`) after each test:
-/// it holds what the console's printk level keeps off the serial console
-/// (warnings, segfaults, the OOM killer).
-#[derive(Default)]
-struct KernelLog {
-    boot: u32,
-    offset: usize,
-}
-
-impl KernelLog {
-    /// What the kernel logged since the last call (all of it after a reboot).
-    async fn since_last(&mut self, m: &mut Machine, dir: &Path) -> String {
-        let out = match m.exec(&["dmesg"], Duration::from_secs(30)).await {
-            Ok(o) if o.success() => o,
-            // No dmesg in the image, or the VM is going: the console checks remain.
-            _ => return String::new(),
-        };
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let _ = std::fs::write(dir.join("dmesg.txt"), &text);
-        if m.boots != self.boot {
-            self.boot = m.boots;
-            self.offset = 0;
-        }
-        let new = text.get(self.offset..).unwrap_or(&text).to_string();
-        self.offset = text.len();
-        new
-    }
-}
-
-fn sanitize(name: &str) -> String {
-    name.replace('/', "_")
 }
 
 /// The first-boot config of the VM a test runs on (every VM gets one).
@@ -367,25 +191,24 @@ async fn run_one(
 }
 
 /// Tries KVM: it "works" only if a guest actually reaches its agent.
-pub async fn probe_kvm(image: &Path, firmware: Firmware, dir: &Path, within: Duration) -> Accel {
+pub async fn probe_kvm(
+    arch: Arch,
+    image: &Path,
+    firmware: Firmware,
+    dir: &Path,
+    within: Duration,
+) -> Accel {
     if !Path::new("/dev/kvm").exists() {
         return Accel::Tcg;
     }
-    let spec = MachineSpec {
-        name: "kvm-probe".into(),
-        dir: dir.to_path_buf(),
-        image: image.to_path_buf(),
-        accel: Accel::Kvm,
-        firmware,
-        memory_mib: 1024,
-        min_disk_gib: None,
-        additional_disks: Vec::new(),
-        ignition: Some(serde_json::json!({"ignition": {"version": "3.4.0"}})),
-        kernel_boot: None,
-        append_kernel_args: Vec::new(),
-        append_firstboot_kernel_args: Vec::new(),
-        console: ConsoleMode::Logged,
-    };
+    let spec = MachineSpec::new(
+        arch,
+        "kvm-probe".into(),
+        dir.to_path_buf(),
+        image.to_path_buf(),
+        Accel::Kvm,
+    )
+    .firmware(firmware);
     let mut m = match Machine::start(spec).await {
         Ok(m) => m,
         Err(e) => {

@@ -3,9 +3,9 @@
 //! partition's offset), for direct kernel boot with extra kernel arguments.
 
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
+use fs_err as fs;
 
 use crate::kola::machine::KernelBoot;
 use cmdext::CommandRunExt;
@@ -39,15 +39,15 @@ fn parse_bls(text: &str) -> Result<BlsEntry> {
 /// Extracts into `dir` (made if missing) the kernel and initramfs of the
 /// image's newest boot entry, with its options.
 pub fn extract(image: &Path, dir: &Path) -> Result<KernelBoot> {
-    std::fs::create_dir_all(dir)?;
+    fs::create_dir_all(dir)?;
     let raw = dir.join("disk.raw");
-    Command::new("qemu-img")
+    cmdext::command("qemu-img")
         .args(["convert", "-O", "raw"])
         .arg(image)
         .arg(&raw)
         .run()
         .with_context(|| format!("reading {}", image.display()))?;
-    let table: serde_json::Value = Command::new("sfdisk")
+    let table: serde_json::Value = cmdext::command("sfdisk")
         .arg("--json")
         .arg(&raw)
         .run_get_json()
@@ -59,18 +59,12 @@ pub fn extract(image: &Path, dir: &Path) -> Result<KernelBoot> {
         .and_then(|ps| ps.iter().find(|p| p["name"] == "boot"))
         .and_then(|p| p["start"].as_u64())
         .ok_or_else(|| anyhow!("{}: no partition named `boot`", image.display()))?;
-    let fs = format!("{}?offset={}", raw.display(), start * sector);
+    let bootfs = format!("{}?offset={}", raw.display(), start * sector);
     let debugfs = |req: String| -> Result<Vec<u8>> {
-        let out = Command::new("debugfs")
-            .args(["-R", &req, &fs])
-            .output()
-            .context("running debugfs (e2fsprogs)")?;
-        if !out.status.success() {
-            bail!(
-                "debugfs -R '{req}' {fs}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        let out = cmdext::command("debugfs")
+            .args(["-R", &req, &bootfs])
+            .run_get_output()
+            .context("reading the boot partition with debugfs (e2fsprogs)")?;
         Ok(out.stdout)
     };
     let listing = String::from_utf8_lossy(&debugfs("ls -p /loader/entries".into())?).into_owned();
@@ -91,11 +85,11 @@ pub fn extract(image: &Path, dir: &Path) -> Result<KernelBoot> {
         .ok_or_else(|| anyhow!("{}: no boot entries in /loader/entries", image.display()))?;
     let kernel = dir.join("vmlinuz");
     let initrd = dir.join("initramfs.img");
-    std::fs::write(&kernel, debugfs(format!("cat {}", e.linux))?)?;
-    std::fs::write(&initrd, debugfs(format!("cat {}", e.initrd))?)?;
-    std::fs::remove_file(&raw)?;
+    fs::write(&kernel, debugfs(format!("cat {}", e.linux))?)?;
+    fs::write(&initrd, debugfs(format!("cat {}", e.initrd))?)?;
+    fs::remove_file(&raw)?;
     for (p, what) in [(&kernel, &e.linux), (&initrd, &e.initrd)] {
-        if std::fs::metadata(p)?.len() == 0 {
+        if fs::metadata(p)?.len() == 0 {
             bail!(
                 "{}: {what} is empty or missing on the boot partition",
                 image.display()

@@ -7,16 +7,18 @@
 
 mod launch;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
+use fs_err::{self as fs, OpenOptions};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Child;
 use tokio::time::Instant;
 
+use crate::arch::Arch;
 use crate::kola::checks;
 use crate::kola::protocol::{
     ExecRequest, GuestMessage, HostMessage, JobEnd, ReadyInfo, RunRequest, ShutdownAction, Stream,
@@ -31,6 +33,15 @@ use launch::{describe_exit, launch, log_line, AgentSession};
 pub enum Firmware {
     Bios,
     Uefi,
+}
+
+impl Firmware {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Firmware::Bios => "bios",
+            Firmware::Uefi => "uefi",
+        }
+    }
 }
 
 /// Lines of console quoted when a VM hangs or dies.
@@ -48,6 +59,7 @@ pub struct KernelBoot {
 /// What VM to make.
 #[derive(Debug, Clone)]
 pub struct MachineSpec {
+    pub arch: Arch,
     pub name: String,
     /// The VM's own directory: overlay, sockets, console, logs, config.
     pub dir: PathBuf,
@@ -64,6 +76,44 @@ pub struct MachineSpec {
     pub append_kernel_args: Vec<String>,
     pub append_firstboot_kernel_args: Vec<String>,
     pub console: ConsoleMode,
+}
+
+impl MachineSpec {
+    /// A VM of `image` with an empty first-boot config, BIOS, 1 GiB, one
+    /// disk, its console logged; the builder methods change what differs.
+    pub fn new(arch: Arch, name: String, dir: PathBuf, image: PathBuf, accel: Accel) -> Self {
+        MachineSpec {
+            arch,
+            name,
+            dir,
+            image,
+            accel,
+            firmware: Firmware::Bios,
+            memory_mib: 1024,
+            min_disk_gib: None,
+            additional_disks: Vec::new(),
+            ignition: Some(serde_json::json!({"ignition": {"version": "3.4.0"}})),
+            kernel_boot: None,
+            append_kernel_args: Vec::new(),
+            append_firstboot_kernel_args: Vec::new(),
+            console: ConsoleMode::Logged,
+        }
+    }
+
+    pub fn firmware(self, firmware: Firmware) -> Self {
+        MachineSpec { firmware, ..self }
+    }
+
+    pub fn memory(self, memory_mib: u64) -> Self {
+        MachineSpec { memory_mib, ..self }
+    }
+
+    pub fn ignition(self, config: serde_json::Value) -> Self {
+        MachineSpec {
+            ignition: Some(config),
+            ..self
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,28 +198,24 @@ impl Machine {
     /// Makes the VM's files (overlay, OVMF vars, config, extra disks) and starts QEMU.
     pub async fn start(spec: MachineSpec) -> Result<Machine> {
         let dir = &spec.dir;
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        fs::create_dir_all(dir)?;
         let disk = dir.join("disk.qcow2");
-        qemu::create_overlay(&spec.image, &disk, spec.min_disk_gib)?;
+        qemu::create_overlay(&spec.image, "qcow2", &disk, spec.min_disk_gib)?;
         for (i, size) in spec.additional_disks.iter().enumerate() {
             qemu::create_blank_disk(&dir.join(format!("disk{}.qcow2", i + 1)), size)?;
         }
         if spec.firmware == Firmware::Uefi {
-            // A fresh copy per VM: a reused one can leave OVMF in its shell.
-            fs::copy(qemu::OVMF_VARS, dir.join("OVMF_VARS.fd"))
-                .with_context(|| format!("copying {}", qemu::OVMF_VARS))?;
+            qemu::fresh_uefi_vars(spec.arch, &dir.join("OVMF_VARS.fd"))?;
         }
         if let Some(cfg) = &spec.ignition {
             let p = dir.join("config.ign");
-            fs::write(&p, serde_json::to_vec_pretty(cfg)?)
-                .with_context(|| format!("writing {}", p.display()))?;
+            fs::write(&p, serde_json::to_vec_pretty(cfg)?)?;
         }
         let log = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("agent.log"))
-            .with_context(|| format!("creating {}/agent.log", dir.display()))?;
-        let log = Arc::new(Mutex::new(log));
+            .open(dir.join("agent.log"))?;
+        let log = Arc::new(Mutex::new(log.into_file()));
         let started = Instant::now();
         let (child, qmp, agent) = launch(&spec, true, &log, started).await?;
         Ok(Machine {

@@ -1,31 +1,72 @@
-//! One QEMU process: its command line (firmware, accelerator, disks, first-boot
-//! config in fw_cfg, the agent's channel) and its QMP control socket.
+//! One QEMU process: its command line (architecture, firmware, accelerator,
+//! drives, first-boot config in fw_cfg, the agent's channel). Every VM cosa and
+//! its tests boot is made here, so the firmware paths and machine types exist
+//! once, per [`Arch`].
 //!
 //! Upstream's equivalent is mantle/platform/qemu.go; we keep the same shape
-//! (a builder that becomes argv) but with typed fields and the `qapi` crate
-//! for QMP instead of a hand-rolled JSON client.
+//! (a builder that becomes argv) but with typed fields, and QMP through the
+//! `qapi` crate ([`Qmp`]) instead of a hand-rolled JSON client.
+
+mod qmp;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use qapi::futures::{QapiService, QmpStreamTokio};
-use tokio::io::WriteHalf;
-use tokio::net::UnixStream;
+use fs_err as fs;
 
+use crate::arch::Arch;
 use crate::kola::machine::Firmware;
 use crate::kola::protocol;
 use cmdext::CommandRunExt;
+pub use qmp::Qmp;
 
-/// The QEMU binary for this architecture.
-pub const QEMU: &str = "qemu-system-x86_64";
-pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// Name fw_cfg gives the Ignition config on QEMU (DESIGN.md §3).
 pub const IGNITION_FW_CFG: &str = "opt/com.coreos/config";
-/// QOM id of the boot disk, for boot-order switches.
+/// QOM id of the first drive (the boot disk), for boot-order switches.
 pub const BOOT_DISK_ID: &str = "disk0";
+
+/// The QEMU system emulator for `arch`.
+pub fn binary(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "qemu-system-x86_64",
+        Arch::Aarch64 => "qemu-system-aarch64",
+    }
+}
+
+/// The machine model VMs of `arch` use.
+pub fn machine_type(arch: Arch) -> Result<&'static str> {
+    match arch {
+        // q35: PCIe, AHCI for CD-ROMs, and what OVMF is built for.
+        Arch::X86_64 => Ok("q35"),
+        Arch::Aarch64 => bail!("booting aarch64 VMs is not supported yet"),
+    }
+}
+
+/// A UEFI firmware image and the template of its variable store.
+#[derive(Debug, Clone, Copy)]
+pub struct UefiFirmware {
+    pub code: &'static str,
+    pub vars_template: &'static str,
+}
+
+/// Where the host's distribution installs UEFI firmware for `arch`.
+pub fn uefi_firmware(arch: Arch) -> Result<UefiFirmware> {
+    match arch {
+        // Debian's ovmf package; the 4M builds hold enough variables for shim.
+        Arch::X86_64 => Ok(UefiFirmware {
+            code: "/usr/share/OVMF/OVMF_CODE_4M.fd",
+            vars_template: "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        }),
+        Arch::Aarch64 => bail!("UEFI firmware (AAVMF) for aarch64 is not supported yet"),
+    }
+}
+
+/// Writes a fresh variable store for one VM: a reused one can leave OVMF in its shell.
+pub fn fresh_uefi_vars(arch: Arch, dest: &Path) -> Result<()> {
+    fs::copy(uefi_firmware(arch)?.vars_template, dest)?;
+    Ok(())
+}
 
 /// Which accelerator VMs use: KVM when it really boots a guest, else TCG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -44,12 +85,13 @@ impl Accel {
     }
 }
 
-/// Boot the image's kernel directly (`-kernel/-initrd/-append`), for tests
-/// that add kernel arguments the image's GRUB config cannot take from the host.
+/// Boot a kernel directly (`-kernel/-initrd/-append`): for tests that add
+/// kernel arguments the image's GRUB config cannot take from the host, and for
+/// PXE-style boots.
 #[derive(Debug, Clone)]
 pub struct DirectBoot {
     pub kernel: PathBuf,
-    pub initrd: PathBuf,
+    pub initrd: Option<PathBuf>,
     pub cmdline: String,
 }
 
@@ -58,39 +100,184 @@ pub struct DirectBoot {
 pub enum Console {
     /// Appended to a file the harness scans.
     File(PathBuf),
-    /// This terminal (`cosa run -c`), QEMU's monitor multiplexed on Ctrl-A c.
+    /// This terminal or pipe (`cosa run -c`), QEMU's monitor multiplexed on Ctrl-A c.
     Stdio,
+}
+
+/// How a drive appears to the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Media {
+    /// A virtio disk.
+    Disk,
+    /// An ATAPI CD-ROM (on the machine's SATA/IDE controller).
+    Cdrom,
+}
+
+/// One drive: a file on the host and how the guest sees it.
+#[derive(Debug, Clone)]
+pub struct Drive {
+    pub file: PathBuf,
+    /// `qcow2`, `raw`; ignored for CD-ROMs (always raw).
+    pub format: &'static str,
+    pub media: Media,
+    /// Firmware boot order (1 first); `None`: not a boot candidate of its own.
+    pub bootindex: Option<u32>,
+    pub readonly: bool,
+    /// 4096-byte logical and physical sectors (4Kn disks).
+    pub sector_4k: bool,
+    /// The guest-visible serial (`/dev/disk/by-id/virtio-SERIAL`).
+    pub serial: Option<String>,
+    /// A throwaway disk: no flushes to the host (`cache=unsafe`), discards unmap.
+    pub scratch: bool,
+}
+
+impl Drive {
+    pub fn disk(file: impl Into<PathBuf>, format: &'static str) -> Drive {
+        Drive {
+            file: file.into(),
+            format,
+            media: Media::Disk,
+            bootindex: None,
+            readonly: false,
+            sector_4k: false,
+            serial: None,
+            scratch: false,
+        }
+    }
+
+    pub fn cdrom(file: impl Into<PathBuf>) -> Drive {
+        Drive {
+            media: Media::Cdrom,
+            readonly: true,
+            ..Drive::disk(file, "raw")
+        }
+    }
+
+    pub fn bootindex(self, index: u32) -> Drive {
+        Drive {
+            bootindex: Some(index),
+            ..self
+        }
+    }
+
+    pub fn readonly(self) -> Drive {
+        Drive {
+            readonly: true,
+            ..self
+        }
+    }
+
+    pub fn sector_4k(self) -> Drive {
+        Drive {
+            sector_4k: true,
+            ..self
+        }
+    }
+
+    pub fn serial(self, serial: impl Into<String>) -> Drive {
+        Drive {
+            serial: Some(serial.into()),
+            ..self
+        }
+    }
+
+    pub fn scratch(self) -> Drive {
+        Drive {
+            scratch: true,
+            ..self
+        }
+    }
+
+    /// `-drive` and `-device` for drive number `n` (QOM id `disk{n}`).
+    fn args(&self, n: usize) -> [OsString; 4] {
+        let mut drive = format!("if=none,id=drive{n}");
+        match self.media {
+            Media::Disk => drive.push_str(&format!(",format={}", self.format)),
+            Media::Cdrom => drive.push_str(",media=cdrom"),
+        }
+        if self.readonly {
+            drive.push_str(",readonly=on");
+        }
+        if self.scratch {
+            drive.push_str(",cache=unsafe,discard=unmap");
+        }
+        drive.push_str(",file=");
+        let mut device = match self.media {
+            Media::Disk => format!("virtio-blk-pci,drive=drive{n},id=disk{n}"),
+            Media::Cdrom => format!("ide-cd,drive=drive{n},id=disk{n}"),
+        };
+        if let Some(i) = self.bootindex {
+            device.push_str(&format!(",bootindex={i}"));
+        }
+        if let Some(s) = &self.serial {
+            device.push_str(&format!(",serial={s}"));
+        }
+        if self.sector_4k {
+            device.push_str(",logical_block_size=4096,physical_block_size=4096");
+        }
+        [
+            "-drive".into(),
+            pathopt(&drive, &self.file),
+            "-device".into(),
+            device.into(),
+        ]
+    }
 }
 
 /// Everything one QEMU invocation needs.
 #[derive(Debug, Clone)]
 pub struct QemuSpec {
+    pub arch: Arch,
     pub name: String,
     pub accel: Accel,
     pub firmware: Firmware,
-    /// A copy of OVMF_VARS private to this VM (UEFI only).
-    pub ovmf_vars: Option<PathBuf>,
+    /// A variable store private to this VM (UEFI only), see [`fresh_uefi_vars`].
+    pub uefi_vars: Option<PathBuf>,
     pub memory_mib: u64,
     pub cpus: u32,
-    /// The VM's own qcow2 overlay over the build's image.
-    pub disk: PathBuf,
-    pub extra_disks: Vec<PathBuf>,
+    /// In order: drive 0 is QOM id [`BOOT_DISK_ID`].
+    pub drives: Vec<Drive>,
     pub ignition: Option<PathBuf>,
     pub direct_boot: Option<DirectBoot>,
+    /// A guest reboot ends QEMU (`-no-reboot`).
+    pub exit_on_reboot: bool,
+    /// A virtio NIC on QEMU's user network (the guest sees the host as 10.0.2.2).
+    pub network: bool,
     pub console: Console,
-    pub qmp_socket: PathBuf,
+    pub qmp_socket: Option<PathBuf>,
     pub agent_socket: PathBuf,
 }
 
 impl QemuSpec {
+    /// A VM with nothing attached yet: BIOS, 1 GiB, one CPU, a NIC, no QMP.
+    pub fn new(arch: Arch, name: impl Into<String>, accel: Accel, console: Console) -> Self {
+        QemuSpec {
+            arch,
+            name: name.into(),
+            accel,
+            firmware: Firmware::Bios,
+            uefi_vars: None,
+            memory_mib: 1024,
+            cpus: 1,
+            drives: Vec::new(),
+            ignition: None,
+            direct_boot: None,
+            exit_on_reboot: false,
+            network: true,
+            console,
+            qmp_socket: None,
+            agent_socket: PathBuf::new(),
+        }
+    }
+
     /// The command line, program excluded.
-    pub fn args(&self) -> Vec<OsString> {
+    pub fn args(&self) -> Result<Vec<OsString>> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |s: &str| a.push(s.into());
         push("-name");
         push(&self.name);
         push("-machine");
-        push("pc");
+        push(machine_type(self.arch)?);
         match self.accel {
             Accel::Kvm => {
                 push("-accel");
@@ -115,29 +302,28 @@ impl QemuSpec {
         push("-device");
         push("virtio-rng-pci");
         push("-nic");
-        push("user,model=virtio-net-pci");
-        if let (Firmware::Uefi, Some(vars)) = (self.firmware, &self.ovmf_vars) {
+        // Without any -nic, QEMU would add its default NIC.
+        push(if self.network {
+            "user,model=virtio-net-pci"
+        } else {
+            "none"
+        });
+        if self.exit_on_reboot {
+            push("-no-reboot");
+        }
+        if self.firmware == Firmware::Uefi {
+            let fw = uefi_firmware(self.arch)?;
+            let vars = self
+                .uefi_vars
+                .as_ref()
+                .ok_or_else(|| anyhow!("{}: UEFI needs the VM's own variable store", self.name))?;
             a.push("-drive".into());
-            a.push(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}").into());
+            a.push(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", fw.code).into());
             a.push("-drive".into());
             a.push(pathopt("if=pflash,format=raw,unit=1,file=", vars));
         }
-        a.push("-drive".into());
-        a.push(pathopt(
-            "if=none,id=drive0,format=qcow2,cache=unsafe,discard=unmap,file=",
-            &self.disk,
-        ));
-        a.push("-device".into());
-        a.push(format!("virtio-blk-pci,drive=drive0,id={BOOT_DISK_ID},bootindex=1").into());
-        for (i, d) in self.extra_disks.iter().enumerate() {
-            let n = i + 1;
-            a.push("-drive".into());
-            a.push(pathopt(
-                &format!("if=none,id=drive{n},format=qcow2,cache=unsafe,file="),
-                d,
-            ));
-            a.push("-device".into());
-            a.push(format!("virtio-blk-pci,drive=drive{n},id=disk{n},serial=disk{n}").into());
+        for (n, d) in self.drives.iter().enumerate() {
+            a.extend(d.args(n));
         }
         if let Some(ign) = &self.ignition {
             a.push("-fw_cfg".into());
@@ -146,13 +332,12 @@ impl QemuSpec {
         if let Some(db) = &self.direct_boot {
             a.push("-kernel".into());
             a.push(db.kernel.clone().into());
-            a.push("-initrd".into());
-            a.push(db.initrd.clone().into());
+            if let Some(initrd) = &db.initrd {
+                a.push("-initrd".into());
+                a.push(initrd.clone().into());
+            }
             a.push("-append".into());
             a.push(db.cmdline.clone().into());
-            // The command line is fixed for the process: a guest reboot ends
-            // it, and the harness starts the next boot with its own cmdline.
-            a.push("-no-reboot".into());
         }
         match &self.console {
             Console::File(p) => {
@@ -166,20 +351,38 @@ impl QemuSpec {
                 a.push("mon:stdio".into());
             }
         }
-        a.push("-qmp".into());
-        let mut q = OsString::from("unix:");
-        q.push(&self.qmp_socket);
-        q.push(",server=on,wait=off");
-        a.push(q);
+        if let Some(qmp) = &self.qmp_socket {
+            a.push("-qmp".into());
+            let mut q = OsString::from("unix:");
+            q.push(qmp);
+            q.push(",server=on,wait=off");
+            a.push(q);
+        }
         a.extend(protocol::qemu_args(&self.agent_socket));
-        a
+        Ok(a)
+    }
+
+    /// The QEMU command for this VM (blocking callers: tests, `cosa qemu`).
+    pub fn command(&self) -> Result<std::process::Command> {
+        let mut c = cmdext::command(binary(self.arch));
+        c.args(self.args()?);
+        Ok(c)
+    }
+
+    /// Replaces this process with QEMU; returns only on failure.
+    pub fn exec(&self) -> anyhow::Error {
+        use std::os::unix::process::CommandExt;
+        match self.command() {
+            Ok(mut c) => anyhow!(c.exec()).context(format!("executing {}", binary(self.arch))),
+            Err(e) => e,
+        }
     }
 
     /// A tokio command for this VM; QEMU dies with the harness.
-    pub fn command(&self) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new(QEMU);
-        c.args(self.args()).kill_on_drop(true);
-        c
+    pub fn async_command(&self) -> Result<tokio::process::Command> {
+        let mut c = cmdext::async_command(binary(self.arch));
+        c.args(self.args()?).kill_on_drop(true);
+        Ok(c)
     }
 }
 
@@ -190,16 +393,21 @@ fn pathopt(prefix: &str, p: &Path) -> OsString {
     s
 }
 
-/// Fails unless QEMU (and, for UEFI, OVMF) is installed.
-pub fn check_host(firmware: Firmware) -> Result<()> {
+/// Fails unless QEMU for `arch` (and, for UEFI, its firmware) is installed.
+pub fn check_host(arch: Arch, firmware: Firmware) -> Result<()> {
+    let qemu = binary(arch);
     let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(QEMU).is_file()))
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(qemu).is_file()))
         .unwrap_or(false);
     if !found {
-        bail!("{QEMU} is not installed on this host (Debian: apt-get install qemu-system-x86 qemu-utils)");
+        bail!(
+            "{qemu} is not installed on this host (Debian: apt-get install qemu-system qemu-utils)"
+        );
     }
+    machine_type(arch)?;
     if firmware == Firmware::Uefi {
-        for f in [OVMF_CODE, OVMF_VARS] {
+        let fw = uefi_firmware(arch)?;
+        for f in [fw.code, fw.vars_template] {
             if !Path::new(f).is_file() {
                 bail!("UEFI firmware {f} is missing (Debian: apt-get install ovmf)");
             }
@@ -208,10 +416,15 @@ pub fn check_host(firmware: Firmware) -> Result<()> {
     Ok(())
 }
 
-/// A qcow2 overlay over `base`, so tests never write to the build's image.
-pub fn create_overlay(base: &Path, overlay: &Path, min_size_gib: Option<u64>) -> Result<()> {
-    let mut c = std::process::Command::new("qemu-img");
-    c.args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+/// A qcow2 overlay over `base`, so VMs never write to the build's image.
+pub fn create_overlay(
+    base: &Path,
+    base_format: &str,
+    overlay: &Path,
+    min_size_gib: Option<u64>,
+) -> Result<()> {
+    let mut c = cmdext::command("qemu-img");
+    c.args(["create", "-q", "-f", "qcow2", "-F", base_format, "-b"])
         .arg(base)
         .arg(overlay);
     if let Some(g) = min_size_gib {
@@ -227,7 +440,7 @@ pub fn create_overlay(base: &Path, overlay: &Path, min_size_gib: Option<u64>) ->
 
 /// A blank qcow2 disk of `size` (qemu-img syntax: `5G`, `512M`).
 pub fn create_blank_disk(path: &Path, size: &str) -> Result<()> {
-    std::process::Command::new("qemu-img")
+    cmdext::command("qemu-img")
         .args(["create", "-q", "-f", "qcow2"])
         .arg(path)
         .arg(size)
@@ -236,7 +449,7 @@ pub fn create_blank_disk(path: &Path, size: &str) -> Result<()> {
 }
 
 fn virtual_size(image: &Path) -> Result<u64> {
-    let v: serde_json::Value = std::process::Command::new("qemu-img")
+    let v: serde_json::Value = cmdext::command("qemu-img")
         .args(["info", "--output=json"])
         .arg(image)
         .run_get_json()?;
@@ -245,160 +458,5 @@ fn virtual_size(image: &Path) -> Result<u64> {
         .ok_or_else(|| anyhow!("qemu-img info {}: no virtual-size", image.display()))
 }
 
-type QmpWriter = QmpStreamTokio<WriteHalf<UnixStream>>;
-
-/// A QMP session with one VM.
-pub struct Qmp {
-    service: QapiService<QmpWriter>,
-    events: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Qmp {
-    fn drop(&mut self) {
-        self.events.abort();
-    }
-}
-
-impl Qmp {
-    /// Connects once QEMU has made the socket (it does so before the guest starts).
-    pub async fn connect(socket: &Path, within: Duration) -> Result<Qmp> {
-        let deadline = tokio::time::Instant::now() + within;
-        let stream = loop {
-            match QmpStreamTokio::open_uds(socket).await {
-                Ok(s) => break s,
-                Err(e) if tokio::time::Instant::now() >= deadline => {
-                    return Err(e)
-                        .with_context(|| format!("connecting to QMP {}", socket.display()))
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        };
-        let stream = stream
-            .negotiate()
-            .await
-            .with_context(|| format!("QMP capabilities negotiation on {}", socket.display()))?;
-        let (service, events) = stream.spawn_tokio();
-        Ok(Qmp { service, events })
-    }
-
-    /// Stops reading QMP events: call before killing QEMU, whose reset socket
-    /// would otherwise be logged as an error.
-    pub fn close(&self) {
-        self.events.abort();
-    }
-
-    /// ACPI power button: a clean shutdown if the guest listens.
-    pub async fn system_powerdown(&self) -> Result<()> {
-        self.service
-            .execute(qapi::qmp::system_powerdown {})
-            .await
-            .map(drop)
-            .map_err(|e| anyhow!("QMP system_powerdown: {e}"))
-    }
-
-    /// Ends QEMU at once.
-    pub async fn quit(&self) -> Result<()> {
-        self.service
-            .execute(qapi::qmp::quit {})
-            .await
-            .map(drop)
-            .map_err(|e| anyhow!("QMP quit: {e}"))
-    }
-
-    /// Saves the VGA screen as a PPM image.
-    pub async fn screendump(&self, path: &Path) -> Result<()> {
-        self.service
-            .execute(qapi::qmp::screendump {
-                filename: path.to_string_lossy().into_owned(),
-                device: None,
-                head: None,
-                format: None,
-            })
-            .await
-            .map(drop)
-            .map_err(|e| anyhow!("QMP screendump {}: {e}", path.display()))
-    }
-
-    /// Changes a device's `bootindex` (for scenarios that boot another device
-    /// first, e.g. an installer, then the disk): effective at the next reset.
-    pub async fn set_bootindex(&self, device_id: &str, index: i64) -> Result<()> {
-        self.service
-            .execute(qapi::qmp::qom_set {
-                path: format!("/machine/peripheral/{device_id}"),
-                property: "bootindex".into(),
-                value: serde_json::json!(index),
-            })
-            .await
-            .map(drop)
-            .map_err(|e| anyhow!("QMP qom-set {device_id}.bootindex={index}: {e}"))
-    }
-
-    /// Resets the machine (used after a boot-order switch).
-    pub async fn system_reset(&self) -> Result<()> {
-        self.service
-            .execute(qapi::qmp::system_reset {})
-            .await
-            .map(drop)
-            .map_err(|e| anyhow!("QMP system_reset: {e}"))
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec() -> QemuSpec {
-        QemuSpec {
-            name: "t".into(),
-            accel: Accel::Tcg,
-            firmware: Firmware::Uefi,
-            ovmf_vars: Some("/vm/OVMF_VARS.fd".into()),
-            memory_mib: 1024,
-            cpus: 1,
-            disk: "/vm/disk,0.qcow2".into(),
-            extra_disks: vec!["/vm/disk1.qcow2".into()],
-            ignition: Some("/vm/config.ign".into()),
-            direct_boot: None,
-            console: Console::File("/vm/console.txt".into()),
-            qmp_socket: "/vm/qmp.sock".into(),
-            agent_socket: "/vm/agent.sock".into(),
-        }
-    }
-
-    #[test]
-    fn args_have_firmware_disks_config_channel() {
-        let a: Vec<String> = spec()
-            .args()
-            .iter()
-            .map(|s| s.to_string_lossy().into_owned())
-            .collect();
-        let j = a.join(" ");
-        assert!(j.contains("-accel tcg"));
-        assert!(j.contains(&format!("unit=0,readonly=on,file={OVMF_CODE}")));
-        assert!(j.contains("unit=1,file=/vm/OVMF_VARS.fd"));
-        assert!(j.contains("file=/vm/disk,,0.qcow2"), "{j}");
-        assert!(j.contains("serial=disk1"));
-        assert!(j.contains("-fw_cfg name=opt/com.coreos/config,file=/vm/config.ign"));
-        assert!(j.contains("name=org.cosa.agent.0"));
-        assert!(j.contains("-qmp unix:/vm/qmp.sock,server=on,wait=off"));
-        assert!(!j.contains("-no-reboot"));
-    }
-
-    #[test]
-    fn direct_boot_ends_on_reboot() {
-        let mut s = spec();
-        s.direct_boot = Some(DirectBoot {
-            kernel: "/k".into(),
-            initrd: "/i".into(),
-            cmdline: "root=LABEL=root quiet".into(),
-        });
-        let a: Vec<String> = s
-            .args()
-            .iter()
-            .map(|s| s.to_string_lossy().into_owned())
-            .collect();
-        let i = a.iter().position(|x| x == "-append").unwrap();
-        assert_eq!(a[i + 1], "root=LABEL=root quiet");
-        assert!(a.contains(&"-no-reboot".to_string()));
-    }
-}
+mod tests;

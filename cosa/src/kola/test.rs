@@ -284,6 +284,13 @@ impl TestMeta {
 }
 
 impl KolaTest {
+    /// Whether the test's VM needs kernel arguments the image does not have
+    /// (it then boots the image's kernel directly).
+    pub fn needs_kernel_args(&self) -> bool {
+        !self.meta.append_kernel_args.is_empty()
+            || !self.meta.append_firstboot_kernel_args.is_empty()
+    }
+
     /// The Ignition config the test's VM boots with, if the test has one (an
     /// external test's `config.ign`, a built-in test's own).
     pub fn ignition_config(&self) -> anyhow::Result<Option<serde_json::Value>> {

@@ -2,13 +2,14 @@
 //! machine's spec, then the QMP and agent connections, with every guest
 //! message logged to the VM's `agent.log`.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::Write as _;
 use std::process::{ExitStatus as ProcStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
+use fs_err::{self as fs, OpenOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
@@ -19,7 +20,7 @@ use tokio::time::Instant;
 use super::{ConsoleMode, MachineSpec};
 use crate::kola::machine::Firmware;
 use crate::kola::protocol::{GuestMessage, Stream};
-use crate::kola::qemu::{self, Console, DirectBoot, QemuSpec, Qmp};
+use crate::kola::qemu::{self, Console, DirectBoot, Drive, QemuSpec, Qmp};
 
 pub(super) struct AgentSession {
     pub(super) writer: OwnedWriteHalf,
@@ -35,9 +36,14 @@ impl Drop for AgentSession {
 
 fn qemu_spec(spec: &MachineSpec, first_boot: bool) -> QemuSpec {
     let dir = &spec.dir;
-    let extra_disks = (1..=spec.additional_disks.len())
-        .map(|i| dir.join(format!("disk{i}.qcow2")))
-        .collect();
+    let boot_disk = Drive::disk(dir.join("disk.qcow2"), "qcow2")
+        .bootindex(1)
+        .scratch();
+    let extra_disks = (1..=spec.additional_disks.len()).map(|i| {
+        Drive::disk(dir.join(format!("disk{i}.qcow2")), "qcow2")
+            .serial(format!("disk{i}"))
+            .scratch()
+    });
     let direct_boot = spec.kernel_boot.as_ref().map(|k| {
         let mut cmdline = k.options.clone();
         let mut add = |a: &str| {
@@ -54,27 +60,27 @@ fn qemu_spec(spec: &MachineSpec, first_boot: bool) -> QemuSpec {
         spec.append_kernel_args.iter().for_each(|a| add(a));
         DirectBoot {
             kernel: k.kernel.clone(),
-            initrd: k.initrd.clone(),
+            initrd: Some(k.initrd.clone()),
             cmdline,
         }
     });
+    let console = match spec.console {
+        ConsoleMode::Logged => Console::File(dir.join("console.txt")),
+        ConsoleMode::Terminal => Console::Stdio,
+    };
     QemuSpec {
-        name: spec.name.clone(),
-        accel: spec.accel,
         firmware: spec.firmware,
-        ovmf_vars: (spec.firmware == Firmware::Uefi).then(|| dir.join("OVMF_VARS.fd")),
+        uefi_vars: (spec.firmware == Firmware::Uefi).then(|| dir.join("OVMF_VARS.fd")),
         memory_mib: spec.memory_mib,
-        cpus: 1,
-        disk: dir.join("disk.qcow2"),
-        extra_disks,
+        drives: std::iter::once(boot_disk).chain(extra_disks).collect(),
         ignition: spec.ignition.as_ref().map(|_| dir.join("config.ign")),
+        // The command line is fixed for the process: a guest reboot ends
+        // it, and the harness starts the next boot with its own cmdline.
+        exit_on_reboot: direct_boot.is_some(),
         direct_boot,
-        console: match spec.console {
-            ConsoleMode::Logged => Console::File(dir.join("console.txt")),
-            ConsoleMode::Terminal => Console::Stdio,
-        },
-        qmp_socket: dir.join("qmp.sock"),
+        qmp_socket: Some(dir.join("qmp.sock")),
         agent_socket: dir.join("agent.sock"),
+        ..QemuSpec::new(spec.arch, spec.name.clone(), spec.accel, console)
     }
 }
 
@@ -99,17 +105,20 @@ pub(super) async fn launch(
     started: Instant,
 ) -> Result<(Child, Qmp, AgentSession)> {
     let qspec = qemu_spec(spec, first_boot);
-    for s in [&qspec.qmp_socket, &qspec.agent_socket] {
+    let qmp_socket = spec.dir.join("qmp.sock");
+    for s in [&qmp_socket, &qspec.agent_socket] {
         let _ = fs::remove_file(s);
     }
-    let mut cmd = qspec.command();
+    let mut cmd = qspec.async_command()?;
     match spec.console {
         ConsoleMode::Logged => {
             let err = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(spec.dir.join("qemu.log"))?;
-            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(err.into_file());
             // Out of the terminal's process group: Ctrl-C reaches the harness,
             // which kills every VM itself and records which tests finished.
             cmd.process_group(0);
@@ -119,13 +128,13 @@ pub(super) async fn launch(
         }
     }
     let args: Vec<String> = qspec
-        .args()
+        .args()?
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     fs::write(
         spec.dir.join("qemu.cmdline"),
-        format!("{} {}\n", qemu::QEMU, args.join(" ")),
+        format!("{} {}\n", qemu::binary(spec.arch), args.join(" ")),
     )?;
     log_line(
         log,
@@ -134,9 +143,9 @@ pub(super) async fn launch(
     );
     let mut child = cmd
         .spawn()
-        .with_context(|| format!("starting {} for {}", qemu::QEMU, spec.name))?;
+        .with_context(|| format!("starting {} for {}", qemu::binary(spec.arch), spec.name))?;
     let qmp = tokio::select! {
-        q = Qmp::connect(&qspec.qmp_socket, Duration::from_secs(30)) => q?,
+        q = Qmp::connect(&qmp_socket, Duration::from_secs(30)) => q?,
         s = child.wait() => {
             let err = fs::read_to_string(spec.dir.join("qemu.log")).unwrap_or_default();
             return Err(anyhow!("{}: QEMU {} at start: {}", spec.name, describe_exit(s), err.trim()));
