@@ -7,7 +7,6 @@ use std::str::FromStr;
 use anyhow::{bail, Result};
 
 use crate::arch::Arch;
-use crate::builds::Meta;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Platform {
@@ -119,11 +118,9 @@ impl Platform {
     }
 
     /// The artifact's file name: `<name>-<id>-<platform>.<arch>.<ext>`.
-    pub fn artifact_name(self, meta: &Meta, arch: Arch) -> String {
+    pub fn artifact_name(self, name: &str, build_id: &str, arch: Arch) -> String {
         format!(
-            "{}-{}-{}.{arch}.{}",
-            meta.name,
-            meta.buildid,
+            "{name}-{build_id}-{}.{arch}.{}",
             self.name(),
             self.extension()
         )

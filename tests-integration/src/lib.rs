@@ -8,7 +8,7 @@
 //! and the demo stream's build.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use testrepo::Package;
 
@@ -191,7 +191,7 @@ impl Fixture {
 
     /// `ostree --repo=<workdir repo> ARGS`.
     pub fn ostree(&self, args: &[&str]) -> String {
-        let out = Command::new("ostree")
+        let out = cmdext::command("ostree")
             .arg(format!(
                 "--repo={}",
                 self.workdir().join("cache/repo").display()
@@ -244,7 +244,7 @@ impl Fixture {
 
 /// Run the cosa binary under test with `workdir` as its workdir.
 pub fn cosa_in(workdir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(cosa_bin())
+    let out = cmdext::command(cosa_bin())
         .args(args)
         .env("COSA_DIR", workdir)
         .env("RUST_LOG", "warn")
@@ -359,7 +359,7 @@ pub fn assert_meta_schema_valid(meta_json: &Path) {
         meta.extra.keys().collect::<Vec<_>>()
     );
     let schema = repo_root().join(cosa::builds::meta::schema::SCHEMA_FILE);
-    let out = Command::new("python3")
+    let out = cmdext::command("python3")
         .args([
             "-c",
             "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])))",

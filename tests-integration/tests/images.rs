@@ -5,7 +5,6 @@
 use tests_integration as common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::vm::{self, Vm};
@@ -14,7 +13,7 @@ use cosa::kola::protocol::ReadyInfo;
 use cosa::kola::qemu::Drive;
 
 fn qemu_img_info(p: &Path, format: Option<&str>) -> serde_json::Value {
-    let mut cmd = Command::new("qemu-img");
+    let mut cmd = cmdext::command("qemu-img");
     cmd.args(["info", "--output=json"]);
     if let Some(f) = format {
         cmd.args(["-f", f]);
@@ -30,7 +29,11 @@ fn qemu_img_info(p: &Path, format: Option<&str>) -> serde_json::Value {
 }
 
 fn sgdisk_ok(dev: &Path) {
-    let out = Command::new("sgdisk").arg("-v").arg(dev).output().unwrap();
+    let out = cmdext::command("sgdisk")
+        .arg("-v")
+        .arg(dev)
+        .output()
+        .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && s.contains("No problems found"),
@@ -92,7 +95,7 @@ fn all_platforms_from_one_run_are_valid_and_boot() {
     let q = qemu_img_info(&b.image("qemu"), None);
     assert_eq!(q["format"], "qcow2");
     assert_eq!(q["format-specific"]["data"]["compat"], "1.1");
-    let st = Command::new("qemu-img")
+    let st = cmdext::command("qemu-img")
         .arg("check")
         .arg(b.image("qemu"))
         .status()
@@ -121,13 +124,13 @@ fn all_platforms_from_one_run_are_valid_and_boot() {
         vsize + 512,
         "a fixed VHD is the disk plus a footer"
     );
-    let list = Command::new("tar")
+    let list = cmdext::command("tar")
         .arg("-tzf")
         .arg(b.image("gcp"))
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&list.stdout), "disk.raw\n");
-    let hdr = Command::new("sh")
+    let hdr = cmdext::command("sh")
         .arg("-c")
         .arg(format!(
             "gzip -dc '{}' | head -c 512",
@@ -142,7 +145,7 @@ fn all_platforms_from_one_run_are_valid_and_boot() {
     );
     sgdisk_ok(&b.image("metal"));
     // metal4k's table is laid out for 4096-byte sectors: read it through such a loop device.
-    let dev = Command::new("losetup")
+    let dev = cmdext::command("losetup")
         .args(["--find", "--show", "--read-only", "--sector-size", "4096"])
         .arg(b.image("metal4k"))
         .output()
@@ -154,7 +157,10 @@ fn all_platforms_from_one_run_are_valid_and_boot() {
     );
     let dev = String::from_utf8(dev.stdout).unwrap().trim().to_string();
     let r = std::panic::catch_unwind(|| sgdisk_ok(Path::new(&dev)));
-    Command::new("losetup").args(["-d", &dev]).status().unwrap();
+    cmdext::command("losetup")
+        .args(["-d", &dev])
+        .status()
+        .unwrap();
     r.unwrap();
 
     // Already built: skipped unless --force.

@@ -6,7 +6,7 @@
 //! VMs at a time on this 2-core machine).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Mutex, OnceLock};
 
 /// One scenario at a time: each runs at most two VMs.
@@ -38,7 +38,7 @@ fn workdir() -> &'static Path {
 }
 
 fn cosa(wd: &Path, args: &[&str]) -> Output {
-    Command::new(cosa_bin())
+    cmdext::command(cosa_bin())
         .args(args)
         .env("COSA_DIR", wd)
         .env("RUST_LOG", "warn")
@@ -58,7 +58,7 @@ fn ok(out: Output) -> String {
 }
 
 fn kola(wd: &Path, out: &Path, args: &[&str]) -> std::process::Child {
-    Command::new(cosa_bin())
+    cmdext::command(cosa_bin())
         .args([
             "kola",
             "run",
@@ -178,7 +178,7 @@ fn never_booting_vm_and_failing_test_are_reported() {
     std::fs::create_dir_all(&scratch).unwrap();
     // A blank disk: the firmware finds nothing to boot and the agent never answers.
     let blank = scratch.join("blank.qcow2");
-    let st = Command::new("qemu-img")
+    let st = cmdext::command("qemu-img")
         .args(["create", "-q", "-f", "qcow2"])
         .arg(&blank)
         .arg("1G")
@@ -302,7 +302,7 @@ fn missing_image_says_what_to_run() {
     // A build without images: meta.json without images.qemu.
     let b = wd.join("builds/1.0/x86_64");
     std::fs::create_dir_all(&b).unwrap();
-    std::fs::write(b.join("meta.json"), r#"{"buildid":"1.0","name":"demo"}"#).unwrap();
+    std::fs::write(b.join("meta.json"), r#"{"buildid":"1.0","name":"demo","ostree-commit":"0000000000000000000000000000000000000000000000000000000000000000","ostree-version":"1.0","ostree-timestamp":"2026-01-01T00:00:00Z"}"#).unwrap();
     std::fs::write(
         wd.join("builds/builds.json"),
         r#"{"schema-version":"1.0.0","builds":[{"id":"1.0","arches":["x86_64"]}],"timestamp":"2026-01-01T00:00:00Z"}"#,

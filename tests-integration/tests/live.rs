@@ -7,7 +7,7 @@
 use tests_integration as common;
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::vm::Vm;
@@ -171,7 +171,7 @@ impl Http {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("python3")
+        let child = cmdext::command("python3")
             .args([
                 "-m",
                 "http.server",
@@ -235,7 +235,7 @@ fn import_derived(b: &DemoBuild, t: &Path) {
     b.cosa(&["build-container"]).ok();
     let archive = b.image("ostree");
     let dir = t.join("derived");
-    let st = Command::new("skopeo")
+    let st = cmdext::command("skopeo")
         .args(["copy", "--quiet"])
         .arg(format!("oci-archive:{}", archive.display()))
         .arg(format!("oci:{}", dir.display()))
@@ -283,7 +283,7 @@ fn live_media_are_recorded_and_customize_refuses_bad_input() {
     validate_meta(&b.build_dir().join("meta.json"));
     let iso = b.image("live-iso");
     // Both El Torito entries, the GPT with the EFI partition, the build's label.
-    let out = Command::new("xorriso")
+    let out = cmdext::command("xorriso")
         .args(["-indev"])
         .arg(&iso)
         .args(["-report_el_torito", "plain", "-report_system_area", "plain"])
@@ -403,7 +403,7 @@ fn live_media_are_recorded_and_customize_refuses_bad_input() {
     let new_rootfs = pxe.join(rootfs.file_name().unwrap());
     let x = t.path().join("x");
     std::fs::create_dir(&x).unwrap();
-    let st = Command::new("sh")
+    let st = cmdext::command("sh")
         .arg("-c")
         .arg(format!(
             "cd {} && cpio -i --quiet < {} && unsquashfs -l root.squashfs | grep -q cosa-embed/embed.img",
@@ -482,7 +482,7 @@ fn live_media_boot_and_install_under_bios_and_uefi() {
     std::fs::create_dir(&www).unwrap();
     std::fs::copy(&ign, www.join("config.ign")).unwrap();
     let gz = std::fs::File::create(www.join("metal.raw.gz")).unwrap();
-    let st = Command::new("gzip")
+    let st = cmdext::command("gzip")
         .args(["-1", "-c"])
         .arg(b.image("metal"))
         .stdout(gz)

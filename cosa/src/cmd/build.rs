@@ -9,7 +9,6 @@ use crate::compose::build::{build, BuildOptions, BuildOutcome};
 use super::load_treefile;
 
 // `cosa push-container` names the ref it pins by this too.
-pub use crate::builds::history::build_ref;
 
 pub fn run(g: &GlobalOpts, o: &BuildOpts) -> Result<()> {
     let wd = Workdir::open(&g.workdir)?;

@@ -295,7 +295,9 @@ impl Job<'_> {
         let raw = platform::platform_raw(&spec, base, &self.tree.boot, p, &cfg, self.scratch)
             .with_context(|| format!("making the {p} image"))?;
         let t1 = Instant::now();
-        let out = self.scratch.join(p.artifact_name(self.meta, self.arch));
+        let out =
+            self.scratch
+                .join(p.artifact_name(&self.meta.name, &self.meta.buildid, self.arch));
         platform::convert(p, &raw, &out)?;
         let _ = fs::remove_file(&raw);
         let t2 = Instant::now();

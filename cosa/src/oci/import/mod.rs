@@ -117,7 +117,7 @@ pub fn import(wd: &Workdir, o: &ImportOptions) -> Result<ImportedBuild> {
     let spec = CommitSpec {
         version: &version,
         timestamp: commit_timestamp(),
-        refname: &crate::cmd::build::build_ref(&version),
+        refname: &crate::builds::history::build_ref(&version),
     };
     let imported = import_image(&repo, &img, scratch.path(), &spec)
         .with_context(|| format!("importing {}", o.image))?;
