@@ -272,9 +272,12 @@ pub struct QemuOpts {
     /// Ignition config for fw_cfg.
     #[arg(long)]
     pub ignition: Option<PathBuf>,
-    /// A virtio NIC on QEMU's user network.
+    /// A virtio NIC on QEMU's user network (restricted: the guest reaches nothing outside).
     #[arg(long)]
     pub network: bool,
+    /// A host port on 127.0.0.1 the guest reaches at 10.0.2.100:PORT. Repeatable.
+    #[arg(long, value_name = "PORT", requires = "network")]
+    pub forward: Vec<u16>,
     /// QMP socket to listen on.
     #[arg(long)]
     pub qmp: Option<PathBuf>,

@@ -142,15 +142,58 @@ fn basic_passes_with_bios_and_uefi() {
     }
 }
 
+/// A kola test that must not reach `listener` through the user network's host
+/// address (10.0.2.2), as an unrestricted QEMU user network would let it.
+fn loopback_isolation_test(dir: &Path, listener: &std::net::TcpListener) -> PathBuf {
+    let port = listener.local_addr().unwrap().port();
+    let tests = dir.join("isolation");
+    let test = tests.join("loopback");
+    std::fs::create_dir_all(test.join("data")).unwrap();
+    std::fs::write(test.join("data/port"), port.to_string()).unwrap();
+    let exe = test.join("test.sh");
+    std::fs::write(
+        &exe,
+        r#"#!/bin/sh
+## kola:
+##   timeoutMin: 2
+##   exclusive: false
+port=$(cat "$KOLA_EXT_DATA/port")
+command -v wget >/dev/null || { echo "no wget in the guest: cannot probe"; exit 2; }
+if wget -q -T 5 -O /dev/null "http://10.0.2.2:$port/"; then
+    echo "reached the host's loopback listener at 10.0.2.2:$port"
+    exit 1
+fi
+echo "10.0.2.2:$port is unreachable from the guest"
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    tests
+}
+
 #[test]
 fn stream_external_and_builtin_tests_pass() {
     let wd = workdir();
     let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
     let out = outdir("ext");
+    // The guest's network is restricted: a host loopback listener stays unreached.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let isolation = loopback_isolation_test(&outdir("isolation-tests"), &listener);
     let o = kola(
         wd,
         &out,
-        &["-j", "2", "ext.config.*", "firstboot", "reboot"],
+        &[
+            "-j",
+            "2",
+            "-E",
+            isolation.to_str().unwrap(),
+            "ext.config.*",
+            "ext.isolation.*",
+            "firstboot",
+            "reboot",
+        ],
     )
     .wait_with_output()
     .unwrap();
@@ -161,11 +204,20 @@ fn stream_external_and_builtin_tests_pass() {
         "ext.config.files",
         "ext.config.kernel",
         "ext.config.reboot",
+        "ext.isolation.loopback",
         "firstboot",
         "reboot",
     ];
     for n in names {
         assert_eq!(result_of(&r, n)["result"], "PASS", "{n}: {r:#}");
+    }
+    let probe = result_of(&r, "ext.isolation.loopback")["output"]
+        .as_str()
+        .unwrap();
+    assert!(probe.contains("is unreachable from the guest"), "{probe}");
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("a guest connected to the host's loopback listener: {other:?}"),
     }
     junit_valid(&out, &names);
 }

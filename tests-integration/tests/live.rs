@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::vm::Vm;
 use common::DemoBuild;
 use cosa::kola::protocol::ReadyInfo;
-use cosa::kola::qemu::{DirectBoot, Drive};
+use cosa::kola::qemu::{DirectBoot, Drive, UserNet, HOST_FORWARD_ADDR};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(420);
 
@@ -204,13 +204,18 @@ impl Drop for Http {
 /// Online install: `coreos.inst.image_url` (a gzipped metal image) and
 /// `coreos.inst.ignition_url` over QEMU's user network, kernel arguments given to
 /// the ISO by `iso customize --live-karg-append`.
-fn iso_online_install(iso: &Path, dir: &Path) {
+fn iso_online_install(iso: &Path, dir: &Path, http_port: u16) {
     std::fs::create_dir_all(dir).unwrap();
     let target = dir.join("target.raw");
     empty_disk(&target);
-    // Over QEMU's user network, which every VM has.
-    let drives = vec![disk(&target, 1, false), cdrom(iso, 2)];
-    let mut vm = start(dir, false, true, drives, None);
+    let mut spec = Vm::spec(dir, false);
+    spec.memory_mib = 1536;
+    spec.drives = vec![disk(&target, 1, false), cdrom(iso, 2)];
+    // The restricted user network reaches the host's HTTP server only through this forward.
+    spec.network = Some(UserNet {
+        forwards: vec![http_port],
+    });
+    let mut vm = Vm::start(dir, &spec);
     wait_ready(&mut vm, "the system installed from URLs", |c| !is_live(c));
     let (code, text) = vm.exec(&["cat", "/etc/cosa-day0"]);
     assert_eq!((code, text.as_str()), (0, "hello from day 0\n"));
@@ -491,7 +496,7 @@ fn live_media_boot_and_install_under_bios_and_uefi() {
     assert!(st.success());
     let http = Http::serve(&www);
     let online = t.path().join("online.iso");
-    let url = |f: &str| format!("http://10.0.2.2:{}/{f}", http.1);
+    let url = |f: &str| format!("http://{HOST_FORWARD_ADDR}:{}/{f}", http.1);
     b.cosa(&[
         "iso",
         "customize",
@@ -524,7 +529,7 @@ fn live_media_boot_and_install_under_bios_and_uefi() {
         a.join().unwrap();
     });
     std::thread::scope(|s| {
-        let a = s.spawn(|| iso_online_install(&online, &vms.join("online-bios")));
+        let a = s.spawn(|| iso_online_install(&online, &vms.join("online-bios"), http.1));
         iso_offline_install(&custom, &vms.join("install-uefi"), true);
         a.join().unwrap();
     });

@@ -8,7 +8,7 @@ use crate::arch::Arch;
 use crate::cli::{
     GlobalOpts, KolaAction, KolaListOpts, KolaOpts, KolaRunOpts, KolaSelectOpts, QemuOpts, RunOpts,
 };
-use crate::kola::qemu::{Accel, Console, DirectBoot, Drive, QemuSpec};
+use crate::kola::qemu::{Accel, Console, DirectBoot, Drive, QemuSpec, UserNet};
 use crate::kola::{self, RunVmOutcome};
 
 pub fn run(g: &GlobalOpts, o: &KolaOpts) -> Result<()> {
@@ -153,7 +153,9 @@ pub fn qemu(o: &QemuOpts) -> Result<()> {
             cmdline: o.append.clone().unwrap_or_default(),
         }),
         exit_on_reboot: true,
-        network: o.network,
+        network: o.network.then(|| UserNet {
+            forwards: o.forward.clone(),
+        }),
         qmp_socket: o.qmp.clone(),
         agent_socket: o.agent_socket.clone(),
         ..QemuSpec::new(Arch::host()?, o.name.clone(), Accel::Tcg, Console::Stdio)

@@ -224,6 +224,32 @@ impl Drive {
     }
 }
 
+/// Where a guest reaches the host ports [`UserNet::forwards`] names: an address of
+/// the user network that is not the host's own (10.0.2.2), which `restrict=on` closes.
+pub const HOST_FORWARD_ADDR: &str = "10.0.2.100";
+
+/// QEMU's user network as every VM cosa starts has it: `restrict=on`, so the guest
+/// reaches nothing beyond the VM (not the host's loopback at 10.0.2.2, not a
+/// metadata service, not the outside), except the host loopback ports forwarded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserNet {
+    /// Ports on the host's 127.0.0.1 the guest reaches at `HOST_FORWARD_ADDR:PORT`.
+    pub forwards: Vec<u16>,
+}
+
+impl UserNet {
+    /// The `-nic` option's value.
+    fn nic_option(&self) -> String {
+        let mut o = String::from("user,restrict=on,model=virtio-net-pci");
+        for p in &self.forwards {
+            o.push_str(&format!(
+                ",guestfwd=tcp:{HOST_FORWARD_ADDR}:{p}-tcp:127.0.0.1:{p}"
+            ));
+        }
+        o
+    }
+}
+
 /// Everything one QEMU invocation needs.
 #[derive(Debug, Clone)]
 pub struct QemuSpec {
@@ -241,8 +267,8 @@ pub struct QemuSpec {
     pub direct_boot: Option<DirectBoot>,
     /// A guest reboot ends QEMU (`-no-reboot`).
     pub exit_on_reboot: bool,
-    /// A virtio NIC on QEMU's user network (the guest sees the host as 10.0.2.2).
-    pub network: bool,
+    /// A virtio NIC on QEMU's restricted user network; `None`: no NIC at all.
+    pub network: Option<UserNet>,
     pub console: Console,
     pub qmp_socket: Option<PathBuf>,
     pub agent_socket: PathBuf,
@@ -263,7 +289,7 @@ impl QemuSpec {
             ignition: None,
             direct_boot: None,
             exit_on_reboot: false,
-            network: true,
+            network: Some(UserNet::default()),
             console,
             qmp_socket: None,
             agent_socket: PathBuf::new(),
@@ -303,11 +329,12 @@ impl QemuSpec {
         push("virtio-rng-pci");
         push("-nic");
         // Without any -nic, QEMU would add its default NIC.
-        push(if self.network {
-            "user,model=virtio-net-pci"
-        } else {
-            "none"
-        });
+        push(
+            &self
+                .network
+                .as_ref()
+                .map_or("none".into(), UserNet::nic_option),
+        );
         if self.exit_on_reboot {
             push("-no-reboot");
         }

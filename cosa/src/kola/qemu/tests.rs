@@ -107,3 +107,23 @@ fn direct_boot_ends_on_reboot() {
     assert_eq!(a[i + 1], "root=LABEL=root quiet");
     assert!(a.contains(&"-no-reboot".to_string()));
 }
+
+#[test]
+fn user_network_is_restricted_with_only_the_forwards_opened() {
+    let j = args(&spec()).join(" ");
+    assert!(
+        j.contains("-nic user,restrict=on,model=virtio-net-pci "),
+        "{j}"
+    );
+    let mut s = spec();
+    s.network = Some(UserNet {
+        forwards: vec![8080, 9000],
+    });
+    let j = args(&s).join(" ");
+    assert!(
+        j.contains("-nic user,restrict=on,model=virtio-net-pci,guestfwd=tcp:10.0.2.100:8080-tcp:127.0.0.1:8080,guestfwd=tcp:10.0.2.100:9000-tcp:127.0.0.1:9000 "),
+        "{j}"
+    );
+    s.network = None;
+    assert!(args(&s).join(" ").contains("-nic none"));
+}
