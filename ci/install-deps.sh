@@ -18,8 +18,8 @@ PACKAGES=(
     # images (later stages)
     e2fsprogs xfsprogs dosfstools mtools gdisk fdisk squashfs-tools erofs-utils
     xorriso zstd xz-utils grub-pc-bin grub-efi-amd64-bin grub-common
-    # VMs
-    qemu-system-x86 qemu-utils ovmf seabios
+    # VMs (socat relays each guest connection of a guestfwd to the host's loopback)
+    qemu-system-x86 qemu-utils ovmf seabios socat
     # containers
     skopeo podman runc
     # misc test helpers

@@ -238,12 +238,14 @@ pub struct UserNet {
 }
 
 impl UserNet {
-    /// The `-nic` option's value.
+    /// The `-nic` option's value. Each forward runs `socat` per guest connection
+    /// (`cmd:`): a chardev target (`tcp:HOST:PORT`) would be one connection made
+    /// when QEMU starts, and a guest's second request would hang.
     fn nic_option(&self) -> String {
         let mut o = String::from("user,restrict=on,model=virtio-net-pci");
         for p in &self.forwards {
             o.push_str(&format!(
-                ",guestfwd=tcp:{HOST_FORWARD_ADDR}:{p}-tcp:127.0.0.1:{p}"
+                ",guestfwd=tcp:{HOST_FORWARD_ADDR}:{p}-cmd:socat STDIO TCP:127.0.0.1:{p}"
             ));
         }
         o
@@ -389,8 +391,25 @@ impl QemuSpec {
         Ok(a)
     }
 
+    /// The host programs this VM needs beside QEMU are there.
+    fn preflight(&self) -> Result<()> {
+        let forwards = self.network.as_ref().is_some_and(|n| !n.forwards.is_empty());
+        let on_path = |p: &str| {
+            std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(p).is_file()))
+        };
+        if forwards && !on_path("socat") {
+            bail!(
+                "VM {} forwards host ports, which needs socat, not installed here (ci/install-deps.sh installs it)",
+                self.name
+            );
+        }
+        Ok(())
+    }
+
     /// The QEMU command for this VM (blocking callers: tests, `cosa qemu`).
     pub fn command(&self) -> Result<std::process::Command> {
+        self.preflight()?;
         let mut c = cmdext::command(binary(self.arch));
         c.args(self.args()?);
         Ok(c)
@@ -407,6 +426,7 @@ impl QemuSpec {
 
     /// A tokio command for this VM; QEMU dies with the harness.
     pub fn async_command(&self) -> Result<tokio::process::Command> {
+        self.preflight()?;
         let mut c = cmdext::async_command(binary(self.arch));
         c.args(self.args()?).kill_on_drop(true);
         Ok(c)

@@ -121,7 +121,7 @@ fn user_network_is_restricted_with_only_the_forwards_opened() {
     });
     let j = args(&s).join(" ");
     assert!(
-        j.contains("-nic user,restrict=on,model=virtio-net-pci,guestfwd=tcp:10.0.2.100:8080-tcp:127.0.0.1:8080,guestfwd=tcp:10.0.2.100:9000-tcp:127.0.0.1:9000 "),
+        j.contains("-nic user,restrict=on,model=virtio-net-pci,guestfwd=tcp:10.0.2.100:8080-cmd:socat STDIO TCP:127.0.0.1:8080,guestfwd=tcp:10.0.2.100:9000-cmd:socat STDIO TCP:127.0.0.1:9000 "),
         "{j}"
     );
     s.network = None;
