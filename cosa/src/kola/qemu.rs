@@ -393,7 +393,10 @@ impl QemuSpec {
 
     /// The host programs this VM needs beside QEMU are there.
     fn preflight(&self) -> Result<()> {
-        let forwards = self.network.as_ref().is_some_and(|n| !n.forwards.is_empty());
+        let forwards = self
+            .network
+            .as_ref()
+            .is_some_and(|n| !n.forwards.is_empty());
         let on_path = |p: &str| {
             std::env::var_os("PATH")
                 .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(p).is_file()))
