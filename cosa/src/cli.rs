@@ -374,6 +374,10 @@ pub struct InitOpts {
     /// Git branch to check out when CONFIG is a URL.
     #[arg(long)]
     pub branch: Option<String>,
+    /// Config variant: its manifest-VARIANT.yaml, image-VARIANT.yaml and
+    /// kola-denylist-VARIANT.yaml replace the plain ones (recorded in src/config.json).
+    #[arg(long)]
+    pub variant: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,42 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+/// `src/config.json`, as coreos-assembler writes it.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct InitConfig {
+    #[serde(
+        rename = "coreos-assembler.config-variant",
+        skip_serializing_if = "Option::is_none"
+    )]
+    variant: Option<String>,
+}
+
+/// `<stem>.<ext>`, or `<stem>-<variant>.<ext>`.
+pub fn variant_file(stem: &str, ext: &str, variant: Option<&str>) -> String {
+    match variant {
+        Some(v) => format!("{stem}-{v}.{ext}"),
+        None => format!("{stem}.{ext}"),
+    }
+}
+
+/// The variants a config directory offers: every `manifest-<variant>.yaml`.
+pub fn variants_of(config_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(config_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_prefix("manifest-")?
+                .strip_suffix(".yaml")
+                .filter(|v| !v.starts_with("lock"))
+                .map(str::to_string)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// The subdirectories every workdir has.
 const LAYOUT: &[&str] = &[
     "builds",
@@ -96,16 +132,56 @@ impl Workdir {
     pub fn rpms_dir(&self) -> PathBuf {
         self.cache_dir().join("rpms")
     }
-    /// The top-level treefile of the config.
+    /// `src/config.json`: what `cosa init` recorded about the config, in
+    /// coreos-assembler's format.
+    fn init_config_path(&self) -> PathBuf {
+        self.root.join("src/config.json")
+    }
+
+    /// The config variant `cosa init --variant` chose, if any.
+    pub fn variant(&self) -> Result<Option<String>> {
+        let p = self.init_config_path();
+        let text = match fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+        };
+        let c: InitConfig =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+        Ok(c.variant)
+    }
+
+    /// Record the variant for every later command.
+    pub fn set_variant(&self, variant: &str) -> Result<()> {
+        let c = InitConfig {
+            variant: Some(variant.to_string()),
+        };
+        let p = self.init_config_path();
+        fs_err::write(&p, serde_json::to_string_pretty(&c)? + "\n")?;
+        Ok(())
+    }
+
+    /// A config file that has one version per variant: `<stem>-<variant>.<ext>` when
+    /// a variant is set, `<stem>.<ext>` otherwise (coreos-assembler's convention for
+    /// manifest, image and kola-denylist).
+    pub fn config_file(&self, stem: &str, ext: &str) -> Result<PathBuf> {
+        Ok(self
+            .config_dir()
+            .join(variant_file(stem, ext, self.variant()?.as_deref())))
+    }
+
+    /// The top-level treefile of the config (of its variant, if one is set).
     pub fn treefile_path(&self) -> Result<PathBuf> {
         let dir = self.config_dir();
-        for name in ["manifest.yaml", "manifest.json"] {
-            let p = dir.join(name);
+        let variant = self.variant()?;
+        for ext in ["yaml", "json"] {
+            let p = dir.join(variant_file("manifest", ext, variant.as_deref()));
             if p.exists() {
                 return Ok(p);
             }
         }
-        bail!("no manifest.yaml or manifest.json in {}", dir.display())
+        let name = variant_file("manifest", "yaml", variant.as_deref());
+        bail!("no {name} (or .json) in {}", dir.display())
     }
 
     /// Take the workdir's lock for a command that changes builds/ or the caches.

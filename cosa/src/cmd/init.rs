@@ -24,6 +24,7 @@ pub fn run(o: &InitOpts) -> Result<()> {
         workdir: o.workdir.clone(),
         config: config.clone(),
         branch: o.branch.clone(),
+        variant: o.variant.clone(),
     };
     match init(&opts)? {
         Initialized::Existing(wd, dir) => println!(
@@ -32,8 +33,12 @@ pub fn run(o: &InitOpts) -> Result<()> {
             dir.display()
         ),
         Initialized::Created(wd) => println!(
-            "Initialized workdir {} with config {config}",
-            wd.root().display()
+            "Initialized workdir {} with config {config}{}",
+            wd.root().display(),
+            o.variant
+                .as_ref()
+                .map(|v| format!(", variant {v}"))
+                .unwrap_or_default()
         ),
     }
     Ok(())

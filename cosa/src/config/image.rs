@@ -71,13 +71,12 @@ pub struct ImageConfig {
 }
 
 impl ImageConfig {
-    /// Load `image.yaml` from the config dir (absent: defaults).
-    pub fn load(config_dir: &Path) -> Result<Self> {
-        let p = config_dir.join("image.yaml");
+    /// Load `image.yaml` (or a variant's `image-VARIANT.yaml`); absent: defaults.
+    pub fn load(p: &Path) -> Result<Self> {
         if !p.exists() {
             return Ok(Self::default());
         }
-        let s = fs::read_to_string(&p)?;
+        let s = fs::read_to_string(p)?;
         serde_yaml::from_str(&s).with_context(|| format!("parsing {}", p.display()))
     }
 

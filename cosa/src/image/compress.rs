@@ -55,7 +55,7 @@ pub fn compress(wd: &Workdir, opts: &CompressOptions) -> Result<Vec<(String, Art
     let _lock = wd.lock("compress", true)?;
     let compressor = match opts.compressor {
         Some(c) => c,
-        None => ImageConfig::load(&wd.config_dir())?.compressor,
+        None => ImageConfig::load(&wd.config_file("image", "yaml")?)?.compressor,
     };
     // Each writes FILE.EXT beside FILE and keeps FILE until meta.json no longer names it.
     let (prog, ext): (&[&str], &str) = match compressor {

@@ -59,7 +59,7 @@ pub fn build_images(wd: &Workdir, opts: &ImageOptions) -> Result<Vec<BuiltImage>
     // Reloaded: making the OCI archive recorded it.
     let mut meta = Meta::load(&meta_path)?;
     let config_dir = wd.config_dir();
-    let img = load_image_config(&config_dir)?;
+    let img = load_image_config(&wd.config_file("image", "yaml")?)?;
     let platforms = Platforms::load(&config_dir)?;
 
     let scratch = wd.tmp_dir().join(format!("images-{id}"));
@@ -140,11 +140,12 @@ pub fn ensure_ostree_image(wd: &Workdir, id: &str, arch: Arch) -> Result<()> {
 }
 
 /// `image.yaml`, with a warning naming the keys cosa does not act on.
-fn load_image_config(config_dir: &Path) -> Result<ImageConfig> {
-    let img = ImageConfig::load(config_dir)?;
+fn load_image_config(path: &Path) -> Result<ImageConfig> {
+    let img = ImageConfig::load(path)?;
     if !img.unsupported_keys().is_empty() {
         tracing::warn!(
-            "image.yaml keys cosa does not act on: {}",
+            "{} keys cosa does not act on: {}",
+            path.display(),
             img.unsupported_keys().join(", ")
         );
     }

@@ -120,7 +120,7 @@ impl BuildUnderTest {
             (_, true) => None,
             (Some(p), false) => Some(Denylist::load(p)?),
             (None, false) => {
-                let p = self.wd.config_dir().join("kola-denylist.yaml");
+                let p = self.wd.config_file("kola-denylist", "yaml")?;
                 if p.is_file() {
                     Some(Denylist::load(&p)?)
                 } else {

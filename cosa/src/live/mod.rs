@@ -208,7 +208,7 @@ impl LiveInputs {
             );
         }
         let config_dir = wd.config_dir();
-        let img = ImageConfig::load(&config_dir)?;
+        let img = ImageConfig::load(&wd.config_file("image", "yaml")?)?;
         let metal_cfg = Platforms::load(&config_dir)?.get(arch, Platform::Metal);
         let name = meta.name.clone();
         let refspec = format!(
