@@ -21,6 +21,8 @@ use crate::resolve::Set;
 
 pub struct Layout {
     pub debs: PathBuf,
+    /// rpmbuild's scratch, one directory per package.
+    pub work: PathBuf,
     pub repo: PathBuf,
     pub stamps: PathBuf,
 }
@@ -29,6 +31,7 @@ impl Layout {
     pub fn new(out: &Path) -> Layout {
         Layout {
             debs: out.join("debs"),
+            work: out.join("build"),
             repo: out.join("repo"),
             stamps: out.join("stamps"),
         }
@@ -118,7 +121,10 @@ fn stamp_of(pin: &Pin, x: &Extras, tool: &str) -> String {
 
 /// Build (or bring up to date) the repository of `pins` under `out`.
 pub fn build(def: &Definition, pins: &[Pin], out: &Path) -> Result<()> {
-    let lay = Layout::new(out);
+    fs::create_dir_all(out)?;
+    // rpmbuild runs its scripts elsewhere: every path it sees is absolute.
+    let out = fs::canonicalize(out)?;
+    let lay = Layout::new(&out);
     let mut universe: Option<Universe> = None;
     let debs = crate::fetch::fetch_all(pins, &lay.debs, &mut universe)?;
 
@@ -172,14 +178,17 @@ pub fn build(def: &Definition, pins: &[Pin], out: &Path) -> Result<()> {
         .map(|&i| {
             let pin = &pins[i];
             let x = &extras[&pin.name];
-            let data = Data::read(&debs[i])?;
-            let rpm = convert(&ctls[i], &data, x)
+            let work = lay.work.join(&pin.name);
+            let rpm = Data::read(&debs[i])
+                .and_then(|data| convert(&ctls[i], &data, x, &work))
                 .with_context(|| format!("converting {}", debs[i].display()))?;
-            let file = rpm.canonical_filename()?;
-            let tmp = lay.repo.join(format!(".{file}.tmp"));
-            rpm.write_file(&tmp)
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            fs::rename(&tmp, lay.repo.join(&file))?;
+            let file = rpm
+                .file_name()
+                .expect("an RPM file")
+                .to_string_lossy()
+                .into_owned();
+            fs::rename(&rpm, lay.repo.join(&file))?;
+            fs::remove_dir_all(&work)?;
             fs::write(
                 lay.stamps.join(format!("{}.stamp", pin.name)),
                 format!("{}\n{file}\n", stamp_of(pin, x, &tool)),
