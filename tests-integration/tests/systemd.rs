@@ -1,0 +1,159 @@
+//! The systemd variant (`cosa init --variant systemd`): Debian 12's packages,
+//! repackaged by packages/debrepo, composed like any stream; checked with rpm,
+//! ostree and the initramfs's own cpio listing.
+
+use tests_integration as common;
+
+use std::path::{Path, PathBuf};
+
+use cmdext::CommandRunExt;
+use common::{cosa_in, path_exists, repo_root, require_root};
+
+/// The variant's RPM repo (made by `debrepo build`), or a panic saying so.
+fn systemd_repo() -> PathBuf {
+    let repo = repo_root().join("packages/out/systemd/repo");
+    assert!(
+        repo.join("repodata/repomd.xml").exists(),
+        "the systemd variant's RPM repo is missing at {}: run `cargo run -p debrepo -- build packages/closures/systemd.toml --out packages/out/systemd` first",
+        repo.display()
+    );
+    repo
+}
+
+fn rpm_q(root: &Path, args: &[&str]) -> String {
+    cmdext::command("rpm")
+        .arg("--dbpath")
+        .arg(root.join("usr/lib/sysimage/rpm"))
+        .args(args)
+        .run_get_string()
+        .unwrap()
+}
+
+/// The file names in a (gzip or zstd) cpio initramfs.
+fn initramfs_listing(img: &Path) -> String {
+    let cat = if std::fs::read(img).unwrap().starts_with(&[0x1f, 0x8b]) {
+        "zcat"
+    } else {
+        "zstdcat"
+    };
+    cmdext::command("sh")
+        .arg("-c")
+        .arg(format!("{cat} \"$1\" | cpio -t --quiet"))
+        .arg("sh")
+        .arg(img)
+        .run_get_string()
+        .unwrap()
+}
+
+#[test]
+fn the_variant_composes_with_dracut_ignition_and_ostree() {
+    require_root();
+    systemd_repo();
+    let t = tempfile::tempdir().unwrap();
+    let wd = t.path().join("work");
+    let config = repo_root().join("stream");
+    let out = cosa_in(
+        &wd,
+        &[
+            "init",
+            config.to_str().unwrap(),
+            "-C",
+            wd.to_str().unwrap(),
+            "--variant",
+            "systemd",
+        ],
+    )
+    .ok();
+    assert!(out.contains("variant systemd"), "{out}");
+    let out = cosa_in(&wd, &["build"]).ok();
+    assert!(out.contains("Built 1."), "{out}");
+
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wd.join("builds/latest/x86_64/meta.json")).unwrap())
+            .unwrap();
+    let commit = meta["ostree-commit"].as_str().unwrap();
+    let repo = wd.join("cache/repo");
+    let ostree = |args: &[&str]| {
+        cmdext::command("ostree")
+            .arg(format!("--repo={}", repo.display()))
+            .args(args)
+            .run_get_string()
+            .unwrap()
+    };
+    ostree(&["fsck"]);
+    let root = t.path().join("co");
+    ostree(&["checkout", "-H", commit, root.to_str().unwrap()]);
+
+    // Debian's packages, by name and version, in the tree's rpmdb; the stream's
+    // own kernel and layout beside them; no busybox.
+    let all = rpm_q(&root, &["-qa", "--qf", "%{NAME}\n"]);
+    for p in [
+        "systemd",
+        "dracut-core",
+        "ignition",
+        "ostree-boot",
+        "openssh-server",
+        "kernel",
+        "filesystem",
+    ] {
+        assert!(all.lines().any(|l| l == p), "{p} not in the rpmdb:\n{all}");
+    }
+    assert!(!all.lines().any(|l| l == "busybox"), "{all}");
+    let v = rpm_q(
+        &root,
+        &[
+            "-q",
+            "--qf",
+            "%{EPOCH}:%{VERSION}-%{RELEASE}",
+            "openssh-server",
+        ],
+    );
+    assert!(v.starts_with("1:9.2p1-"), "{v}");
+
+    // systemd is init; the merged /usr; conffiles moved to /usr/etc.
+    let init = std::fs::read_link(root.join("usr/sbin/init")).unwrap();
+    assert!(
+        init.to_string_lossy().ends_with("systemd/systemd"),
+        "{init:?}"
+    );
+    assert!(path_exists(&root, "usr/lib/systemd/systemd"));
+    assert!(path_exists(&root, "usr/etc/ssh/sshd_config"));
+    assert!(!path_exists(&root, "lib/systemd") || root.join("lib").is_symlink());
+
+    // Maintainer-script effects, as declarative files.
+    let preset = std::fs::read_to_string(
+        root.join("usr/lib/systemd/system-preset/80-debrepo-openssh-server.preset"),
+    )
+    .unwrap();
+    assert!(preset.contains("enable ssh.service"), "{preset}");
+    let sysusers =
+        std::fs::read_to_string(root.join("usr/lib/sysusers.d/debrepo-openssh-server.conf"))
+            .unwrap();
+    assert!(sysusers.contains("u sshd"), "{sysusers}");
+    assert_eq!(
+        std::fs::read_link(root.join("usr/etc/alternatives/awk")).unwrap(),
+        Path::new("/usr/bin/mawk")
+    );
+
+    // dracut, the default generator, made the initramfs with Ignition and ostree.
+    let kver = std::fs::read_dir(root.join("usr/lib/modules"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let img = root
+        .join("usr/lib/modules")
+        .join(kver)
+        .join("initramfs.img");
+    let listing = initramfs_listing(&img);
+    for f in [
+        "usr/bin/ignition",
+        "usr/lib/ostree/ostree-prepare-root",
+        "usr/lib/systemd/system/ignition-fetch.service",
+        "usr/lib/systemd/system/ostree-prepare-root.service",
+        "usr/lib/systemd/systemd",
+    ] {
+        assert!(listing.lines().any(|l| l == f), "{f} not in the initramfs");
+    }
+}
