@@ -225,6 +225,7 @@ fn run_in_tree(
     phase.done("rpmdb");
     treepost::apply_file_edits(rootfs, req.tf, hdrs)?;
     treepost::apply_system_config(rootfs, req.tf)?;
+    treepost::apply_presets(&tree)?;
     treepost::run_postprocess(&tree, req.tf)?;
     phase.done("edits+postprocess");
     let kernels = treepost::kernels(rootfs)?;

@@ -268,6 +268,19 @@ pub fn apply_system_config(rootfs: &Path, tf: &Treefile) -> Result<()> {
     Ok(())
 }
 
+/// `systemctl preset-all`, as rpm-ostree runs it at compose time: the presets the
+/// packages and the config ship decide which units the image enables. A tree
+/// without systemctl (the demo stream's busybox init) has none to apply.
+pub fn apply_presets(tree: &ProtectedTree) -> Result<()> {
+    if !tree.path().join("usr/bin/systemctl").exists() {
+        return Ok(());
+    }
+    let argv = ["systemctl", "preset-all"].map(String::from);
+    // No systemd runs in the sandbox: SYSTEMD_OFFLINE makes systemctl edit the tree.
+    tree.run(&argv, &[], &[("SYSTEMD_OFFLINE", "1")])
+        .context("applying systemd presets (systemctl preset-all)")
+}
+
 /// `postprocess` (inline scripts) then `postprocess-script`, in the sandbox.
 pub fn run_postprocess(tree: &ProtectedTree, tf: &Treefile) -> Result<()> {
     let sh = vec!["/bin/sh".to_string(), "-e".to_string()];
