@@ -80,6 +80,52 @@ impl Vm {
             .into_owned()
     }
 
+    /// Wait until the console shows `text`; a boot that drops to an emergency
+    /// shell fails at once.
+    pub fn wait_console(&self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let c = self.console();
+            if c.contains(text) {
+                return;
+            }
+            if c.contains("Entering emergency mode") {
+                self.fail(&format!("the guest entered emergency mode before {text:?}"));
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("no {text:?} on the console within {within:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Ask the guest to power off (ACPI, through QMP at `dir/qmp.sock`, which the
+    /// spec must have set as `qmp_socket`) and wait for QEMU to exit: a clean
+    /// shutdown, so what the guest wrote is on the disk.
+    pub fn powerdown(&mut self, within: Duration) {
+        let sock = self.dir.join("qmp.sock");
+        let mut s = UnixStream::connect(&sock).unwrap_or_else(|e| {
+            self.fail(&format!("connecting to QMP at {}: {e}", sock.display()))
+        });
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap(); // the greeting
+        for cmd in ["qmp_capabilities", "system_powerdown"] {
+            writeln!(s, "{{\"execute\":\"{cmd}\"}}").unwrap();
+            // Events (POWERDOWN, …) may come before the reply.
+            loop {
+                line.clear();
+                if r.read_line(&mut line).unwrap() == 0 || !line.contains("\"event\"") {
+                    break;
+                }
+            }
+            if !line.contains("\"return\"") {
+                self.fail(&format!("QMP {cmd}: {line}"));
+            }
+        }
+        self.wait_exit(within, "the guest to power off");
+    }
+
     pub fn fail(&self, what: &str) -> ! {
         let c = self.console();
         let lines: Vec<&str> = c.lines().collect();
