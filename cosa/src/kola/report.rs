@@ -54,8 +54,9 @@ pub struct TestResult {
     pub console_log: Option<PathBuf>,
 }
 
-/// What the whole run was on, said once in every report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the whole run was on, said once in every report (in report.json, as
+/// top-level keys beside `tests` and `result`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunContext {
     pub platform: String,
     /// The build ID.
@@ -73,11 +74,8 @@ pub struct JsonReport {
     pub tests: Vec<JsonTest>,
     /// PASS, FAIL, or WARN when only warn-only tests failed.
     pub result: Outcome,
-    pub platform: String,
-    pub version: String,
-    pub accel: String,
-    pub firmware: String,
-    pub started: DateTime<Utc>,
+    #[serde(flatten)]
+    pub run: RunContext,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,11 +111,7 @@ impl JsonReport {
                 })
                 .collect(),
             result: overall(results),
-            platform: ctx.platform.clone(),
-            version: ctx.version.clone(),
-            accel: ctx.accel.clone(),
-            firmware: ctx.firmware.clone(),
-            started: ctx.started,
+            run: ctx.clone(),
         }
     }
 }

@@ -70,7 +70,7 @@ pub fn fetch_all(
             *universe = Some(Universe::load()?);
         }
         let u = universe.as_ref().expect("loaded above");
-        for (i, pin) in missing.iter().enumerate() {
+        for pin in &missing {
             let served = u
                 .versions(&pin.name)
                 .iter()
@@ -78,14 +78,17 @@ pub fn fetch_all(
             if !served {
                 return Err(not_served(pin, u));
             }
+        }
+        // apt fetches a batch over parallel connections; one call per package
+        // would wait on each.
+        for (i, batch) in missing.chunks(50).enumerate() {
             eprintln!(
-                "debrepo: [{}/{}] {}={}",
-                i + 1,
-                missing.len(),
-                pin.name,
-                pin.version
+                "debrepo: downloading {}-{} of {}",
+                i * 50 + 1,
+                i * 50 + batch.len(),
+                missing.len()
             );
-            download(pin, dir)?;
+            download(batch, dir)?;
         }
     }
     for pin in pins {
@@ -105,37 +108,69 @@ pub fn fetch_all(
     Ok(paths)
 }
 
-fn download(pin: &Pin, dir: &Path) -> Result<()> {
+/// apt's name for a downloaded .deb: the epoch's colon is escaped.
+fn apt_file_name(pin: &Pin) -> String {
+    format!(
+        "{}_{}_{}.deb",
+        pin.name,
+        pin.version.replace(':', "%3a"),
+        pin.arch
+    )
+}
+
+/// Download `pins` into `dir`, each checked against its pin before it enters
+/// the cache: a wrong file never lands there.
+fn download(pins: &[&Pin], dir: &Path) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix(".fetch.")
         .tempdir_in(dir)
         .with_context(|| format!("creating a download directory in {}", dir.display()))?;
     cmdext::command("apt-get")
         .args(["download", "-q=2"])
-        .arg(format!("{}={}", pin.name, pin.version))
+        .args(pins.iter().map(|p| format!("{}={}", p.name, p.version)))
         .current_dir(tmp.path())
         .run()
-        .with_context(|| format!("downloading {} {}", pin.name, pin.version))?;
-    let got = fs::read_dir(tmp.path())?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .with_context(|| {
-            format!(
-                "apt-get download {}={} produced no .deb",
-                pin.name, pin.version
-            )
-        })?;
-    // Checked before it enters the cache: a wrong file never lands there.
-    let sum = sha256_file(&got)?;
-    if sum != pin.sha256 {
-        bail!(
-            "the mirror's {} {} has SHA-256 {sum}, not the pinned {}",
-            pin.name,
-            pin.version,
-            pin.sha256
-        );
+        .context("downloading the pinned .debs")?;
+    for pin in pins {
+        let got = tmp.path().join(apt_file_name(pin));
+        if !got.exists() {
+            bail!(
+                "apt-get download {}={} produced no {}",
+                pin.name,
+                pin.version,
+                apt_file_name(pin)
+            );
+        }
+        let sum = sha256_file(&got)?;
+        if sum != pin.sha256 {
+            bail!(
+                "the mirror's {} {} has SHA-256 {sum}, not the pinned {}",
+                pin.name,
+                pin.version,
+                pin.sha256
+            );
+        }
+        fs::rename(&got, dir.join(pin.file_name()))?;
     }
-    fs::rename(&got, dir.join(pin.file_name()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apt_escapes_the_epoch_in_file_names_and_the_cache_drops_it() {
+        let pin = Pin {
+            name: "openssh-server".into(),
+            version: "1:9.2p1-2+deb12u10".into(),
+            arch: "amd64".into(),
+            sha256: String::new(),
+        };
+        assert_eq!(
+            apt_file_name(&pin),
+            "openssh-server_1%3a9.2p1-2+deb12u10_amd64.deb"
+        );
+        assert_eq!(pin.file_name(), "openssh-server_9.2p1-2+deb12u10_amd64.deb");
+    }
 }
