@@ -285,10 +285,20 @@ pub fn path_exists(root: &Path, p: &str) -> bool {
 /// The repo's demo stream RPMs (made by `packages/build-repo`), or a panic saying so:
 /// tests that boot the OS need them and must not pass without them.
 pub fn demo_repo() -> PathBuf {
-    let repo = repo_root().join("packages/out/repo");
+    built_repo(
+        "packages/out/repo",
+        "the demo stream's",
+        "packages/build-repo",
+    )
+}
+
+/// The rpm-md repo at `rel` (below the repository root), or a panic naming
+/// `what` it is and the command that makes it.
+pub fn built_repo(rel: &str, what: &str, how: &str) -> PathBuf {
+    let repo = repo_root().join(rel);
     assert!(
         repo.join("repodata/repomd.xml").exists(),
-        "the demo stream's RPM repo is missing at {}: run packages/build-repo first",
+        "{what} RPM repo is missing at {}: run {how} first",
         repo.display()
     );
     repo

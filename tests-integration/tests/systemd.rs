@@ -14,13 +14,11 @@ use cosa::kola::qemu::UserNet;
 
 /// The variant's RPM repo (made by `debrepo build`), or a panic saying so.
 fn systemd_repo() -> PathBuf {
-    let repo = repo_root().join("packages/out/systemd/repo");
-    assert!(
-        repo.join("repodata/repomd.xml").exists(),
-        "the systemd variant's RPM repo is missing at {}: run `cargo run -p debrepo -- build packages/closures/systemd.toml --out packages/out/systemd` first",
-        repo.display()
-    );
-    repo
+    common::built_repo(
+        "packages/out/systemd/repo",
+        "the systemd variant's",
+        "`cargo run -p debrepo -- build packages/closures/systemd.toml --out packages/out/systemd`",
+    )
 }
 
 fn rpm_q(root: &Path, args: &[&str]) -> String {

@@ -397,10 +397,6 @@ impl QemuSpec {
             .network
             .as_ref()
             .is_some_and(|n| !n.forwards.is_empty());
-        let on_path = |p: &str| {
-            std::env::var_os("PATH")
-                .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(p).is_file()))
-        };
         if forwards && !on_path("socat") {
             bail!(
                 "VM {} forwards host ports, which needs socat, not installed here (ci/install-deps.sh installs it)",
@@ -443,13 +439,16 @@ fn pathopt(prefix: &str, p: &Path) -> OsString {
     s
 }
 
+/// Whether `program` is a file in one of `$PATH`'s directories.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+}
+
 /// Fails unless QEMU for `arch` (and, for UEFI, its firmware) is installed.
 pub fn check_host(arch: Arch, firmware: Firmware) -> Result<()> {
     let qemu = binary(arch);
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(qemu).is_file()))
-        .unwrap_or(false);
-    if !found {
+    if !on_path(qemu) {
         bail!(
             "{qemu} is not installed on this host (Debian: apt-get install qemu-system qemu-utils)"
         );
