@@ -18,8 +18,9 @@ PACKAGES=(
     # images (later stages)
     e2fsprogs xfsprogs dosfstools mtools gdisk fdisk squashfs-tools erofs-utils
     xorriso zstd xz-utils grub-pc-bin grub-efi-amd64-bin grub-common
-    # VMs (socat relays each guest connection of a guestfwd to the host's loopback)
-    qemu-system-x86 qemu-utils ovmf seabios socat
+    # VMs (socat relays each guest connection of a guestfwd to the host's loopback;
+    # kola's SSH transport uses the OpenSSH client and ssh-keygen)
+    qemu-system-x86 qemu-utils ovmf seabios socat openssh-client
     # containers
     skopeo podman runc
     # misc test helpers

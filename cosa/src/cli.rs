@@ -2,7 +2,7 @@
 //!
 //! `--help` is the reference for every command; keep the doc comments exact.
 
-pub use crate::kola::machine::Firmware;
+pub use crate::kola::machine::{Firmware, TransportKind};
 pub use crate::oci::Compression;
 use std::path::PathBuf;
 
@@ -213,9 +213,14 @@ pub struct KolaRunOpts {
     /// Memory of each VM in MiB (a test's `minMemory` can ask for more).
     #[arg(long, default_value_t = 1024)]
     pub qemu_memory: u64,
-    /// Seconds a VM gets to boot to its agent before it counts as never booted.
+    /// Seconds a VM gets to boot (to its agent, or to SSH and a started
+    /// system) before it counts as never booted.
     #[arg(long, default_value_t = 300)]
     pub boot_timeout: u64,
+    /// How to reach the guests; default: the agent if the build carries it
+    /// (its lockfile lists demo-agent), else SSH.
+    #[arg(long, value_enum)]
+    pub transport: Option<TransportKind>,
 }
 
 #[derive(Debug, Args)]
@@ -241,9 +246,12 @@ pub struct RunOpts {
     /// Memory in MiB.
     #[arg(long, short = 'm', default_value_t = 1024)]
     pub memory: u64,
-    /// Attach the console to this terminal (otherwise print the agent's ready report and exit).
+    /// Attach the console to this terminal (otherwise print the ready report and exit).
     #[arg(long, short = 'c')]
     pub console: bool,
+    /// How to reach the guest (default: as `kola run` chooses).
+    #[arg(long, value_enum)]
+    pub transport: Option<TransportKind>,
 }
 
 #[derive(Debug, Args)]

@@ -214,6 +214,7 @@ fn iso_online_install(iso: &Path, dir: &Path, http_port: u16) {
     // The restricted user network reaches the host's HTTP server only through this forward.
     spec.network = Some(UserNet {
         forwards: vec![http_port],
+        ..Default::default()
     });
     let mut vm = Vm::start(dir, &spec);
     wait_ready(&mut vm, "the system installed from URLs", |c| !is_live(c));

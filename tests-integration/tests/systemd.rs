@@ -1,16 +1,14 @@
 //! The systemd variant (`cosa init --variant systemd`): Debian 12's packages,
 //! repackaged by packages/debrepo, composed like any stream; checked with rpm,
-//! ostree and the initramfs's own cpio listing.
+//! ostree and the initramfs's own cpio listing; then booted and tested by
+//! `cosa kola run` over SSH.
 
 use tests_integration as common;
 
 use std::path::{Path, PathBuf};
 
 use cmdext::CommandRunExt;
-use common::vm::{overlay, Vm};
 use common::{cosa_in, path_exists, repo_root, require_root};
-use cosa::image::disk::{BOOT_SIZE, BOOT_START, ROOT_START};
-use cosa::kola::qemu::UserNet;
 
 /// The variant's RPM repo (made by `debrepo build`), or a panic saying so.
 fn systemd_repo() -> PathBuf {
@@ -46,97 +44,93 @@ fn initramfs_listing(img: &Path) -> String {
         .unwrap()
 }
 
-/// One partition of a raw disk, copied out to `out` (debugfs reads a file).
-fn partition(disk: &Path, start: u64, size: Option<u64>, out: &Path) {
-    let mib = 1024 * 1024;
-    let mut cmd = cmdext::command("dd");
-    cmd.arg(format!("if={}", disk.display()))
-        .arg(format!("of={}", out.display()))
-        .arg("bs=1M")
-        .arg(format!("skip={}", start / mib))
-        .arg("conv=sparse")
-        .arg("status=none");
-    if let Some(s) = size {
-        cmd.arg(format!("count={}", s / mib));
-    }
-    cmd.run().unwrap();
-}
-
-/// `debugfs -R REQUEST` on an ext4 image.
-fn debugfs(fs: &Path, request: &str) -> String {
-    let o = cmdext::command("debugfs")
-        .arg("-R")
-        .arg(request)
-        .arg(fs)
-        .run_get_output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Boot the variant's qemu image with an Ignition config on fw_cfg until the
-/// login prompt, then read what the first boot left on the disk.
-fn first_boot_provisions_the_deployment(wd: &Path, t: &Path) {
-    cosa_in(wd, &["buildextend-qemu"]).ok();
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(wd.join("builds/latest/x86_64/meta.json")).unwrap())
-            .unwrap();
-    let qcow2 = wd
-        .join("builds/latest/x86_64")
-        .join(meta["images"]["qemu"]["path"].as_str().unwrap());
-    let dir = t.join("vm");
-    std::fs::create_dir_all(&dir).unwrap();
-    let ign = dir.join("config.ign");
+/// A stream test whose Ignition config is invalid (a relative path): Ignition
+/// refuses it in the initramfs, the boot must stop there.
+fn broken_provisioning_test(dir: &Path) -> PathBuf {
+    let t = dir.join("tests/kola/provisioning");
+    std::fs::create_dir_all(&t).unwrap();
     std::fs::write(
-        &ign,
-        r#"{"ignition":{"version":"3.3.0"},
-            "passwd":{"users":[{"name":"core","sshAuthorizedKeys":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHcosaTestKeyNotForLoginXXXXXXXXXXXXXXXXXXXX cosa-test"]}]},
-            "storage":{"files":[{"path":"/etc/cosa-hello","mode":420,"contents":{"source":"data:,hello%20from%20ignition%0A"}}]}}"#,
+        t.join("config.ign"),
+        r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"relative/file","contents":{"source":"data:,x"}}]}}"#,
     )
     .unwrap();
-    let disk = overlay(&qcow2, "qcow2", &dir);
-    let mut spec = Vm::spec(&dir, false);
-    spec.memory_mib = 1536;
-    spec.drives = vec![cosa::kola::qemu::Drive::disk(&disk, "qcow2")];
-    spec.ignition = Some(ign);
-    spec.network = Some(UserNet::default());
-    spec.qmp_socket = Some(dir.join("qmp.sock"));
-    let mut vm = Vm::start(&dir, &spec);
-    vm.wait_console("login:", std::time::Duration::from_secs(420));
-    vm.powerdown(std::time::Duration::from_secs(120));
-    let console = vm.console();
-    drop(vm);
-    assert!(
-        console.contains("Ignition Complete"),
-        "no Ignition Complete"
-    );
-
-    let raw = dir.join("disk.raw");
-    cmdext::command("qemu-img")
-        .args(["convert", "-O", "raw"])
-        .arg(&disk)
-        .arg(&raw)
+    let script = t.join("test.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n## kola:\n##   timeoutMin: 4\necho provisioned anyway\n",
+    )
+    .unwrap();
+    cmdext::command("chmod")
+        .arg("+x")
+        .arg(&script)
         .run()
         .unwrap();
-    let boot = dir.join("boot.ext4");
-    partition(&raw, BOOT_START, Some(BOOT_SIZE), &boot);
-    let root = dir.join("root.ext4");
-    partition(&raw, ROOT_START, None, &root);
-    // The stamp is gone: the next boot is not a first boot.
-    let ls = debugfs(&boot, "ls -l /");
-    assert!(!ls.contains("ignition.firstboot"), "{ls}");
-    // What Ignition wrote is in the deployment's /etc.
-    let deploys = debugfs(&root, "ls /ostree/deploy/demo/deploy");
-    let dep = deploys
-        .split_whitespace()
-        .find(|n| n.ends_with(".0"))
-        .unwrap_or_else(|| panic!("no deployment in {deploys}"));
-    let etc = format!("/ostree/deploy/demo/deploy/{dep}/etc");
-    assert_eq!(
-        debugfs(&root, &format!("cat {etc}/cosa-hello")),
-        "hello from ignition\n"
+    dir.to_path_buf()
+}
+
+/// The variant's kola suite, over SSH: the built-in tests and the stream's
+/// own, each VM provisioned by the real Ignition with the run's key; and a
+/// config Ignition refuses stops the boot, reported as such.
+fn kola_over_ssh(wd: &Path, t: &Path) {
+    cosa_in(wd, &["buildextend-qemu"]).ok();
+    let out = t.join("kola");
+    let broken = broken_provisioning_test(&t.join("broken"));
+    let run = cosa_in(
+        wd,
+        &[
+            "kola",
+            "run",
+            "--json",
+            "-j",
+            "2",
+            "--output-dir",
+            out.to_str().unwrap(),
+            "-E",
+            broken.to_str().unwrap(),
+        ],
     );
-    let passwd = debugfs(&root, &format!("cat {etc}/passwd"));
-    assert!(passwd.contains("\ncore:"), "{passwd}");
+    // One test fails on purpose: the run says FAIL.
+    let stderr = String::from_utf8_lossy(&run.0.stderr);
+    assert!(
+        !run.0.status.success(),
+        "kola passed a broken config: {stderr}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&run.0.stdout)
+        .unwrap_or_else(|e| panic!("kola --json: {e}; stderr: {stderr}"));
+    assert_eq!(json["transport"], "ssh", "{json:#}");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("reports/report.json")).unwrap()).unwrap();
+    assert_eq!(r["transport"], "ssh", "{r:#}");
+    let result = |name: &str| {
+        r["tests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {r:#}"))
+            .clone()
+    };
+    for name in [
+        "basic",
+        "firstboot",
+        "reboot",
+        "ostree-status",
+        "ext.config.files",
+        "ext.config.systemd.running",
+        "ext.config.systemd.ignition",
+    ] {
+        assert_eq!(result(name)["result"], "PASS", "{name}: {:#}", result(name));
+    }
+    // The demo OS's own tests are denylisted on the variant.
+    assert_eq!(result("ext.config.basic")["result"], "SKIP");
+    let broken = result("ext.broken.provisioning");
+    assert_eq!(broken["result"], "FAIL", "{broken:#}");
+    let why = broken["output"].as_str().unwrap();
+    assert!(
+        why.contains("the boot failed before SSH was ready: emergency shell")
+            && why.contains("ignition-fetch-offline"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -251,5 +245,5 @@ fn the_variant_composes_with_dracut_ignition_and_ostree() {
         assert!(listing.lines().any(|l| l == f), "{f} not in the initramfs");
     }
 
-    first_boot_provisions_the_deployment(&wd, t.path());
+    kola_over_ssh(&wd, t.path());
 }

@@ -93,6 +93,7 @@ fn kola_run(g: &GlobalOpts, o: &KolaRunOpts) -> Result<()> {
         },
         memory_mib: o.qemu_memory,
         boot_timeout: Duration::from_secs(o.boot_timeout),
+        transport: o.transport,
     };
     let outcome = kola::run(&g.workdir, &opts)?;
     if o.json {
@@ -120,6 +121,7 @@ pub fn run_vm(g: &GlobalOpts, o: &RunOpts) -> Result<()> {
         ignition: o.ignition.clone(),
         memory_mib: o.memory,
         console: o.console,
+        transport: o.transport,
     };
     match kola::run_vm(&g.workdir, &opts)? {
         RunVmOutcome::Ready(ready) => println!("{}", serde_json::to_string_pretty(&ready)?),
@@ -155,6 +157,7 @@ pub fn qemu(o: &QemuOpts) -> Result<()> {
         exit_on_reboot: true,
         network: o.network.then(|| UserNet {
             forwards: o.forward.clone(),
+            ssh: false,
         }),
         qmp_socket: o.qmp.clone(),
         agent_socket: o.agent_socket.clone(),

@@ -2,13 +2,18 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use fs_err as fs;
 
 use crate::arch::Arch;
 use crate::builds::{History, Meta, Workdir};
 use crate::kola::builtin::BuildFacts;
+use crate::kola::machine::TransportKind;
 use crate::kola::select::{self, Denylist, Selected, Selection, Shard, TagFilter};
 use crate::kola::test;
+
+/// The package that carries the cosa agent (the demo stream's).
+const AGENT_PACKAGE: &str = "demo-agent";
 
 /// Which tests: shared by `kola run` and `kola list`.
 #[derive(Debug, Clone, Default)]
@@ -104,6 +109,25 @@ impl BuildUnderTest {
             .map(str::to_string)
     }
 
+    /// The transport `requested`, or the one this build calls for: the
+    /// agent if the build carries it (its lockfile lists `demo-agent`), else
+    /// SSH, as upstream kola always uses.
+    pub(crate) fn transport(&self, requested: Option<TransportKind>) -> Result<TransportKind> {
+        if let Some(t) = requested {
+            return Ok(t);
+        }
+        let Some(lock) = self.facts().lockfile else {
+            return Ok(TransportKind::Ssh);
+        };
+        let l: serde_json::Value = serde_json::from_slice(&fs::read(&lock)?)
+            .with_context(|| format!("parsing {}", lock.display()))?;
+        Ok(if l["packages"].get(AGENT_PACKAGE).is_some() {
+            TransportKind::Agent
+        } else {
+            TransportKind::Ssh
+        })
+    }
+
     pub(crate) fn facts(&self) -> BuildFacts {
         let lock = self
             .dir
@@ -112,6 +136,8 @@ impl BuildUnderTest {
             overrides_rpm: self.wd.overrides_rpm_dir(),
             overrides_active: self.meta.overrides_active.unwrap_or(false),
             lockfile: lock.is_file().then_some(lock),
+            commit: self.meta.ostree_commit.clone(),
+            version: self.meta.ostree_version.clone(),
         }
     }
 

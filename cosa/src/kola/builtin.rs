@@ -35,20 +35,23 @@ pub struct BuildFacts {
     pub overrides_active: bool,
     /// The lockfile the build recorded (`manifest-lock.generated.<arch>.json`).
     pub lockfile: Option<PathBuf>,
+    /// meta.json's `ostree-commit` and `ostree-version`.
+    pub commit: String,
+    pub version: String,
 }
 
 /// The first-boot config a built-in test needs, if any.
 pub fn ignition_config(b: Builtin) -> Option<serde_json::Value> {
     match b {
         Builtin::Firstboot => Some(json!({
-            "ignition": {"version": "3.4.0"},
+            "ignition": {"version": "3.0.0"},
             "storage": {"files": [{
                 "path": FIRSTBOOT_PATH,
                 "mode": 420,
                 "contents": {"source": format!("data:,{}", FIRSTBOOT_CONTENT.replace(' ', "%20"))}
             }]}
         })),
-        Builtin::Basic | Builtin::Reboot | Builtin::KernelOverride => None,
+        Builtin::Basic | Builtin::Reboot | Builtin::KernelOverride | Builtin::OstreeStatus => None,
     }
 }
 
@@ -80,7 +83,65 @@ pub async fn run(
         Builtin::Firstboot => firstboot(m, timeout).await,
         Builtin::Reboot => reboot(m, dir, timeout).await,
         Builtin::KernelOverride => kernel_override(m, facts, timeout).await,
+        Builtin::OstreeStatus => ostree_status(m, facts, timeout).await,
     }
+}
+
+/// `ostree admin status`: the booted deployment (`* STATEROOT CHECKSUM.SERIAL`)
+/// and its `Version:` line.
+fn booted_deployment(status: &str) -> Option<(String, Option<String>)> {
+    let mut lines = status.lines();
+    let booted = lines.find(|l| l.starts_with("* "))?;
+    let checksum = booted
+        .split_whitespace()
+        .nth(2)?
+        .split('.')
+        .next()?
+        .to_string();
+    let version = lines
+        .take_while(|l| l.starts_with(' ') || l.is_empty())
+        .find_map(|l| l.trim().strip_prefix("Version:"))
+        .map(|v| v.trim().to_string());
+    Some((checksum, version))
+}
+
+async fn ostree_status(
+    m: &mut Machine,
+    facts: &BuildFacts,
+    timeout: Duration,
+) -> Result<BodyResult> {
+    let (ok, text) = sh(
+        m,
+        "command -v ostree >/dev/null || { echo 'no ostree CLI'; exit 3; }; ostree admin status",
+        timeout,
+    )
+    .await?;
+    if !ok && text.starts_with("no ostree CLI") {
+        return Ok(BodyResult::Skip("the guest has no ostree CLI".into()));
+    }
+    if !ok {
+        return Ok(BodyResult::Fail(format!(
+            "ostree admin status failed:\n{text}"
+        )));
+    }
+    let Some((checksum, version)) = booted_deployment(&text) else {
+        return Ok(BodyResult::Fail(format!(
+            "ostree admin status shows no booted deployment:\n{text}"
+        )));
+    };
+    if checksum != facts.commit {
+        return Ok(BodyResult::Fail(format!(
+            "booted commit {checksum}, the build's is {}:\n{text}",
+            facts.commit
+        )));
+    }
+    if version.as_deref() != Some(facts.version.as_str()) {
+        return Ok(BodyResult::Fail(format!(
+            "booted version {version:?}, the build's is {}:\n{text}",
+            facts.version
+        )));
+    }
+    Ok(BodyResult::Pass(text))
 }
 
 async fn sh(m: &mut Machine, script: &str, timeout: Duration) -> Result<(bool, String)> {
@@ -306,6 +367,16 @@ async fn kernel_override(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_booted_deployment() {
+        let status = "  demo 1111.0 (pending)\n    Version: 2\n* demo abcd.0\n    Version: 1.20261205.0\n    origin refspec: demo:demo/x86_64/systemd\n  demo 9999.0 (rollback)\n    Version: 0\n";
+        assert_eq!(
+            booted_deployment(status),
+            Some(("abcd".into(), Some("1.20261205.0".into())))
+        );
+        assert_eq!(booted_deployment("  demo abcd.0\n"), None);
+    }
 
     #[test]
     fn only_firstboot_has_a_config() {

@@ -20,37 +20,62 @@ impl fmt::Display for Finding {
     }
 }
 
-/// (what, substring) pairs that fail a VM when a console line holds them.
-const CONSOLE_BADNESS: &[(&str, &str)] = &[
-    ("kernel panic", "Kernel panic - not syncing"),
-    ("kernel oops", "Oops:"),
-    ("kernel oops", "BUG: unable to handle"),
-    ("kernel warning", "WARNING: CPU:"),
-    ("kernel warning", "------------[ cut here ]------------"),
-    ("general protection fault", "general protection fault"),
-    ("soft lockup", "soft lockup - CPU"),
-    ("hung task", "blocked for more than"),
-    ("emergency shell", "demo-initramfs: emergency:"),
-    ("emergency shell", "demo-init: emergency:"),
-    ("emergency shell", "Entering emergency mode"),
-    ("emergency shell", "You are in emergency mode"),
+/// (what, substrings) that fail a VM when a console line holds every one of them.
+const CONSOLE_BADNESS: &[(&str, &[&str])] = &[
+    ("kernel panic", &["Kernel panic - not syncing"]),
+    ("kernel oops", &["Oops:"]),
+    ("kernel oops", &["BUG: unable to handle"]),
+    ("kernel warning", &["WARNING: CPU:"]),
+    ("kernel warning", &["------------[ cut here ]------------"]),
+    ("general protection fault", &["general protection fault"]),
+    ("soft lockup", &["soft lockup - CPU"]),
+    ("hung task", &["blocked for more than"]),
+    ("emergency shell", &["demo-initramfs: emergency:"]),
+    ("emergency shell", &["demo-init: emergency:"]),
+    ("emergency shell", &["Entering emergency mode"]),
+    ("emergency shell", &["You are in emergency mode"]),
+    ("emergency shell", &["Started emergency.service"]),
     (
         "dracut emergency shell",
-        "dracut-initqueue[1]: Warning: dracut-initqueue: timeout",
+        &["dracut-initqueue", "Warning: dracut-initqueue: timeout"],
     ),
-    ("segfault", "segfault at"),
-    ("OOM killer", "invoked oom-killer"),
-    ("OOM killer", "Out of memory: Killed process"),
-    ("failed unit", "Failed to start "),
-    ("ignition failure", "Ignition failed"),
+    ("dracut fatal", &["dracut: FATAL:"]),
+    ("dracut fatal", &["dracut Warning: Could not boot"]),
+    ("ordering cycle", &["Found ordering cycle"]),
+    (
+        "generator failure",
+        &["-generators/", "failed with exit status"],
+    ),
+    (
+        "generator failure",
+        &["-generators/", "terminated by signal"],
+    ),
+    ("segfault", &["segfault at"]),
+    ("OOM killer", &["invoked oom-killer"]),
+    ("OOM killer", &["Out of memory: Killed process"]),
+    ("failed unit", &["Failed to start "]),
+    ("failed unit", &["Dependency failed for "]),
+    ("timed out", &["Timed out waiting for device"]),
+    ("ignition failure", &["Ignition failed"]),
 ];
 
-/// Scans console output (the whole log or a slice of it), one finding per bad line.
-pub fn scan_console(text: &str) -> Vec<Finding> {
+/// What ends a boot for good: no point waiting for the guest after these.
+const FATAL: &[&str] = &[
+    "kernel panic",
+    "emergency shell",
+    "dracut emergency shell",
+    "dracut fatal",
+];
+
+fn scan(text: &str, table: &[(&'static str, &[&str])]) -> Vec<Finding> {
     let mut found = Vec::new();
     for line in text.lines() {
-        let line = line.trim_end_matches('\r');
-        if let Some((what, _)) = CONSOLE_BADNESS.iter().find(|(_, pat)| line.contains(pat)) {
+        // systemd colours its status lines; match and quote them plain.
+        let line = strip_ansi(line.trim_end_matches('\r'));
+        if let Some((what, _)) = table
+            .iter()
+            .find(|(_, pats)| pats.iter().all(|p| line.contains(p)))
+        {
             found.push(Finding {
                 what,
                 line: line.trim().to_string(),
@@ -58,6 +83,41 @@ pub fn scan_console(text: &str) -> Vec<Finding> {
         }
     }
     found
+}
+
+/// Scans console output (the whole log or a slice of it), one finding per bad line.
+pub fn scan_console(text: &str) -> Vec<Finding> {
+    scan(text, CONSOLE_BADNESS)
+}
+
+/// The first line of `text` that means the boot cannot go on (a panic, an
+/// emergency shell), for a harness waiting on the guest.
+pub fn fatal_boot(text: &str) -> Option<Finding> {
+    scan_console(text)
+        .into_iter()
+        .find(|f| FATAL.contains(&f.what))
+}
+
+/// `text` without ANSI escape sequences (CSI `ESC [ … letter`).
+fn strip_ansi(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('\x1b') {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
 }
 
 /// Drops findings that repeat a line already found (the console and the
@@ -135,6 +195,39 @@ demo-init: emergency: first-boot provisioning failed (demo-agent firstboot exite
         f.extend(scan_console("[    3.0] Kernel panic - not syncing: y\n"));
         dedup(&mut f);
         assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn systemd_and_dracut_failures() {
+        let log = "\
+[\x1b[0;1;31mFAILED\x1b[0m] Failed to start \x1b[0;1;39mignition-fetch-offline.service\x1b[0m - Ignition (fetch-offline).
+[ TIME ] Timed out waiting for device dev-disk-by\\x2dlabel-boot.device - /dev/disk/by-label/boot.
+[DEPEND] Dependency failed for boot.mount - /boot.
+[   12.0] systemd[1]: basic.target: Found ordering cycle on sysinit.target/start
+[   13.0] (sd-exec-[212]: /usr/lib/systemd/system-generators/ostree-system-generator failed with exit status 1.
+[   14.0] dracut: FATAL: No or empty root= argument
+[  OK  ] Started emergency.service - Emergency Shell.
+";
+        let f = scan_console(log);
+        let whats: Vec<&str> = f.iter().map(|f| f.what).collect();
+        assert_eq!(
+            whats,
+            [
+                "failed unit",
+                "timed out",
+                "failed unit",
+                "ordering cycle",
+                "generator failure",
+                "dracut fatal",
+                "emergency shell"
+            ]
+        );
+        assert_eq!(
+            f[0].line,
+            "[FAILED] Failed to start ignition-fetch-offline.service - Ignition (fetch-offline)."
+        );
+        assert_eq!(fatal_boot(log).unwrap().what, "dracut fatal");
+        assert!(fatal_boot("[  OK  ] Started ssh.service\n").is_none());
     }
 
     #[test]

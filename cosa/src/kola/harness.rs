@@ -1,5 +1,5 @@
-//! Running planned VMs: boot, run each test through the agent, check the
-//! console and the agent's reports, shut down; many VMs at once under the
+//! Running planned VMs: boot, run each test through the agent or over SSH,
+//! check the console and the guest's reports, shut down; many VMs at once under the
 //! scheduler's ledger; Ctrl-C kills every VM and keeps what finished.
 
 use std::collections::BTreeSet;
@@ -15,7 +15,7 @@ mod vm;
 
 use crate::arch::Arch;
 use crate::kola::builtin::{self, BodyResult, BuildFacts};
-use crate::kola::machine::{Firmware, JobFate, KernelBoot, Machine, MachineSpec};
+use crate::kola::machine::{Firmware, JobFate, KernelBoot, Machine, MachineSpec, Transport};
 use crate::kola::protocol::bundle;
 use crate::kola::qemu::Accel;
 use crate::kola::scheduler::{self, Ledger, VmPlan};
@@ -37,6 +37,7 @@ pub struct Harness {
     pub facts: BuildFacts,
     /// The image's kernel, for tests with extra kernel arguments.
     pub kernel_boot: Option<KernelBoot>,
+    pub transport: Transport,
     pub console_checks: bool,
     pub progress: Progress,
 }
@@ -120,7 +121,7 @@ pub async fn run_plans(
 /// The first-boot config of the VM a test runs on (every VM gets one).
 fn config_for(t: &KolaTest) -> Result<serde_json::Value> {
     Ok(t.ignition_config()?
-        .unwrap_or_else(|| serde_json::json!({"ignition": {"version": "3.4.0"}})))
+        .unwrap_or_else(crate::kola::machine::empty_ignition))
 }
 
 /// Runs one test's body. Returns (verdict, output, whether the VM is unusable now).
@@ -190,11 +191,13 @@ async fn run_one(
     }
 }
 
-/// Tries KVM: it "works" only if a guest actually reaches its agent.
+/// Tries KVM: it "works" only if a guest actually becomes ready (its agent
+/// answers, or SSH does).
 pub async fn probe_kvm(
     arch: Arch,
     image: &Path,
     firmware: Firmware,
+    transport: &Transport,
     dir: &Path,
     within: Duration,
 ) -> Accel {
@@ -208,7 +211,8 @@ pub async fn probe_kvm(
         image.to_path_buf(),
         Accel::Kvm,
     )
-    .firmware(firmware);
+    .firmware(firmware)
+    .transport(transport.clone());
     let mut m = match Machine::start(spec).await {
         Ok(m) => m,
         Err(e) => {

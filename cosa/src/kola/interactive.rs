@@ -8,12 +8,13 @@ use fs_err as fs;
 
 use crate::kola::build::BuildUnderTest;
 use crate::kola::harness;
-use crate::kola::machine::{ConsoleMode, Firmware, Machine, MachineSpec};
-use crate::kola::protocol::ReadyInfo;
+use crate::kola::machine::{
+    empty_ignition, BootInfo, ConsoleMode, Firmware, Machine, MachineSpec, Transport, TransportKind,
+};
 use crate::kola::qemu;
 use crate::kola::run::{runtime, KVM_PROBE_TIMEOUT};
 
-/// How long the guest gets to reach its agent.
+/// How long the guest gets to be ready (its agent, or SSH and a started system).
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long it gets to power off once asked.
 const POWEROFF_GRACE: Duration = Duration::from_secs(30);
@@ -28,13 +29,15 @@ pub struct RunVmOptions {
     pub memory_mib: u64,
     /// Hand the serial console to this terminal until QEMU exits.
     pub console: bool,
+    /// `None`: the agent if the build carries it, else SSH.
+    pub transport: Option<TransportKind>,
 }
 
 /// How the VM ended.
 #[derive(Debug)]
 pub enum RunVmOutcome {
-    /// The agent's ready report; the guest was then powered off.
-    Ready(ReadyInfo),
+    /// What the guest reported when ready; it was then powered off.
+    Ready(BootInfo),
     /// The console session ended with QEMU's exit, described.
     ConsoleClosed(String),
 }
@@ -47,14 +50,16 @@ pub fn run_vm(workdir: &Path, o: &RunVmOptions) -> Result<RunVmOutcome> {
     let ignition = match &o.ignition {
         Some(p) => serde_json::from_slice(&fs::read(p)?)
             .with_context(|| format!("{}: not a JSON Ignition config", p.display()))?,
-        None => serde_json::json!({"ignition": {"version": "3.4.0"}}),
+        None => empty_ignition(),
     };
     let dir = b.wd.tmp_dir().join(format!("run-{}", std::process::id()));
+    let transport = Transport::make(b.transport(o.transport)?, &dir.join("ssh"))?;
     let rt = runtime()?;
     let accel = rt.block_on(harness::probe_kvm(
         b.arch,
         &image,
         o.firmware,
+        &transport,
         &dir.join("kvm-probe"),
         KVM_PROBE_TIMEOUT,
     ));
@@ -68,6 +73,7 @@ pub fn run_vm(workdir: &Path, o: &RunVmOptions) -> Result<RunVmOutcome> {
             .firmware(o.firmware)
             .memory(o.memory_mib)
             .ignition(ignition)
+            .transport(transport)
     };
     let result = rt.block_on(async {
         let mut m = Machine::start(spec).await?;
@@ -83,7 +89,7 @@ pub fn run_vm(workdir: &Path, o: &RunVmOptions) -> Result<RunVmOutcome> {
             return Ok(RunVmOutcome::ConsoleClosed(how));
         }
         let ready = m.wait_ready(READY_TIMEOUT, None).await?;
-        m.agent_poweroff().await?;
+        m.poweroff().await?;
         m.shutdown(POWEROFF_GRACE).await?;
         Ok(RunVmOutcome::Ready(ready))
     });

@@ -1,11 +1,13 @@
 //! A running VM as the harness sees it: the QEMU process, its QMP socket, the
-//! agent session on the virtio-serial channel, and the console log.
+//! link to the guest (the agent session on the virtio-serial channel, or SSH
+//! through a forwarded loopback port), and the console log.
 //!
 //! Everything waits with a deadline and notices when QEMU itself goes away, so
 //! a guest that never boots or dies under a test ends in an error that quotes
 //! the console's tail instead of a hang.
 
 mod launch;
+mod sshlink;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -21,11 +23,12 @@ use tokio::time::Instant;
 use crate::arch::Arch;
 use crate::kola::checks;
 use crate::kola::protocol::{
-    ExecRequest, GuestMessage, HostMessage, JobEnd, ReadyInfo, RunRequest, ShutdownAction, Stream,
-    PROTOCOL_VERSION,
+    ExecRequest, FailedUnit, GuestMessage, HostMessage, JobEnd, ReadyInfo, RunRequest,
+    ShutdownAction, Stream, PROTOCOL_VERSION,
 };
 use crate::kola::qemu::{self, Accel, Qmp};
-use launch::{describe_exit, launch, log_line, AgentSession};
+use crate::kola::ssh;
+use launch::{describe_exit, launch, log_line, Link};
 
 /// The firmware a VM boots with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -40,6 +43,68 @@ impl Firmware {
         match self {
             Firmware::Bios => "bios",
             Firmware::Uefi => "uefi",
+        }
+    }
+}
+
+/// Which transport a run uses (`--transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportKind {
+    Agent,
+    Ssh,
+}
+
+/// How the harness reaches the guest.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// The cosa agent on a virtio-serial port (the demo stream).
+    Agent,
+    /// SSH as `core`, with this key authorized through the VM's Ignition config.
+    Ssh(ssh::KeyPair),
+}
+
+impl Transport {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transport::Agent => "agent",
+            Transport::Ssh(_) => "ssh",
+        }
+    }
+
+    /// The transport of `kind`; SSH makes a key pair in `dir`.
+    pub fn make(kind: TransportKind, dir: &Path) -> Result<Transport> {
+        Ok(match kind {
+            TransportKind::Agent => Transport::Agent,
+            TransportKind::Ssh => Transport::Ssh(ssh::KeyPair::generate(dir)?),
+        })
+    }
+}
+
+/// What the harness knows of the guest's current boot once it is ready.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BootInfo {
+    /// `/proc/sys/kernel/random/boot_id`: changes on every boot.
+    pub boot_id: String,
+    pub kernel_release: String,
+    pub cmdline: String,
+    /// The agent's version (agent transport).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
+    /// `systemctl is-system-running` once the boot finished (SSH transport).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_state: Option<String>,
+    pub failed_units: Vec<FailedUnit>,
+}
+
+impl From<&ReadyInfo> for BootInfo {
+    fn from(r: &ReadyInfo) -> Self {
+        BootInfo {
+            boot_id: r.boot_id.clone(),
+            kernel_release: r.kernel_release.clone(),
+            cmdline: r.cmdline.clone(),
+            agent_version: Some(r.agent_version.clone()),
+            system_state: None,
+            failed_units: r.failed_units.clone(),
         }
     }
 }
@@ -76,6 +141,7 @@ pub struct MachineSpec {
     pub append_kernel_args: Vec<String>,
     pub append_firstboot_kernel_args: Vec<String>,
     pub console: ConsoleMode,
+    pub transport: Transport,
 }
 
 impl MachineSpec {
@@ -92,12 +158,17 @@ impl MachineSpec {
             memory_mib: 1024,
             min_disk_gib: None,
             additional_disks: Vec::new(),
-            ignition: Some(serde_json::json!({"ignition": {"version": "3.4.0"}})),
+            ignition: Some(empty_ignition()),
             kernel_boot: None,
             append_kernel_args: Vec::new(),
             append_firstboot_kernel_args: Vec::new(),
             console: ConsoleMode::Logged,
+            transport: Transport::Agent,
         }
+    }
+
+    pub fn transport(self, transport: Transport) -> Self {
+        MachineSpec { transport, ..self }
     }
 
     pub fn firmware(self, firmware: Firmware) -> Self {
@@ -114,6 +185,12 @@ impl MachineSpec {
             ..self
         }
     }
+}
+
+/// The first-boot config of a VM whose test brings none. Spec 3.0.0: every
+/// Ignition that reads spec 3 reads it (Debian 12's Ignition 2.14 stops at 3.3.0).
+pub fn empty_ignition() -> serde_json::Value {
+    serde_json::json!({"ignition": {"version": "3.0.0"}})
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,11 +253,11 @@ pub struct Machine {
     pub spec: MachineSpec,
     child: Child,
     qmp: Qmp,
-    agent: AgentSession,
+    link: Link,
     log: Arc<Mutex<File>>,
     started: Instant,
-    /// The last `ready` of the current boot.
-    pub ready: Option<ReadyInfo>,
+    /// What the current boot reported when it was ready.
+    pub ready: Option<BootInfo>,
     /// Boots so far (1 after the first).
     pub boots: u32,
     next_job: u64,
@@ -191,8 +268,9 @@ impl Machine {
         self.spec.dir.join("console.txt")
     }
 
-    pub fn agent_log_path(&self) -> PathBuf {
-        self.spec.dir.join("agent.log")
+    /// The harness's log of this VM: every message or command and its answer.
+    pub fn log_path(&self) -> PathBuf {
+        self.spec.dir.join(log_name(&self.spec.transport))
     }
 
     /// Makes the VM's files (overlay, OVMF vars, config, extra disks) and starts QEMU.
@@ -208,21 +286,31 @@ impl Machine {
             qemu::fresh_uefi_vars(spec.arch, &dir.join("OVMF_VARS.fd"))?;
         }
         if let Some(cfg) = &spec.ignition {
+            let mut cfg = cfg.clone();
+            if let Transport::Ssh(key) = &spec.transport {
+                ssh::authorize(&mut cfg, ssh::USER, &key.public)
+                    .with_context(|| format!("{}: authorizing the run's SSH key", spec.name))?;
+            }
             let p = dir.join("config.ign");
-            fs::write(&p, serde_json::to_vec_pretty(cfg)?)?;
+            fs::write(&p, serde_json::to_vec_pretty(&cfg)?)?;
+        } else if matches!(spec.transport, Transport::Ssh(_)) {
+            return Err(anyhow!(
+                "{}: the SSH transport needs an Ignition config to authorize its key",
+                spec.name
+            ));
         }
         let log = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("agent.log"))?;
+            .open(dir.join(log_name(&spec.transport)))?;
         let log = Arc::new(Mutex::new(log.into_file()));
         let started = Instant::now();
-        let (child, qmp, agent) = launch(&spec, true, &log, started).await?;
+        let (child, qmp, link) = launch(&spec, true, &log, started).await?;
         Ok(Machine {
             spec,
             child,
             qmp,
-            agent,
+            link,
             log,
             started,
             ready: None,
@@ -249,16 +337,25 @@ impl Machine {
         self.note(&shown);
         let mut line = serde_json::to_vec(msg)?;
         line.push(b'\n');
-        self.agent
+        let name = &self.spec.name;
+        let Link::Agent(agent) = &mut self.link else {
+            return Err(anyhow!(
+                "internal: {name} has no agent channel (SSH transport)"
+            ));
+        };
+        agent
             .writer
             .write_all(&line)
             .await
-            .with_context(|| format!("writing to the agent channel of {}", self.spec.name))
+            .with_context(|| format!("writing to the agent channel of {name}"))
     }
 
     async fn next_event(&mut self, deadline: Instant, tick: &mut tokio::time::Interval) -> Event {
+        let Link::Agent(agent) = &mut self.link else {
+            return Event::Exited("internal: no agent channel (SSH transport)".into());
+        };
         tokio::select! {
-            m = self.agent.rx.recv() => match m {
+            m = agent.rx.recv() => match m {
                 Some(m) => Event::Msg(m),
                 // The channel closed: QEMU is going away; report its exit.
                 None => match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
@@ -272,13 +369,27 @@ impl Machine {
         }
     }
 
-    /// Waits for the agent's `ready` of a boot other than `previous_boot`,
-    /// saying `hello` every 5 s. The error quotes the console's tail.
+    /// Waits until the guest is ready in a boot other than `previous_boot`
+    /// (its agent said `ready`, or SSH answers and systemd finished booting).
+    /// The error quotes the console's tail.
     pub async fn wait_ready(
         &mut self,
         within: Duration,
         previous_boot: Option<&str>,
-    ) -> Result<ReadyInfo> {
+    ) -> Result<BootInfo> {
+        match self.link {
+            Link::Agent(_) => self.agent_wait_ready(within, previous_boot).await,
+            Link::Ssh(_) => self.ssh_wait_ready(within, previous_boot).await,
+        }
+    }
+
+    /// The agent's `ready` of a boot other than `previous_boot`, saying
+    /// `hello` every 5 s.
+    async fn agent_wait_ready(
+        &mut self,
+        within: Duration,
+        previous_boot: Option<&str>,
+    ) -> Result<BootInfo> {
         let deadline = Instant::now() + within;
         // The agent also says `ready` by itself when it starts, and hellos written
         // before it opened the port are delivered then: repeat them rarely.
@@ -303,6 +414,7 @@ impl Machine {
                         ));
                     }
                     self.boots += 1;
+                    let info = BootInfo::from(&info);
                     self.ready = Some(info.clone());
                     return Ok(info);
                 }
@@ -331,8 +443,11 @@ impl Machine {
         format!("{prefix}{}", self.next_job)
     }
 
-    /// Runs a command in the guest (`exec`).
+    /// Runs a command in the guest as root.
     pub async fn exec(&mut self, argv: &[&str], within: Duration) -> Result<JobOutput> {
+        if let Link::Ssh(_) = self.link {
+            return self.ssh_exec(argv, within).await;
+        }
         let id = self.job_id("c");
         self.send(&HostMessage::Exec(ExecRequest {
             id: id.clone(),
@@ -354,6 +469,9 @@ impl Machine {
         bundle: Vec<u8>,
         timeout: Duration,
     ) -> Result<JobOutput> {
+        if let Link::Ssh(_) = self.link {
+            return self.ssh_run_test(name, &exec, bundle, timeout).await;
+        }
         let id = self.job_id("t");
         self.send(&HostMessage::Run(RunRequest {
             id: id.clone(),
@@ -437,10 +555,7 @@ impl Machine {
                 Err(_) => return Err(anyhow!("the guest did not go down for its reboot")),
             }
             self.note("QEMU exited for the test's reboot; starting the next boot");
-            let (child, qmp, agent) = launch(&self.spec, false, &self.log, self.started).await?;
-            self.child = child;
-            self.qmp = qmp;
-            self.agent = agent;
+            self.relaunch().await?;
         }
         let within = deadline.saturating_duration_since(Instant::now());
         self.wait_ready(within, old.as_deref()).await?;
@@ -448,6 +563,16 @@ impl Machine {
             protocol: PROTOCOL_VERSION,
         })
         .await
+    }
+
+    /// Starts QEMU again after the guest ended it with a reboot (direct
+    /// kernel boot), without the first-boot arguments.
+    async fn relaunch(&mut self) -> Result<()> {
+        let (child, qmp, link) = launch(&self.spec, false, &self.log, self.started).await?;
+        self.child = child;
+        self.qmp = qmp;
+        self.link = link;
+        Ok(())
     }
 
     /// Clean shutdown: the ACPI power button, then QMP `quit` if the guest
@@ -485,8 +610,11 @@ impl Machine {
         }
     }
 
-    /// Asks the agent to power off (for `cosa run` without a console).
-    pub async fn agent_poweroff(&mut self) -> Result<()> {
+    /// Asks the guest to power off (for `cosa run` without a console).
+    pub async fn poweroff(&mut self) -> Result<()> {
+        if let Link::Ssh(_) = self.link {
+            return self.ssh_poweroff().await;
+        }
         self.send(&HostMessage::Shutdown {
             action: ShutdownAction::Poweroff,
         })
@@ -495,6 +623,9 @@ impl Machine {
 
     /// Kills QEMU now.
     pub async fn kill(&mut self) {
+        if let Link::Ssh(l) = &mut self.link {
+            l.disconnect().await;
+        }
         self.qmp.close();
         let _ = self.child.kill().await;
     }
@@ -540,5 +671,12 @@ impl Machine {
 
     pub fn console_tail(&self) -> String {
         checks::tail(&self.console_text(), CONSOLE_TAIL_LINES)
+    }
+}
+
+fn log_name(t: &Transport) -> &'static str {
+    match t {
+        Transport::Agent => "agent.log",
+        Transport::Ssh(_) => "harness.log",
     }
 }

@@ -15,6 +15,7 @@ pub mod report;
 mod run;
 pub mod scheduler;
 pub mod select;
+mod ssh;
 pub mod test;
 
 pub use build::{list, SelectOptions};

@@ -235,6 +235,9 @@ pub const HOST_FORWARD_ADDR: &str = "10.0.2.100";
 pub struct UserNet {
     /// Ports on the host's 127.0.0.1 the guest reaches at `HOST_FORWARD_ADDR:PORT`.
     pub forwards: Vec<u16>,
+    /// Forward a host loopback port that QEMU picks to the guest's port 22
+    /// (read it back with [`Qmp::human`]`("info usernet")`).
+    pub ssh: bool,
 }
 
 impl UserNet {
@@ -243,6 +246,9 @@ impl UserNet {
     /// when QEMU starts, and a guest's second request would hang.
     fn nic_option(&self) -> String {
         let mut o = String::from("user,restrict=on,model=virtio-net-pci");
+        if self.ssh {
+            o.push_str(",hostfwd=tcp:127.0.0.1:0-:22");
+        }
         for p in &self.forwards {
             o.push_str(&format!(
                 ",guestfwd=tcp:{HOST_FORWARD_ADDR}:{p}-cmd:socat STDIO TCP:127.0.0.1:{p}"

@@ -64,6 +64,8 @@ pub struct RunContext {
     /// `kvm` or `tcg`.
     pub accel: String,
     pub firmware: String,
+    /// How the harness reached the guests: `agent` or `ssh`.
+    pub transport: String,
     pub started: DateTime<Utc>,
 }
 

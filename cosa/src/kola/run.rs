@@ -13,7 +13,7 @@ use crate::kola::build::{BuildUnderTest, SelectOptions};
 use crate::kola::builtin;
 use crate::kola::harness::{self, Harness, TestRun, Verdict};
 use crate::kola::kernelboot;
-use crate::kola::machine::Firmware;
+use crate::kola::machine::{Firmware, Transport, TransportKind};
 use crate::kola::qemu::{self, Accel};
 use crate::kola::report;
 use crate::kola::scheduler::{self, Ledger};
@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub accel: Option<Accel>,
     pub memory_mib: u64,
     pub boot_timeout: Duration,
+    /// `None`: the agent if the build carries it, else SSH.
+    pub transport: Option<TransportKind>,
 }
 
 /// What a run did: every attempt of every test, skipped ones included.
@@ -51,6 +53,7 @@ pub struct RunOutcome {
     pub build: String,
     pub accel: Accel,
     pub firmware: Firmware,
+    pub transport: &'static str,
     pub output_dir: PathBuf,
     pub runs: Vec<TestRun>,
     pub results: Vec<report::TestResult>,
@@ -75,6 +78,7 @@ impl RunOutcome {
             "build": self.build,
             "accel": self.accel.as_str(),
             "firmware": self.firmware.as_str(),
+            "transport": self.transport,
             "output_dir": self.output_dir,
             "tests": self.runs.iter().map(|r| serde_json::json!({
                 "name": r.name,
@@ -115,6 +119,7 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
     let parallel = scheduler::parallelism(&o.parallel, budget, o.memory_mib)?;
     let facts = b.facts();
     let (to_run, mut skipped) = partition_runnable(&selected, &facts, &out)?;
+    let transport = Transport::make(b.transport(o.transport)?, &out.join("ssh"))?;
 
     let started = chrono::Utc::now();
     let rt = runtime()?;
@@ -124,6 +129,7 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
             b.arch,
             &image,
             o.firmware,
+            &transport,
             &out.join("kvm-probe"),
             KVM_PROBE_TIMEOUT,
         )),
@@ -139,12 +145,13 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
     };
     let progress = Progress::new(to_run.len(), "tests", o.quiet);
     progress.line(&format!(
-        "kola: {} test(s) to run, {} skipped; build {}, {} firmware, accel {}, -j {parallel}, output {}",
+        "kola: {} test(s) to run, {} skipped; build {}, {} firmware, accel {}, transport {}, -j {parallel}, output {}",
         to_run.len(),
         skipped.len(),
         b.id,
         o.firmware.as_str(),
         accel.as_str(),
+        transport.name(),
         out.display()
     ));
     let h = Arc::new(Harness {
@@ -157,6 +164,7 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
         boot_timeout: o.boot_timeout,
         facts,
         kernel_boot,
+        transport: transport.clone(),
         console_checks: !sel.skip_console_warnings(),
         progress,
     });
@@ -190,6 +198,7 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
         version: b.id.clone(),
         accel: accel.as_str().to_string(),
         firmware: o.firmware.as_str().to_string(),
+        transport: transport.name().to_string(),
         started,
     };
     report::write_reports(&out.join("reports"), &ctx, &results)?;
@@ -197,6 +206,7 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
         build: b.id,
         accel,
         firmware: o.firmware,
+        transport: transport.name(),
         output_dir: out,
         exit_code: report::exit_code(&results),
         runs,

@@ -63,14 +63,17 @@ pub enum Builtin {
     Reboot,
     /// The overridden kernel package is the one booted.
     KernelOverride,
+    /// The booted deployment is the build's commit and version.
+    OstreeStatus,
 }
 
 impl Builtin {
-    pub const ALL: [Builtin; 4] = [
+    pub const ALL: [Builtin; 5] = [
         Builtin::Basic,
         Builtin::Firstboot,
         Builtin::Reboot,
         Builtin::KernelOverride,
+        Builtin::OstreeStatus,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,15 +82,19 @@ impl Builtin {
             Builtin::Firstboot => "firstboot",
             Builtin::Reboot => "reboot",
             Builtin::KernelOverride => "kernel-override",
+            Builtin::OstreeStatus => "ostree-status",
         }
     }
 
     fn description(self) -> &'static str {
         match self {
-            Builtin::Basic => "Boots, the agent is ready, no failed units, clean console.",
+            Builtin::Basic => "Boots and is ready (agent or SSH), no failed units, clean console.",
             Builtin::Firstboot => "The first-boot config is applied on the first boot only.",
             Builtin::Reboot => "A reboot keeps /etc and /var and comes back clean.",
             Builtin::KernelOverride => "The overridden kernel package is the one booted.",
+            Builtin::OstreeStatus => {
+                "The booted deployment is the build's commit and version (ostree admin status)."
+            }
         }
     }
 
@@ -97,6 +104,7 @@ impl Builtin {
             Builtin::Firstboot => &["basic", "ignition"],
             Builtin::Reboot => &["basic", "reboot"],
             Builtin::KernelOverride => &["kernel"],
+            Builtin::OstreeStatus => &["basic", "ostree"],
         }
     }
 }
@@ -326,7 +334,7 @@ pub fn builtin_tests() -> Vec<KolaTest> {
             name: b.name().to_string(),
             body: TestBody::Builtin(b),
             meta: TestMeta {
-                // They drive the VM through QMP and the agent: qemu only.
+                // They drive the VM through QMP and the agent or SSH: qemu only.
                 platforms: vec!["qemu".into()],
                 tags: b.tags().iter().map(|t| t.to_string()).collect(),
                 description: Some(b.description().to_string()),
@@ -343,7 +351,16 @@ mod tests {
     #[test]
     fn builtin_names() {
         let names: Vec<String> = builtin_tests().into_iter().map(|t| t.name).collect();
-        assert_eq!(names, ["basic", "firstboot", "reboot", "kernel-override"]);
+        assert_eq!(
+            names,
+            [
+                "basic",
+                "firstboot",
+                "reboot",
+                "kernel-override",
+                "ostree-status"
+            ]
+        );
         for t in builtin_tests() {
             assert!(t.meta.exclusive);
             assert_eq!(t.meta.timeout, DEFAULT_TIMEOUT);

@@ -60,6 +60,7 @@ fn machine_spec(h: &Harness, plan: &VmPlan) -> Result<MachineSpec> {
             h.accel,
         )
         .firmware(h.firmware)
+        .transport(h.transport.clone())
         .memory(plan.memory_mib)
         .ignition(config_for(first)?)
     })
@@ -182,6 +183,12 @@ impl<'a> VmRun<'a> {
         let new = console.get(self.console_offset..).unwrap_or("");
         self.console_offset = console.len();
         let mut findings = std::mem::take(&mut self.pending_findings);
+        if self.h.console_checks && !vm_gone {
+            // Over SSH, the journal's failed units after every test (the
+            // agent reports them with each boot's `ready`).
+            let units = self.m.failed_units().await;
+            findings.extend(checks::failed_units(&units));
+        }
         if self.h.console_checks {
             findings.extend(checks::scan_console(new));
             findings.extend(checks::scan_console(&kernel_log));

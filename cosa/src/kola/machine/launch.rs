@@ -1,6 +1,7 @@
 //! Starting QEMU for a [`Machine`](super::Machine): its command line from the
-//! machine's spec, then the QMP and agent connections, with every guest
-//! message logged to the VM's `agent.log`.
+//! machine's spec, then the QMP connection and the link to the guest: the
+//! agent channel (every guest message logged to the VM's `agent.log`), or the
+//! SSH port QEMU forwarded.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -17,10 +18,18 @@ use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{ConsoleMode, MachineSpec};
+use super::sshlink::SshLink;
+use super::{ConsoleMode, MachineSpec, Transport};
 use crate::kola::machine::Firmware;
 use crate::kola::protocol::{GuestMessage, Stream};
-use crate::kola::qemu::{self, Console, DirectBoot, Drive, QemuSpec, Qmp};
+use crate::kola::qemu::{self, Console, DirectBoot, Drive, QemuSpec, Qmp, UserNet};
+use crate::kola::ssh;
+
+/// How the harness reaches the guest of one QEMU process.
+pub(super) enum Link {
+    Agent(AgentSession),
+    Ssh(Box<SshLink>),
+}
 
 pub(super) struct AgentSession {
     pub(super) writer: OwnedWriteHalf,
@@ -78,6 +87,10 @@ fn qemu_spec(spec: &MachineSpec, first_boot: bool) -> QemuSpec {
         // it, and the harness starts the next boot with its own cmdline.
         exit_on_reboot: direct_boot.is_some(),
         direct_boot,
+        network: Some(UserNet {
+            ssh: matches!(spec.transport, Transport::Ssh(_)),
+            ..Default::default()
+        }),
         qmp_socket: Some(dir.join("qmp.sock")),
         agent_socket: dir.join("agent.sock"),
         ..QemuSpec::new(spec.arch, spec.name.clone(), spec.accel, console)
@@ -97,13 +110,13 @@ pub(super) fn log_line(log: &Mutex<File>, started: Instant, s: &str) {
     }
 }
 
-/// Starts QEMU and connects QMP and the agent channel.
+/// Starts QEMU and connects QMP and the link to the guest.
 pub(super) async fn launch(
     spec: &MachineSpec,
     first_boot: bool,
     log: &Arc<Mutex<File>>,
     started: Instant,
-) -> Result<(Child, Qmp, AgentSession)> {
+) -> Result<(Child, Qmp, Link)> {
     let qspec = qemu_spec(spec, first_boot);
     let qmp_socket = spec.dir.join("qmp.sock");
     for s in [&qmp_socket, &qspec.agent_socket] {
@@ -151,6 +164,22 @@ pub(super) async fn launch(
             return Err(anyhow!("{}: QEMU {} at start: {}", spec.name, describe_exit(s), err.trim()));
         }
     };
+    if let Transport::Ssh(key) = &spec.transport {
+        let usernet = qmp
+            .human("info usernet")
+            .await
+            .with_context(|| format!("{}: reading the forwarded SSH port", spec.name))?;
+        let port = ssh::forwarded_port(&usernet, 22).ok_or_else(|| {
+            anyhow!(
+                "{}: QEMU forwarded no host port to the guest's port 22: {}",
+                spec.name,
+                usernet.trim()
+            )
+        })?;
+        log_line(log, started, &format!("SSH forwarded at 127.0.0.1:{port}"));
+        let link = SshLink::new(port, key, &spec.dir.join("ssh.log"))?;
+        return Ok((child, qmp, Link::Ssh(Box::new(link))));
+    }
     let stream = UnixStream::connect(&qspec.agent_socket)
         .await
         .with_context(|| format!("connecting to {}", qspec.agent_socket.display()))?;
@@ -174,7 +203,7 @@ pub(super) async fn launch(
             }
         }
     });
-    Ok((child, qmp, AgentSession { writer, rx, reader }))
+    Ok((child, qmp, Link::Agent(AgentSession { writer, rx, reader })))
 }
 
 fn describe_guest(m: &GuestMessage) -> String {

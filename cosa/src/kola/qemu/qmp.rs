@@ -96,6 +96,18 @@ impl Qmp {
             .map_err(|e| anyhow!("QMP qom-set {device_id}.bootindex={index}: {e}"))
     }
 
+    /// A human monitor command's output (`info usernet`: the ports QEMU bound
+    /// for `hostfwd` with port 0).
+    pub async fn human(&self, command: &str) -> Result<String> {
+        self.service
+            .execute(qapi::qmp::human_monitor_command {
+                command_line: command.to_string(),
+                cpu_index: None,
+            })
+            .await
+            .map_err(|e| anyhow!("QMP human-monitor-command {command:?}: {e}"))
+    }
+
     /// Resets the machine (used after a boot-order switch).
     pub async fn system_reset(&self) -> Result<()> {
         self.service

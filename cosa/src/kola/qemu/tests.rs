@@ -117,7 +117,18 @@ fn user_network_is_restricted_with_only_the_forwards_opened() {
     );
     let mut s = spec();
     s.network = Some(UserNet {
+        forwards: Vec::new(),
+        ssh: true,
+    });
+    let j = args(&s).join(" ");
+    assert!(
+        j.contains("-nic user,restrict=on,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:0-:22 "),
+        "{j}"
+    );
+    let mut s = spec();
+    s.network = Some(UserNet {
         forwards: vec![8080, 9000],
+        ssh: false,
     });
     let j = args(&s).join(" ");
     assert!(

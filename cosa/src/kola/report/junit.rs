@@ -15,8 +15,8 @@ pub fn junit_xml(ctx: &RunContext, results: &[TestResult]) -> Result<String> {
         OffsetDateTime::from_unix_timestamp_nanos(started).context("run start time")?,
     );
     suite.set_system_out(&xml_text(&format!(
-        "platform={} version={} accel={} firmware={}\n",
-        ctx.platform, ctx.version, ctx.accel, ctx.firmware
+        "platform={} version={} accel={} firmware={} transport={}\n",
+        ctx.platform, ctx.version, ctx.accel, ctx.firmware, ctx.transport
     )));
     let finals = final_attempts(results);
     for r in &finals {

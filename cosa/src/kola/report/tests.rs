@@ -11,6 +11,7 @@ fn ctx() -> RunContext {
         version: "42.20261120.0".into(),
         accel: "tcg".into(),
         firmware: "bios".into(),
+        transport: "agent".into(),
         started: Utc.with_ymd_and_hms(2026, 11, 20, 23, 0, 0).unwrap(),
     }
 }

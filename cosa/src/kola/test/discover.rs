@@ -317,7 +317,13 @@ mod tests {
         let tests = all_tests(&cfg, &[]).unwrap();
         assert_eq!(
             names(&tests),
-            ["basic", "firstboot", "reboot", "kernel-override"]
+            [
+                "basic",
+                "firstboot",
+                "reboot",
+                "kernel-override",
+                "ostree-status"
+            ]
         );
     }
 
