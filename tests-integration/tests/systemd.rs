@@ -128,7 +128,7 @@ fn kola_over_ssh(wd: &Path, t: &Path) {
     let why = broken["output"].as_str().unwrap();
     assert!(
         why.contains("the boot failed before SSH was ready: emergency shell")
-            && why.contains("ignition-fetch-offline"),
+            && why.contains("Ignition (fetch-offline)"),
         "{why}"
     );
 }
