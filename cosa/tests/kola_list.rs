@@ -45,7 +45,9 @@ fn demo_stream_tests() {
             "ext.stream.basic",
             "ext.stream.files",
             "ext.stream.kernel",
-            "ext.stream.reboot"
+            "ext.stream.reboot",
+            "ext.stream.systemd.ignition",
+            "ext.stream.systemd.running"
         ]
     );
     let files = tests.iter().find(|t| t.name == "ext.stream.files").unwrap();
@@ -76,18 +78,40 @@ fn demo_stream_tests() {
             "firstboot",
             "reboot",
             "kernel-override",
+            "ostree-status",
             "ext.config.basic",
             "ext.config.files",
             "ext.config.kernel",
-            "ext.config.reboot"
+            "ext.config.reboot",
+            "ext.config.systemd.ignition",
+            "ext.config.systemd.running"
         ]
     );
-    // The stream's own denylist applies cleanly.
+    // The stream's own denylist applies cleanly: the variant's tests are skipped.
     let sel = Selection {
         denylist: Some(Denylist::load(&repo().join("stream/kola-denylist.yaml")).unwrap()),
         ..qemu()
     };
-    assert_eq!(select(tests, &sel, today()).unwrap().run.len(), 8);
+    assert_eq!(select(tests.clone(), &sel, today()).unwrap().run.len(), 9);
+    // The systemd variant's skips the demo OS's own tests.
+    let sel = Selection {
+        denylist: Some(Denylist::load(&repo().join("stream/kola-denylist-systemd.yaml")).unwrap()),
+        ..qemu()
+    };
+    let selected = select(tests, &sel, today()).unwrap();
+    assert_eq!(
+        names(&selected.run),
+        [
+            "basic",
+            "firstboot",
+            "reboot",
+            "kernel-override",
+            "ostree-status",
+            "ext.config.files",
+            "ext.config.systemd.ignition",
+            "ext.config.systemd.running"
+        ]
+    );
 }
 
 #[test]
@@ -143,6 +167,7 @@ fn fixture_selection_with_denylist() {
             "firstboot",
             "reboot",
             "kernel-override",
+            "ostree-status",
             "ext.config.ignition",
             "ext.config.json",
             "ext.config.multi.first",
@@ -193,6 +218,7 @@ fn distribution_config_lists() {
             "firstboot",
             "reboot",
             "kernel-override",
+            "ostree-status",
             "ext.fcos-like.boot",
             "ext.fcos-like.files.ownership",
             "ext.fcos-like.ignition.resource",
@@ -240,6 +266,7 @@ fn distribution_config_lists() {
             "firstboot",
             "reboot",
             "kernel-override",
+            "ostree-status",
             "ext.fcos-like.files.ownership",
             "ext.fcos-like.ignition.resource",
             "ext.fcos-like.storage.luks.sh",
