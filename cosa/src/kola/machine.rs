@@ -224,6 +224,17 @@ pub struct JobOutput {
 }
 
 impl JobOutput {
+    /// Nothing yet: the fate until the job says otherwise.
+    fn timed_out() -> Self {
+        JobOutput {
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            fate: JobFate::TimedOut,
+            reboots: Vec::new(),
+            findings: Vec::new(),
+        }
+    }
+
     pub fn success(&self) -> bool {
         matches!(&self.fate, JobFate::Ended(JobEnd::Exit(s)) if s.success())
     }
@@ -486,13 +497,7 @@ impl Machine {
     }
 
     async fn collect(&mut self, id: &str, deadline: Instant) -> Result<JobOutput> {
-        let mut out = JobOutput {
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            fate: JobFate::TimedOut,
-            reboots: Vec::new(),
-            findings: Vec::new(),
-        };
+        let mut out = JobOutput::timed_out();
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             let m = match self.next_event(deadline, &mut tick).await {

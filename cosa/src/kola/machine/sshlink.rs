@@ -338,13 +338,7 @@ impl Machine {
         let r = self
             .remote(&as_root(argv), None, Instant::now() + within)
             .await?;
-        let mut out = JobOutput {
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            fate: JobFate::TimedOut,
-            reboots: Vec::new(),
-            findings: Vec::new(),
-        };
+        let mut out = JobOutput::timed_out();
         out.fate = match r {
             Remote::VmLost(why) | Remote::Unreachable(why) | Remote::BootFailed(why) => {
                 JobFate::VmLost(why)
@@ -391,13 +385,7 @@ impl Machine {
         let dir = format!("{STATE_DIR}/tests/{}", sanitize(name));
         let upload = upload_tar(&bundle)?;
         let id = self.job_id("t");
-        let mut out = JobOutput {
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            fate: JobFate::TimedOut,
-            reboots: Vec::new(),
-            findings: Vec::new(),
-        };
+        let mut out = JobOutput::timed_out();
         let mut mark: Option<String> = None;
         loop {
             // Every boot: /tmp does not keep the helpers across reboots.
