@@ -1,4 +1,4 @@
-//! Checks every VM gets, whatever its test: the console and the agent's
+//! Checks every VM gets, whatever its test: the console and the guest's
 //! reports are scanned for what means the OS is broken even when the test
 //! itself passed (kola's `CheckConsole` and journal checks).
 
@@ -135,7 +135,7 @@ pub fn dedup(findings: &mut Vec<Finding>) {
     findings.retain(|f| seen.insert(key(f)));
 }
 
-/// Failed units the agent's `ready` listed.
+/// Failed units a boot reported (the agent's `ready`, or systemctl over SSH).
 pub fn failed_units(units: &[FailedUnit]) -> Vec<Finding> {
     units
         .iter()
