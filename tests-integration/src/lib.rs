@@ -97,9 +97,22 @@ pub fn base_packages() -> Vec<Package> {
         kernel("6.0", "1"),
         Package::new("mkinitramfs", "1", "1")
             .requires("/bin/sh")
-            .exec("/usr/libexec/test-mkinitramfs", "#!/bin/sh\n# dracut-compatible: [args] OUTPUT KVER\nfor a; do out=$kver; kver=$a; done\necho \"initramfs for $kver args: $*\" > $out\n"),
+            .exec("/usr/libexec/test-mkinitramfs", MKINITRAMFS),
     ]
 }
+
+/// The fixture's initramfs generator, called as dracut is: an uncompressed newc
+/// archive of a marker naming its arguments and of /usr/lib/libfoo.so.1 from the tree.
+const MKINITRAMFS: &str = r#"#!/bin/sh
+# dracut-compatible: [args] OUTPUT KVER
+set -e
+for a; do out=$kver; kver=$a; done
+mkdir -p /tmp/i/usr/lib
+cd /tmp/i
+echo "initramfs for $kver args: $*" > marker
+cp /usr/lib/libfoo.so.1 usr/lib/
+printf 'marker\nusr/lib/libfoo.so.1\n' | busybox cpio -o -H newc > "$out"
+"#;
 
 /// A kernel-like package: /usr/lib/modules/KVER/vmlinuz and a file naming its release.
 pub fn kernel(version: &str, release: &str) -> Package {

@@ -243,6 +243,54 @@ fn kernel_override_replaces_the_repo_package() {
     );
 }
 
+/// The initramfs is generated again only when something it was made from changed:
+/// a package owning one of its files, or a file of the tree it holds.
+#[test]
+fn initramfs_is_reused_until_what_it_holds_changes() {
+    let f = Fixture::new();
+    let initramfs = |f: &Fixture| {
+        let root = f.checkout(f.latest_meta()["ostree-commit"].as_str().unwrap());
+        std::fs::read_to_string(root.join(format!("usr/lib/modules/{KVER}/initramfs.img"))).unwrap()
+    };
+    let out = f.cosa(&["build"]).ok();
+    assert!(out.contains("initramfs generated"), "{out}");
+    assert!(initramfs(&f).contains("foo v1\n"));
+
+    // A package the image holds nothing of: reused, and the same bytes.
+    let overrides = f.workdir().join("overrides/rpm");
+    let mut app = common::base_packages()
+        .into_iter()
+        .find(|p| p.name == "app")
+        .unwrap();
+    app.version = "2.1".into();
+    testrepo::build_rpm(&app, &overrides).unwrap();
+    let out = f.cosa(&["build"]).ok();
+    assert!(out.contains("initramfs reused"), "{out}");
+    assert!(initramfs(&f).contains("foo v1\n"));
+
+    // The package that owns a file in the image: generated again.
+    let libfoo = testrepo::Package::new("libfoo", "1.1", "1")
+        .provides("libfoo.so.1")
+        .file("/usr/lib/libfoo.so.1", "foo v1.1\n");
+    testrepo::build_rpm(&libfoo, &overrides).unwrap();
+    let out = f.cosa(&["build"]).ok();
+    assert!(out.contains("initramfs generated"), "{out}");
+    assert!(initramfs(&f).contains("foo v1.1\n"));
+
+    // A file of the tree the image holds, changed by a layer (no package changed).
+    let local = f.workdir().join("overrides/rootfs/usr/lib");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(local.join("libfoo.so.1"), "foo local\n").unwrap();
+    let out = f.cosa(&["build"]).ok();
+    assert!(out.contains("initramfs generated"), "{out}");
+    assert!(initramfs(&f).contains("foo local\n"));
+
+    // A path added to the tree (a generator's checks test what exists): generated.
+    std::fs::write(local.join("libbar.so.1"), "bar\n").unwrap();
+    let out = f.cosa(&["build"]).ok();
+    assert!(out.contains("initramfs generated"), "{out}");
+}
+
 /// `rpm -qa` of a checked-out tree's rpmdb, one `format` per package.
 fn rpm_qa(root: &Path, format: &str) -> Vec<String> {
     let out = cmdext::command("rpm")

@@ -5,6 +5,7 @@ use anyhow::Result;
 use crate::builds::Workdir;
 use crate::cli::{BuildOpts, GlobalOpts};
 use crate::compose::build::{build, BuildOptions, BuildOutcome};
+use crate::compose::initramfs::Made;
 
 use super::load_treefile;
 
@@ -32,10 +33,12 @@ pub fn run(g: &GlobalOpts, o: &BuildOpts) -> Result<()> {
             b.packages,
             b.composed.import.imported,
             b.composed.import.reused,
-            b.composed
-                .kernel
-                .map(|k| format!("; kernel {k}"))
-                .unwrap_or_default()
+            match (&b.composed.kernel, b.composed.initramfs) {
+                (Some(k), Some(Made::Reused)) => format!("; kernel {k}, initramfs reused"),
+                (Some(k), Some(Made::Generated)) => format!("; kernel {k}, initramfs generated"),
+                (Some(k), None) => format!("; kernel {k}"),
+                (None, _) => String::new(),
+            }
         ),
     }
     Ok(())

@@ -11,6 +11,7 @@ pub mod build;
 pub mod commit;
 pub mod dnf;
 pub mod fetch;
+pub mod initramfs;
 pub mod pkgcache;
 pub mod prune;
 pub mod record;
@@ -114,6 +115,8 @@ pub struct Composed {
     pub commit: String,
     pub content_checksum: String,
     pub kernel: Option<String>,
+    /// Whether the kernel's initramfs was generated or reused from the cache.
+    pub initramfs: Option<initramfs::Made>,
     pub import: pkgcache::ImportStats,
 }
 
@@ -142,7 +145,12 @@ pub fn compose(
     }
     phase.done("checkout");
     assemble::unshare_etc(&rootfs)?;
-    let (kernel, caps) = run_in_tree(repo, &rootfs, &scratch, req, &hdrs, &mut phase)?;
+    let dirs = TreeDirs {
+        rootfs: &rootfs,
+        scratch: &scratch,
+        initramfs_cache: &wd.cache_dir().join("initramfs"),
+    };
+    let (kernel, initramfs, caps) = run_in_tree(repo, &dirs, req, &hdrs, &mut phase)?;
     treepost::finalize_layout(&rootfs)?;
     phase.done("layout");
 
@@ -172,6 +180,7 @@ pub fn compose(
         commit: committed.commit,
         content_checksum: committed.content_checksum,
         kernel,
+        initramfs,
         import,
     })
 }
@@ -200,17 +209,26 @@ fn prepare_scratch(wd: &Workdir, scratch: &Path) -> Result<Option<Cleanup>> {
 /// The background removal of the previous compose's tree.
 type Cleanup = std::thread::JoinHandle<Result<()>>;
 
+/// Where `run_in_tree` works: the tree, the compose's scratch directory (which holds
+/// it), and the initramfs cache.
+struct TreeDirs<'a> {
+    rootfs: &'a Path,
+    scratch: &'a Path,
+    initramfs_cache: &'a Path,
+}
+
 /// The steps that run inside the tree (scriptlets, rpmdb, the treefile's edits and
-/// postprocess, the initramfs); returns the kernel version and file capabilities.
+/// postprocess, the initramfs); returns the kernel version, how its initramfs was
+/// made, and file capabilities.
 fn run_in_tree(
     repo: &ostree::Repo,
-    rootfs: &Path,
-    scratch: &Path,
+    dirs: &TreeDirs,
     req: &ComposeRequest,
     hdrs: &[rpmhdr::RpmHeader],
     phase: &mut crate::logging::Phases,
-) -> Result<(Option<String>, Vec<String>)> {
-    let tree = sandbox::ProtectedTree::mount(rootfs, scratch)?;
+) -> Result<(Option<String>, Option<initramfs::Made>, Vec<String>)> {
+    let rootfs = dirs.rootfs;
+    let tree = sandbox::ProtectedTree::mount(rootfs, dirs.scratch)?;
     phase.done("mount");
     assemble::run_scriptlets(&tree, hdrs, assemble::Phase::Pre)?;
     phase.done("pre");
@@ -225,17 +243,24 @@ fn run_in_tree(
     phase.done("rpmdb");
     treepost::apply_file_edits(rootfs, req.tf, hdrs)?;
     treepost::apply_system_config(rootfs, req.tf)?;
-    treepost::apply_presets(&tree)?;
+    treepost::apply_presets(rootfs)?;
     treepost::run_postprocess(&tree, req.tf)?;
     phase.done("edits+postprocess");
     let kernels = treepost::kernels(rootfs)?;
     if kernels.len() > 1 {
         bail!("the tree has more than one kernel: {}", kernels.join(", "));
     }
-    if let Some(k) = kernels.first() {
-        tracing::info!("generating the initramfs for {k}");
-        treepost::make_initramfs(&tree, req.tf, k)?;
-    }
+    let made = match kernels.first() {
+        Some(k) => Some(initramfs::make(
+            rootfs,
+            dirs.scratch,
+            dirs.initramfs_cache,
+            req.tf,
+            hdrs,
+            k,
+        )?),
+        None => None,
+    };
     phase.done("initramfs");
-    Ok((kernels.into_iter().next(), caps))
+    Ok((kernels.into_iter().next(), made, caps))
 }

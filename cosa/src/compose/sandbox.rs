@@ -2,6 +2,8 @@
 //! bubblewrap rooted at the tree (no network, no host filesystem, no capabilities),
 //! through a `rofiles-fuse --copyup` view so that an in-place write to a file
 //! hardlinked from the package cache copies it first instead of corrupting the cache.
+//! A step that only reads the tree (the initramfs generator) gets it bound
+//! read-only instead, without FUSE in the way of its reads.
 
 use std::path::{Path, PathBuf};
 
@@ -49,52 +51,72 @@ impl ProtectedTree {
 
     /// Run `argv` inside the sandbox, with host paths bound in (below /run or /tmp).
     pub fn run(&self, argv: &[String], binds: &[Bind], env: &[(&str, &str)]) -> Result<()> {
-        let mut cmd = cmdext::command("bwrap");
-        cmd.arg("--bind").arg(&self.mountpoint).arg("/");
-        cmd.args([
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
-        ]);
-        // Everything but the user namespace: the FUSE view is only reachable as the real root.
-        cmd.args([
-            "--unshare-net",
-            "--unshare-ipc",
-            "--unshare-pid",
-            "--unshare-uts",
-            "--unshare-cgroup-try",
-        ]);
-        cmd.args([
-            "--die-with-parent",
-            "--new-session",
-            "--cap-drop",
-            "ALL",
-            "--chdir",
-            "/",
-        ]);
-        cmd.args([
-            "--clearenv",
-            "--setenv",
-            "PATH",
-            PATH,
-            "--setenv",
-            "HOME",
-            "/root",
-            "--setenv",
-            "LANG",
-            "C.UTF-8",
-        ]);
-        for (k, v) in env {
-            cmd.args(["--setenv", k, v]);
-        }
-        for b in binds {
-            let (opt, host, inside) = match b {
-                Bind::Ro(h, i) => ("--ro-bind", h, i),
-                Bind::Rw(h, i) => ("--bind", h, i),
-            };
-            cmd.arg(opt).arg(host).arg(inside);
-        }
-        cmd.arg("--").args(argv);
-        cmd.run()
+        bwrap(Bind::Rw(&self.mountpoint, "/"), argv, binds, env)
     }
+}
+
+/// Run `argv` in the same sandbox as [`ProtectedTree::run`], but with `tree` bound
+/// read-only at `/` (a bind mount, not FUSE): for steps that only read the tree and
+/// write their output to a bound directory.
+pub fn run_read_only(
+    tree: &Path,
+    argv: &[String],
+    binds: &[Bind],
+    env: &[(&str, &str)],
+) -> Result<()> {
+    bwrap(Bind::Ro(tree, "/"), argv, binds, env)
+}
+
+/// bwrap with `root` at `/`, fresh /proc, /dev, /tmp and /run over it, then `binds`.
+fn bwrap(root: Bind, argv: &[String], binds: &[Bind], env: &[(&str, &str)]) -> Result<()> {
+    let mut cmd = cmdext::command("bwrap");
+    let bind = |cmd: &mut std::process::Command, b: &Bind| {
+        let (opt, host, inside) = match b {
+            Bind::Ro(h, i) => ("--ro-bind", h, i),
+            Bind::Rw(h, i) => ("--bind", h, i),
+        };
+        cmd.arg(opt).arg(host).arg(inside);
+    };
+    bind(&mut cmd, &root);
+    cmd.args([
+        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
+    ]);
+    for b in binds {
+        bind(&mut cmd, b);
+    }
+    // Everything but the user namespace: the FUSE view is only reachable as the real root.
+    cmd.args([
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+    ]);
+    cmd.args([
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--chdir",
+        "/",
+    ]);
+    cmd.args([
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        PATH,
+        "--setenv",
+        "HOME",
+        "/root",
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
+    ]);
+    for (k, v) in env {
+        cmd.args(["--setenv", k, v]);
+    }
+    cmd.arg("--").args(argv);
+    cmd.run()
 }
 
 impl Drop for ProtectedTree {

@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use super::rpmhdr::RpmHeader;
-use super::sandbox::{run_script, ProtectedTree};
+use super::sandbox::{run_read_only, run_script, Bind, ProtectedTree};
 use crate::config::treefile::Treefile;
 use cmdext::CommandRunExt;
 
@@ -271,14 +271,25 @@ pub fn apply_system_config(rootfs: &Path, tf: &Treefile) -> Result<()> {
 /// `systemctl preset-all`, as rpm-ostree runs it at compose time: the presets the
 /// packages and the config ship decide which units the image enables. A tree
 /// without systemctl (the demo stream's busybox init) has none to apply.
-pub fn apply_presets(tree: &ProtectedTree) -> Result<()> {
-    if !tree.path().join("usr/bin/systemctl").exists() {
+///
+/// systemctl only makes and removes links under /etc, whose files are the tree's own
+/// copies (`assemble::unshare_etc`): the tree is bound read-only with /etc writable,
+/// which spares the FUSE layer's cost on the thousands of lookups it makes.
+pub fn apply_presets(rootfs: &Path) -> Result<()> {
+    if !rootfs.join("usr/bin/systemctl").exists() {
         return Ok(());
     }
+    let etc = rootfs.join("etc");
+    fs::create_dir_all(&etc)?;
     let argv = ["systemctl", "preset-all"].map(String::from);
     // No systemd runs in the sandbox: SYSTEMD_OFFLINE makes systemctl edit the tree.
-    tree.run(&argv, &[], &[("SYSTEMD_OFFLINE", "1")])
-        .context("applying systemd presets (systemctl preset-all)")
+    run_read_only(
+        rootfs,
+        &argv,
+        &[Bind::Rw(&etc, "/etc")],
+        &[("SYSTEMD_OFFLINE", "1")],
+    )
+    .context("applying systemd presets (systemctl preset-all)")
 }
 
 /// `postprocess` (inline scripts) then `postprocess-script`, in the sandbox.
@@ -351,43 +362,6 @@ pub fn kernels(rootfs: &Path) -> Result<Vec<String>> {
     }
     k.sort();
     Ok(k)
-}
-
-/// Run the stream's initramfs generator for `kver` (dracut unless the treefile names another).
-pub fn make_initramfs(tree: &ProtectedTree, tf: &Treefile, kver: &str) -> Result<()> {
-    let out = format!("/usr/lib/modules/{kver}/initramfs.img");
-    let mut argv: Vec<String>;
-    if let Some(g) = &tf.initramfs_generator {
-        if !in_tree(tree.path(), g).exists() {
-            bail!("initramfs-generator {g} is not in the tree");
-        }
-        argv = vec![g.clone()];
-    } else {
-        if !tree.path().join("usr/bin/dracut").exists() {
-            bail!("the tree has a kernel ({kver}) but no /usr/bin/dracut, and the treefile names no initramfs-generator");
-        }
-        argv = [
-            "dracut",
-            "-v",
-            "--add",
-            "ostree",
-            "--no-hostonly",
-            "--reproducible",
-            "--tmpdir=/tmp",
-            "-f",
-        ]
-        .map(String::from)
-        .to_vec();
-    }
-    argv.extend(tf.initramfs_args.iter().cloned());
-    argv.push(out);
-    argv.push(kver.to_string());
-    tree.run(&argv, &[], &[]).with_context(|| {
-        format!(
-            "generating the initramfs for kernel {kver} with {}",
-            argv[0]
-        )
-    })
 }
 
 /// Move whatever scripts left in /var into tmpfiles.d, and /etc to /usr/etc.

@@ -141,6 +141,7 @@ fn composed() -> Meta {
         commit: COMMIT.into(),
         content_checksum: DIGEST.into(),
         kernel: Some("6.1.0".into()),
+        initramfs: None,
         import: ImportStats::default(),
     };
     record::meta(&record::ComposedBuild {
