@@ -19,9 +19,16 @@ systemctl is-enabled --quiet ssh.socket && fail "ssh.socket is enabled beside ss
 id -nG core | tr ' ' '\n' | grep -qx sudo || fail "core is not in group sudo: $(id -nG core)"
 runuser -u core -- sudo -n true || fail "core has no passwordless sudo"
 
-# The boot partition at /boot (ostree's kernels), not the ESP.
-[ "$(findmnt -no LABEL /boot)" = boot ] || fail "/boot is $(findmnt -no SOURCE,FSTYPE /boot)"
+# The boot partition at /boot (ostree's kernels), not the ESP. It is mounted on
+# first access (x-systemd.automount): the listing mounts it.
 ls /boot/loader/entries/*.conf >/dev/null || fail "no BLS entry under /boot/loader/entries"
+[ "$(findmnt -no LABEL -t ext4 /boot)" = boot ] || fail "/boot is $(findmnt -no SOURCE,FSTYPE /boot | tr '\n' ' ')"
+
+# The host keys made on first boot: Ed25519 and ECDSA, no RSA.
+for t in ed25519 ecdsa; do
+    [ -s /etc/ssh/ssh_host_${t}_key.pub ] || fail "no $t host key"
+done
+[ ! -e /etc/ssh/ssh_host_rsa_key ] || fail "an RSA host key was made"
 
 # DHCP from QEMU's user network through networkd.
 ip -4 -o addr show scope global | grep -q "inet 10.0.2." || fail "no DHCP address: $(ip -4 -o addr)"
