@@ -227,14 +227,6 @@ fn iso_online_install(iso: &Path, dir: &Path, http_port: u16) {
     );
 }
 
-/// The PXE initrd QEMU loads: initramfs, padded to 4 bytes, then the rootfs.
-fn pxe_initrd(initramfs: &Path, rootfs: &Path, out: &Path) {
-    let mut b = std::fs::read(initramfs).unwrap();
-    b.resize(b.len().div_ceil(4) * 4, 0);
-    b.extend(std::fs::read(rootfs).unwrap());
-    std::fs::write(out, b).unwrap();
-}
-
 /// A derived image (the demo build plus a layer with [`DERIVED_FILE`]) made into a
 /// build by `cosa import`: the live media are made from it like from any build.
 fn import_derived(b: &DemoBuild, t: &Path) {
@@ -475,7 +467,7 @@ fn live_media_boot_and_install_under_bios_and_uefi() {
     ])
     .ok();
     let initrd = t.path().join("pxe-initrd.img");
-    pxe_initrd(
+    common::pxe_initrd(
         &pxe.join(initramfs.file_name().unwrap()),
         &pxe.join(b.image("live-rootfs").file_name().unwrap()),
         &initrd,

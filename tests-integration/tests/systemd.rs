@@ -1,14 +1,20 @@
 //! The systemd variant (`cosa init --variant systemd`): Debian 12's packages,
 //! repackaged by packages/debrepo, composed like any stream; checked with rpm,
 //! ostree and the initramfs's own cpio listing; then booted and tested by
-//! `cosa kola run` over SSH.
+//! `cosa kola run` over SSH; then its live media, customized with Ignition
+//! configs, boot live with dracut from the ISO and by PXE and install; its
+//! OCI image and other platforms are read by skopeo, qemu-img and tar.
 
 use tests_integration as common;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use cmdext::CommandRunExt;
+use common::vm::Vm;
 use common::{cosa_in, path_exists, repo_root, require_root};
+use cosa::kola::qemu::{DirectBoot, Drive};
+use serde_json::json;
 
 /// The variant's RPM repo (made by `debrepo build`), or a panic saying so.
 fn systemd_repo() -> PathBuf {
@@ -133,6 +139,214 @@ fn kola_over_ssh(wd: &Path, t: &Path) {
     );
 }
 
+/// An Ignition config writing `text` to /etc/cosa-day0 and enabling the
+/// report units `units` (name, contents): the variant has no agent, so its
+/// guests report on the serial console.
+fn report_config(text: &str, units: &[(&str, &str)]) -> serde_json::Value {
+    let units: Vec<_> = units
+        .iter()
+        .map(|(name, contents)| json!({"name": name, "enabled": true, "contents": contents}))
+        .collect();
+    json!({
+        "ignition": {"version": "3.3.0"},
+        "storage": {"files": [{
+            "path": "/etc/cosa-day0",
+            "mode": 0o644,
+            "contents": {"source": format!("data:,{}", text.replace(' ', "%20"))}
+        }]},
+        "systemd": {"units": units}
+    })
+}
+
+/// The live system's reports: its config's file and the root image it runs
+/// from, before the installer starts (which may reboot at once); the
+/// installer's result, after it (when it does not reboot).
+const LIVE_REPORT: &str = "[Unit]\nBefore=cosa-live-install.service\n[Service]\nType=oneshot\n\
+ExecStart=/bin/sh -c 'echo \"cosa-report: $$(cat /etc/cosa-day0) from $$(cat /run/cosa-live/image)\" >/dev/ttyS0'\n\
+[Install]\nWantedBy=multi-user.target\n";
+const INSTALL_REPORT: &str = "[Unit]\nAfter=cosa-live-install.service\n[Service]\nType=oneshot\n\
+ExecStart=/bin/sh -c 'echo \"cosa-report: install $$(systemctl is-active cosa-live-install.service)\" >/dev/ttyS0'\n\
+[Install]\nWantedBy=multi-user.target\n";
+
+/// The installed system's report: its config's file, the kernel argument the
+/// install added, and the system state once the boot is done (a simple
+/// service, so the boot does not wait for it).
+const INSTALLED_REPORT: &str = "[Service]\nType=simple\n\
+ExecStart=/bin/sh -c 'echo \"cosa-report: $$(cat /etc/cosa-day0) $$(grep -o cosa.test=day0 /proc/cmdline) $$(systemctl is-system-running --wait) $$(systemctl --failed --no-legend --plain)\" >/dev/ttyS0'\n\
+[Install]\nWantedBy=multi-user.target\n";
+
+const LIVE_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn meta_image(wd: &Path, name: &str) -> PathBuf {
+    let build = wd.join("builds/latest/x86_64");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(build.join("meta.json")).unwrap()).unwrap();
+    let p = meta["images"][name]["path"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no images.{name} in meta.json"));
+    build.join(p)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The variant's live media: `cosa buildextend-live`, then Day-0 customized
+/// copies. The ISO boots live (dracut's cosa-live module), applies its live
+/// Ignition config, installs the metal image with the destination config to
+/// the first disk and reboots into it, where Ignition applies that config and
+/// the system comes up running. The PXE media (kernel, initramfs + rootfs, no
+/// ostree= argument) boot live the same way and install.
+fn live_media(wd: &Path, t: &Path) {
+    let out = cosa_in(wd, &["buildextend-live"]).ok();
+    assert!(out.contains("live-iso"), "{out}");
+    let live_ign = t.join("live.ign");
+    let dest_ign = t.join("dest.ign");
+    std::fs::write(
+        &live_ign,
+        report_config(
+            "live day 0",
+            &[
+                ("cosa-report.service", LIVE_REPORT),
+                ("cosa-report-install.service", INSTALL_REPORT),
+            ],
+        )
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        &dest_ign,
+        report_config(
+            "hello from day 0",
+            &[("cosa-report.service", INSTALLED_REPORT)],
+        )
+        .to_string(),
+    )
+    .unwrap();
+    let iso = t.join("custom.iso");
+    cosa_in(
+        wd,
+        &[
+            "iso",
+            "customize",
+            s(&meta_image(wd, "live-iso")),
+            "-o",
+            s(&iso),
+            "--live-ignition",
+            s(&live_ign),
+            "--dest-ignition",
+            s(&dest_ign),
+            "--dest-device",
+            "/dev/vda",
+            "--dest-karg-append",
+            "cosa.test=day0",
+        ],
+    )
+    .ok();
+
+    let dir = t.join("vm-iso");
+    let mut spec = Vm::spec(&dir, false);
+    let target = dir.join("target.raw");
+    std::fs::File::create(&target)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    spec.memory_mib = 2048;
+    spec.drives = vec![
+        Drive::disk(&target, "raw").bootindex(1),
+        Drive::cdrom(&iso).bootindex(2),
+    ];
+    let vm = Vm::start(&dir, &spec);
+    vm.wait_console(
+        "cosa-report: live day 0 from /run/media/iso/root.squashfs",
+        LIVE_TIMEOUT,
+    );
+    vm.wait_console(
+        "cosa-report: hello from day 0 cosa.test=day0 running",
+        LIVE_TIMEOUT,
+    );
+    drop(vm);
+
+    let pxe = t.join("pxe");
+    cosa_in(
+        wd,
+        &[
+            "pxe",
+            "customize",
+            s(&meta_image(wd, "live-initramfs")),
+            "-o",
+            s(&pxe),
+            "--live-ignition",
+            s(&live_ign),
+        ],
+    )
+    .ok();
+    let initrd = t.join("pxe-initrd.img");
+    common::pxe_initrd(
+        &pxe.join(meta_image(wd, "live-initramfs").file_name().unwrap()),
+        &pxe.join(meta_image(wd, "live-rootfs").file_name().unwrap()),
+        &initrd,
+    );
+    let dir = t.join("vm-pxe");
+    let mut spec = Vm::spec(&dir, false);
+    let target = dir.join("target.raw");
+    std::fs::File::create(&target)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    spec.memory_mib = 3072;
+    spec.drives = vec![Drive::disk(&target, "raw")];
+    spec.direct_boot = Some(DirectBoot {
+        kernel: meta_image(wd, "live-kernel"),
+        initrd: Some(initrd),
+        cmdline: "ignition.firstboot ignition.platform.id=metal console=ttyS0,115200n8 no_timer_check coreos.inst.install_dev=/dev/vda coreos.inst.skip_reboot".into(),
+    });
+    let vm = Vm::start(&dir, &spec);
+    vm.wait_console("cosa-report: live day 0 from /root.squashfs", LIVE_TIMEOUT);
+    vm.wait_console("cosa-report: install active", LIVE_TIMEOUT);
+}
+
+/// `qemu-img info`'s format of `path`, read as `format` when given.
+fn qemu_img_format(path: &Path, format: Option<&str>) -> String {
+    let mut cmd = cmdext::command("qemu-img");
+    cmd.args(["info", "--output=json"]);
+    if let Some(f) = format {
+        cmd.args(["-f", f]);
+    }
+    let info: serde_json::Value = cmd.arg(path).run_get_json().unwrap();
+    info["format"].as_str().unwrap().to_string()
+}
+
+/// The variant's OCI image and the platforms the other steps did not boot,
+/// each read by an independent consumer: skopeo, qemu-img, tar.
+fn other_artifacts(wd: &Path) {
+    let out = cosa_in(wd, &["osbuild", "metal4k", "aws", "azure", "gcp", "--json"]).ok();
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["images"].as_array().unwrap().len(), 4, "{out}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wd.join("builds/latest/x86_64/meta.json")).unwrap())
+            .unwrap();
+    let oci = format!("oci-archive:{}", meta_image(wd, "ostree").display());
+    let info: serde_json::Value = cmdext::command("skopeo")
+        .arg("inspect")
+        .arg(&oci)
+        .run_get_json()
+        .unwrap();
+    assert_eq!(info["Labels"]["ostree.commit"], meta["ostree-commit"]);
+    assert_eq!(qemu_img_format(&meta_image(wd, "metal4k"), None), "raw");
+    assert_eq!(qemu_img_format(&meta_image(wd, "aws"), None), "vmdk");
+    assert_eq!(
+        qemu_img_format(&meta_image(wd, "azure"), Some("vpc")),
+        "vpc"
+    );
+    let list = cmdext::command("tar")
+        .arg("-tzf")
+        .arg(meta_image(wd, "gcp"))
+        .run_get_string()
+        .unwrap();
+    assert_eq!(list, "disk.raw\n");
+}
+
 #[test]
 fn the_variant_composes_with_dracut_ignition_and_ostree() {
     require_root();
@@ -246,4 +460,6 @@ fn the_variant_composes_with_dracut_ignition_and_ostree() {
     }
 
     kola_over_ssh(&wd, t.path());
+    live_media(&wd, t.path());
+    other_artifacts(&wd);
 }

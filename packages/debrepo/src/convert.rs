@@ -19,7 +19,7 @@ use debian_control::relations::VersionConstraint;
 use debversion::Version;
 use fs_err as fs;
 
-use crate::deb::{Control, Data, Kind};
+use crate::deb::{Control, Data, Entry, Kind};
 use crate::maintscript::Alternative;
 
 /// `epoch:version-release` of a Debian version.
@@ -114,6 +114,23 @@ fn spec_path(p: &str) -> Result<String> {
     Ok(format!("\"{}\"", spec_text(&p)))
 }
 
+/// The /bin and /sbin paths of the commands merging /usr moved: they still
+/// resolve through the merged-/usr symlinks, and file dependencies name them
+/// (`/bin/sh`), which a solver only finds in Provides (Fedora's bash provides
+/// /bin/sh the same way). Paths a Provides cannot carry are left out.
+fn moved_command_provides(entries: &[Entry]) -> Vec<&str> {
+    entries
+        .iter()
+        .filter(|e| matches!(e.kind, Kind::File(_) | Kind::Symlink(_)))
+        .filter_map(|e| e.moved_from.as_deref())
+        .filter(|o| o.starts_with("/bin/") || o.starts_with("/sbin/"))
+        .filter(|o| {
+            o.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._+-".contains(c))
+        })
+        .collect()
+}
+
 /// No path with glob characters would, as its `?` pattern, also match another.
 fn check_globs(paths: &[&str]) -> Result<()> {
     for p in paths.iter().filter(|p| p.contains(GLOB)) {
@@ -197,6 +214,9 @@ fn spec(ctl: &Control, data: &Data, x: &Extras, root: &Path) -> Result<String> {
             Some((_, pv)) => writeln!(w, "Provides: {} = {}", rel.name, rpm_evr(pv))?,
             None => writeln!(w, "Provides: {}", rel.name)?,
         }
+    }
+    for p in moved_command_provides(&data.entries) {
+        writeln!(w, "Provides: {p}")?;
     }
     writeln!(w, "\n%description\n{}", spec_text(&body.join("\n")))?;
     writeln!(w, "\n%install\ncp -a {}/. %{{buildroot}}/", root.display())?;
@@ -392,6 +412,31 @@ mod tests {
         assert!(check_globs(&["/usr/bin/[", "/usr/bin/ab", "/usr/bin/test"]).is_ok());
         let e = check_globs(&["/usr/bin/[", "/usr/bin/ab", "/usr/bin/x"]).unwrap_err();
         assert!(e.to_string().contains("cannot both be listed"), "{e}");
+    }
+
+    #[test]
+    fn commands_moved_from_bin_and_sbin_keep_their_paths_as_provides() {
+        let e = |path: &str, from: Option<&str>, kind: Kind| Entry {
+            path: path.into(),
+            moved_from: from.map(String::from),
+            mode: 0o755,
+            user: "root".into(),
+            group: "root".into(),
+            kind,
+        };
+        let entries = [
+            e("/usr/bin/sh", Some("/bin/sh"), Kind::Symlink("dash".into())),
+            e("/usr/bin/dash", Some("/bin/dash"), Kind::File(vec![])),
+            e("/usr/sbin/agetty", Some("/sbin/agetty"), Kind::File(vec![])),
+            e("/usr/bin/[", Some("/bin/["), Kind::File(vec![])),
+            e("/usr/lib/x.so", Some("/lib/x.so"), Kind::File(vec![])),
+            e("/usr/bin/ls", None, Kind::File(vec![])),
+            e("/usr/bin", Some("/bin"), Kind::Dir),
+        ];
+        assert_eq!(
+            moved_command_provides(&entries),
+            ["/bin/sh", "/bin/dash", "/sbin/agetty"]
+        );
     }
 
     #[test]

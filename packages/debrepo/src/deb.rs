@@ -39,6 +39,9 @@ pub enum Kind {
 pub struct Entry {
     /// Absolute, merged-/usr.
     pub path: String,
+    /// Where the .deb had it, when merging /usr moved it (`/bin/sh` for
+    /// `/usr/bin/sh`).
+    pub moved_from: Option<String>,
     pub mode: u16,
     pub user: String,
     pub group: String,
@@ -236,6 +239,7 @@ fn read_data(tar: impl Read) -> Result<(Vec<Entry>, u64)> {
         }
         let entry = Entry {
             path: path.clone(),
+            moved_from: (orig != path).then(|| orig.clone()),
             mode: (h.mode()? & 0o7777) as u16,
             user: h.username().ok().flatten().unwrap_or("root").to_string(),
             group: h.groupname().ok().flatten().unwrap_or("root").to_string(),

@@ -4,6 +4,8 @@
 # ignition-ostree module plays this role there).
 #  - the stateroot's /var is mounted at /sysroot/var while Ignition writes
 #    into it (home directories), its tmpfiles.d directories created;
+#  - an installer's config at /boot/ignition/config.ign (coreos-installer's
+#    place) becomes Ignition's /usr/lib/ignition/user.ign;
 #  - the GRUB stamp /ignition.firstboot on the boot partition is removed only
 #    after every Ignition stage succeeded (a failed stage isolates
 #    emergency.target: the boot fails, the stamp stays, the next boot retries).
@@ -18,15 +20,19 @@ depends() {
 }
 
 install() {
-    inst_multiple mount umount mountpoint rm mkdir cut systemd-tmpfiles
+    inst_multiple mount umount mountpoint rm mkdir cut install udevadm systemd-tmpfiles
     inst_simple "$moddir/cosa-mount-var.service" \
         "$systemdsystemunitdir/cosa-mount-var.service"
     inst_simple "$moddir/cosa-mount-var" /usr/libexec/cosa-mount-var
     inst_simple "$moddir/cosa-firstboot-complete.service" \
         "$systemdsystemunitdir/cosa-firstboot-complete.service"
     inst_simple "$moddir/cosa-firstboot-complete" /usr/libexec/cosa-firstboot-complete
+    inst_simple "$moddir/cosa-ignition-setup-user.service" \
+        "$systemdsystemunitdir/cosa-ignition-setup-user.service"
+    inst_simple "$moddir/cosa-ignition-setup-user" /usr/libexec/cosa-ignition-setup-user
     local wants="$systemdsystemunitdir/ignition-complete.target.requires"
     mkdir -p "$initdir$wants"
     ln_r "$systemdsystemunitdir/cosa-mount-var.service" "$wants/cosa-mount-var.service"
+    ln_r "$systemdsystemunitdir/cosa-ignition-setup-user.service" "$wants/cosa-ignition-setup-user.service"
     ln_r "$systemdsystemunitdir/cosa-firstboot-complete.service" "$wants/cosa-firstboot-complete.service"
 }
