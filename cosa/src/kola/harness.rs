@@ -152,8 +152,13 @@ async fn run_one(
                 ),
             })
         }
-        TestBody::External { exe, data_dir, .. } => {
-            let (exec, tar) = bundle::pack(exe, data_dir.as_deref())
+        TestBody::External {
+            exe,
+            data_dir,
+            root,
+            ..
+        } => {
+            let (exec, tar) = bundle::pack_within(exe, data_dir.as_deref(), root)
                 .with_context(|| format!("packing {}", exe.display()))?;
             let out = m.run_test(&t.name, exec, tar, timeout).await?;
             let mut text = out.text();

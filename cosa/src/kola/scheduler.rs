@@ -193,6 +193,7 @@ mod tests {
             body: TestBody::External {
                 exe: PathBuf::from("/t/test.sh"),
                 dir: PathBuf::from("/t"),
+                root: PathBuf::from("/t"),
                 data_dir: None,
                 config: None,
             },

@@ -43,6 +43,9 @@ pub enum TestBody {
         exe: PathBuf,
         /// The test's directory (holds `exe`, maybe `config.ign` and `data/`).
         dir: PathBuf,
+        /// The tests directory it was found in (`tests/kola/`, `kola-tests/`,
+        /// or a `-E` directory): symlinks in `data/` may point anywhere in it.
+        root: PathBuf,
         /// `data/` beside the test: shipped, exposed as `$KOLA_EXT_DATA`.
         data_dir: Option<PathBuf>,
         /// `config.ign` beside the test: the VM's first-boot config.

@@ -71,7 +71,7 @@ pub fn all_tests(config_dir: &Path, extra_dirs: &[PathBuf]) -> Result<Vec<KolaTe
 /// The tests under one tests root, named `<prefix>.<dir>[.<exe>]`.
 pub fn discover_dir(root: &Path, prefix: &str) -> Result<Vec<KolaTest>> {
     let mut tests = Vec::new();
-    walk(root, prefix, &mut tests)?;
+    walk(root, root, prefix, &mut tests)?;
     Ok(tests)
 }
 
@@ -120,7 +120,7 @@ struct TestDir {
     base_meta: Option<TestMeta>,
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<KolaTest>) -> Result<()> {
+fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<KolaTest>) -> Result<()> {
     let mut entries = fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .map(|e| e.map(|e| e.file_name()))
@@ -183,6 +183,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<KolaTest>) -> Result<()> {
             body: TestBody::External {
                 exe: exe.clone(),
                 dir: dir.to_path_buf(),
+                root: root.to_path_buf(),
                 data_dir: td.data_dir.clone(),
                 config: td.config.clone(),
             },
@@ -190,7 +191,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<KolaTest>) -> Result<()> {
         });
     }
     for (sub, sub_prefix) in subdirs {
-        walk(&sub, &sub_prefix, out)?;
+        walk(root, &sub, &sub_prefix, out)?;
     }
     Ok(())
 }

@@ -18,6 +18,8 @@ systemctl is-enabled --quiet ssh.socket && fail "ssh.socket is enabled beside ss
 # The user kola logged in as: in the sudo group, passwordless sudo.
 id -nG core | tr ' ' '\n' | grep -qx sudo || fail "core is not in group sudo: $(id -nG core)"
 runuser -u core -- sudo -n true || fail "core has no passwordless sudo"
+mode=$(stat -c %a /etc/sudoers.d/coreos-sudo-group)
+[ "$mode" = 440 ] || fail "/etc/sudoers.d/coreos-sudo-group has mode $mode, not 0440"
 
 # The boot partition at /boot (ostree's kernels), not the ESP. It is mounted on
 # first access (x-systemd.automount): the listing mounts it.
