@@ -13,7 +13,7 @@ use std::time::Duration;
 use cmdext::CommandRunExt;
 use common::vm::Vm;
 use common::{cosa_in, path_exists, repo_root, require_root};
-use cosa::kola::qemu::{DirectBoot, Drive};
+use cosa::kola::qemu::{DirectBoot, Drive, QemuSpec};
 use serde_json::json;
 
 /// The variant's RPM repo (made by `debrepo build`), or a panic saying so.
@@ -191,6 +191,18 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A VM of `memory_mib` in `dir` and the empty 3 GiB disk it installs to.
+fn install_vm(dir: &Path, memory_mib: u64) -> (QemuSpec, PathBuf) {
+    let mut spec = Vm::spec(dir, false);
+    spec.memory_mib = memory_mib;
+    let target = dir.join("target.raw");
+    std::fs::File::create(&target)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    (spec, target)
+}
+
 /// The variant's live media: `cosa buildextend-live`, then Day-0 customized
 /// copies. The ISO boots live (dracut's cosa-live module), applies its live
 /// Ignition config, installs the metal image with the destination config to
@@ -245,13 +257,7 @@ fn live_media(wd: &Path, t: &Path) {
     .ok();
 
     let dir = t.join("vm-iso");
-    let mut spec = Vm::spec(&dir, false);
-    let target = dir.join("target.raw");
-    std::fs::File::create(&target)
-        .unwrap()
-        .set_len(3 << 30)
-        .unwrap();
-    spec.memory_mib = 2048;
+    let (mut spec, target) = install_vm(&dir, 2048);
     spec.drives = vec![
         Drive::disk(&target, "raw").bootindex(1),
         Drive::cdrom(&iso).bootindex(2),
@@ -288,13 +294,7 @@ fn live_media(wd: &Path, t: &Path) {
         &initrd,
     );
     let dir = t.join("vm-pxe");
-    let mut spec = Vm::spec(&dir, false);
-    let target = dir.join("target.raw");
-    std::fs::File::create(&target)
-        .unwrap()
-        .set_len(3 << 30)
-        .unwrap();
-    spec.memory_mib = 3072;
+    let (mut spec, target) = install_vm(&dir, 3072);
     spec.drives = vec![Drive::disk(&target, "raw")];
     spec.direct_boot = Some(DirectBoot {
         kernel: meta_image(wd, "live-kernel"),
