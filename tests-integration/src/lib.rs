@@ -462,3 +462,46 @@ pub fn append_oci_layer(dir: &Path, entries: &[(&str, tar::EntryType, &[u8], u32
     index["manifests"][0]["size"] = ms.into();
     std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
 }
+
+/// An HTTP server (python3 -m http.server) for `dir` on a free port, killed on drop.
+pub struct Http(std::process::Child, pub u16);
+
+impl Http {
+    pub fn serve(dir: &Path) -> Http {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = cmdext::command("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--directory")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the HTTP server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Http(child, port)
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

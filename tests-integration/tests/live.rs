@@ -7,11 +7,10 @@
 use tests_integration as common;
 
 use std::path::Path;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::vm::Vm;
-use common::DemoBuild;
+use common::{DemoBuild, Http};
 use cosa::kola::protocol::ReadyInfo;
 use cosa::kola::qemu::{DirectBoot, Drive, UserNet, HOST_FORWARD_ADDR};
 
@@ -159,46 +158,6 @@ fn pxe_offline_install(kernel: &Path, initrd: &Path, dir: &Path) {
     let mut vm = start(&dir.join("installed"), false, false, drives, None);
     wait_ready(&mut vm, "the system installed from PXE", |c| !is_live(c));
     check_day0_files(&mut vm);
-}
-
-/// An HTTP server (python3 -m http.server) for `dir` on a free port, killed on drop.
-struct Http(Child, u16);
-
-impl Http {
-    fn serve(dir: &Path) -> Http {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = cmdext::command("python3")
-            .args([
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .arg("--directory")
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the HTTP server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Http(child, port)
-    }
-}
-
-impl Drop for Http {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Online install: `coreos.inst.image_url` (a gzipped metal image) and

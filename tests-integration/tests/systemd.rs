@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use cmdext::CommandRunExt;
 use common::vm::Vm;
-use common::{cosa_in, path_exists, repo_root, require_root};
-use cosa::kola::qemu::{DirectBoot, Drive, QemuSpec};
+use common::{cosa_in, path_exists, repo_root, require_root, Http};
+use cosa::kola::qemu::{DirectBoot, Drive, QemuSpec, UserNet, HOST_FORWARD_ADDR};
 use serde_json::json;
 
 /// The variant's RPM repo (made by `debrepo build`), or a panic saying so.
@@ -208,7 +208,9 @@ fn install_vm(dir: &Path, memory_mib: u64) -> (QemuSpec, PathBuf) {
 /// Ignition config, installs the metal image with the destination config to
 /// the first disk and reboots into it, where Ignition applies that config and
 /// the system comes up running. The PXE media (kernel, initramfs + rootfs, no
-/// ostree= argument) boot live the same way and install.
+/// ostree= argument) boot live the same way and install; their live config
+/// merges one from the host over HTTP, so the initramfs brings its network up
+/// for Ignition (it does not otherwise: the ISO and qemu boots have none).
 fn live_media(wd: &Path, t: &Path) {
     let out = cosa_in(wd, &["buildextend-live"]).ok();
     assert!(out.contains("live-iso"), "{out}");
@@ -273,6 +275,28 @@ fn live_media(wd: &Path, t: &Path) {
     );
     drop(vm);
 
+    // The PXE live config: the ISO's, merging a config the host serves (it
+    // replaces /etc/cosa-day0), fetched in the initramfs over the user network.
+    let www = t.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(
+        www.join("remote.ign"),
+        report_config("remote day 0", &[]).to_string(),
+    )
+    .unwrap();
+    let http = Http::serve(&www);
+    let mut pxe_live = report_config(
+        "live day 0",
+        &[
+            ("cosa-report.service", LIVE_REPORT),
+            ("cosa-report-install.service", INSTALL_REPORT),
+        ],
+    );
+    pxe_live["ignition"]["config"] = json!({"merge": [{
+        "source": format!("http://{HOST_FORWARD_ADDR}:{}/remote.ign", http.1)
+    }]});
+    let pxe_live_ign = t.join("pxe-live.ign");
+    std::fs::write(&pxe_live_ign, pxe_live.to_string()).unwrap();
     let pxe = t.join("pxe");
     cosa_in(
         wd,
@@ -283,7 +307,7 @@ fn live_media(wd: &Path, t: &Path) {
             "-o",
             s(&pxe),
             "--live-ignition",
-            s(&live_ign),
+            s(&pxe_live_ign),
         ],
     )
     .ok();
@@ -296,13 +320,20 @@ fn live_media(wd: &Path, t: &Path) {
     let dir = t.join("vm-pxe");
     let (mut spec, target) = install_vm(&dir, 3072);
     spec.drives = vec![Drive::disk(&target, "raw")];
+    spec.network = Some(UserNet {
+        forwards: vec![http.1],
+        ..Default::default()
+    });
     spec.direct_boot = Some(DirectBoot {
         kernel: meta_image(wd, "live-kernel"),
         initrd: Some(initrd),
         cmdline: "ignition.firstboot ignition.platform.id=metal console=ttyS0,115200n8 no_timer_check coreos.inst.install_dev=/dev/vda coreos.inst.skip_reboot".into(),
     });
     let vm = Vm::start(&dir, &spec);
-    vm.wait_console("cosa-report: live day 0 from /root.squashfs", LIVE_TIMEOUT);
+    vm.wait_console(
+        "cosa-report: remote day 0 from /root.squashfs",
+        LIVE_TIMEOUT,
+    );
     vm.wait_console("cosa-report: install active", LIVE_TIMEOUT);
 }
 
