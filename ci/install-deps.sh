@@ -24,8 +24,25 @@ PACKAGES=(
     # containers
     skopeo podman runc
     # misc test helpers
-    jq python3-jsonschema git bc
+    jq python3-jsonschema git bc python3-venv
 )
+
+# Python tools from PyPI, pinned, in a virtualenv of their own: the independent
+# SPDX validator that the SBOM tests run (spdx-tools' pyspdxtools).
+PYTOOLS=${COSA_PYTOOLS:-/opt/cosa/pytools}
+PYPI=(spdx-tools==0.8.3)
+
+install_pytools() {
+    if [ -x "$PYTOOLS/bin/pyspdxtools" ] && [ "$(cat "$PYTOOLS/.pins" 2>/dev/null)" = "${PYPI[*]}" ]; then
+        echo "install-deps: python tools present in $PYTOOLS"
+        return
+    fi
+    echo "install-deps: installing ${PYPI[*]} into $PYTOOLS"
+    rm -rf "$PYTOOLS"
+    python3 -m venv "$PYTOOLS"
+    "$PYTOOLS/bin/pip" install -q "${PYPI[@]}"
+    echo "${PYPI[*]}" > "$PYTOOLS/.pins"
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -36,6 +53,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps: all ${#PACKAGES[@]} packages present"
+    install_pytools
     exit 0
 fi
 
@@ -45,3 +63,4 @@ apt-get update -qq
 # Some machines carry a newer qemu-utils than Debian 12 ships, which qemu-system-x86
 # cannot sit beside: take both from bookworm together.
 apt-get install -y -qq --no-install-recommends --allow-downgrades "${missing[@]}" qemu-utils/bookworm
+install_pytools

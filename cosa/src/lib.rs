@@ -17,3 +17,4 @@ pub mod logging;
 pub mod oci;
 pub mod package;
 pub mod platform;
+pub mod sbom;

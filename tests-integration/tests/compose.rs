@@ -563,3 +563,86 @@ fn full_disk_is_a_clear_error_and_the_next_build_succeeds() {
     assert!(out.contains("Built"), "{out}");
     f.ostree(&["fsck"]);
 }
+
+/// The validator the SBOM tests use: spdx-tools from PyPI, installed by
+/// ci/install-deps.sh (COSA_PYTOOLS moves its virtualenv).
+fn pyspdxtools() -> std::path::PathBuf {
+    let dir = std::env::var("COSA_PYTOOLS").unwrap_or_else(|_| "/opt/cosa/pytools".into());
+    let bin = Path::new(&dir).join("bin/pyspdxtools");
+    assert!(
+        bin.exists(),
+        "{} is missing: run ci/install-deps.sh (it installs spdx-tools from PyPI)",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn build_container_writes_an_spdx_sbom_that_an_independent_validator_accepts() {
+    let f = Fixture::new();
+    f.cosa(&["build"]).ok();
+    f.cosa(&["build-container"]).ok();
+    let meta = f.latest_meta();
+    let id = meta["buildid"].as_str().unwrap();
+    let dir = f.workdir().join(format!("builds/{id}/x86_64"));
+    common::assert_meta_schema_valid(&dir.join("meta.json"));
+    let os = meta["name"].as_str().unwrap().to_lowercase();
+    let art = &meta["images"]["sbom"];
+    let path = dir.join(art["path"].as_str().unwrap());
+    assert!(
+        path.to_string_lossy().ends_with("-sbom.x86_64.spdx.json"),
+        "{path:?}"
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(art["size"], bytes.len() as u64);
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(doc["spdxVersion"], "SPDX-2.3");
+
+    // Every package of the tree's rpmdb, with its version.
+    let root = f.checkout(meta["ostree-commit"].as_str().unwrap());
+    let installed = rpm_qa(&root, "%{NAME} %{VERSION}-%{RELEASE}");
+    let pkgs = doc["packages"].as_array().unwrap();
+    assert_eq!(pkgs.len(), installed.len() + 1, "the OS and each RPM");
+    for line in &installed {
+        let (name, vr) = line.split_once(' ').unwrap();
+        let p = pkgs
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in the SBOM"));
+        assert_eq!(p["versionInfo"], vr, "{p:#}");
+        let purl = p["externalRefs"][0]["referenceLocator"].as_str().unwrap();
+        assert!(purl.starts_with(&format!("pkg:rpm/{os}/{name}@")), "{purl}");
+        assert_eq!(p["checksums"][0]["algorithm"], "SHA256");
+    }
+    let rels = doc["relationships"].as_array().unwrap();
+    assert!(rels.iter().any(|r| r["relationshipType"] == "DEPENDS_ON"));
+
+    // spdx-tools parses and validates it (exit 0 and no validation messages).
+    let out = cmdext::command(pyspdxtools())
+        .arg("-i")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "pyspdxtools refused the SBOM: {text}");
+    assert!(!text.to_lowercase().contains("invalid"), "{text}");
+
+    // A tampered document fails the same validator, so the check can fail.
+    let mut bad = doc.clone();
+    bad["packages"][1]["SPDXID"] = serde_json::json!("not an spdx id");
+    let bad_path = f.workdir().join("bad.spdx.json");
+    std::fs::write(&bad_path, bad.to_string()).unwrap();
+    let out = cmdext::command(pyspdxtools())
+        .arg("-i")
+        .arg(&bad_path)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "pyspdxtools accepted a broken document"
+    );
+}

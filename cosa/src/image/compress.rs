@@ -29,8 +29,8 @@ fn skip_compress(name: &str, path: &str) -> bool {
     compressed
         || match name.parse::<Platform>() {
             Ok(p) => p.skips_compress(),
-            // The OCI archive and the live media are used as they are.
-            Err(_) => name == "ostree" || name.starts_with("live"),
+            // The OCI archive, the live media and the SBOM are used as they are.
+            Err(_) => name == "ostree" || name == "sbom" || name.starts_with("live"),
         }
 }
 
@@ -160,6 +160,7 @@ mod tests {
         assert!(skip_compress("gcp", "x-gcp.x86_64.tar.gz"));
         assert!(skip_compress("qemu", "x-qemu.x86_64.qcow2.xz"));
         assert!(skip_compress("ostree", "x-ostree.x86_64.ociarchive"));
+        assert!(skip_compress("sbom", "x-1-sbom.x86_64.spdx.json"));
         assert!(skip_compress("live-iso", "x-live-iso.x86_64.iso"));
         assert!(!skip_compress(
             "oci-manifest",

@@ -129,6 +129,9 @@ pub fn build_container(wd: &Workdir, id: &str, o: &ContainerRequest) -> Result<O
         "oci-manifest".into(),
         Artifact::new(&manifest_name, &manifest_sha, enc.manifest.len() as u64),
     );
+    // The SBOM goes with the image: coreos-assembler's schema wants `ostree` in
+    // `images` before any other artifact, and both describe the same commit.
+    crate::sbom::record(&repo, &mut meta, &dir, scratch.path())?;
     meta.save(&dir.join("meta.json"))?;
     tracing::info!(
         "wrote {archive_name}: {} layers, {} bytes, manifest {} ({:.1} s)",
