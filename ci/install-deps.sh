@@ -24,7 +24,9 @@ PACKAGES=(
     # containers
     skopeo podman runc
     # misc test helpers
-    jq python3-jsonschema git bc python3-venv
+    jq python3-jsonschema git bc python3-venv curl
+    # coreos-installer (built from crates.io below) links OpenSSL
+    libssl-dev
 )
 
 # Python tools from PyPI, pinned, in a virtualenv of their own: the independent
@@ -44,6 +46,20 @@ install_pytools() {
     echo "${PYPI[*]}" > "$PYTOOLS/.pins"
 }
 
+# The real coreos-installer, from crates.io, pinned: the tests prove with it that
+# our stream metadata and live media are what it expects.
+TOOLS=${COSA_TOOLS:-/opt/cosa/tools}
+COREOS_INSTALLER=0.27.0
+
+install_coreos_installer() {
+    if [ "$("$TOOLS/bin/coreos-installer" --version 2>/dev/null)" = "coreos-installer $COREOS_INSTALLER" ]; then
+        echo "install-deps: coreos-installer $COREOS_INSTALLER present in $TOOLS"
+        return
+    fi
+    echo "install-deps: building coreos-installer $COREOS_INSTALLER into $TOOLS (a few minutes)"
+    cargo install --quiet --locked --force --root "$TOOLS" "coreos-installer@$COREOS_INSTALLER"
+}
+
 missing=()
 for p in "${PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -54,6 +70,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps: all ${#PACKAGES[@]} packages present"
     install_pytools
+    install_coreos_installer
     exit 0
 fi
 
@@ -64,3 +81,4 @@ apt-get update -qq
 # cannot sit beside: take both from bookworm together.
 apt-get install -y -qq --no-install-recommends --allow-downgrades "${missing[@]}" qemu-utils/bookworm
 install_pytools
+install_coreos_installer

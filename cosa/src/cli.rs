@@ -58,6 +58,14 @@ pub enum Cmd {
     Prune(PruneOpts),
     /// Add, remove or list tags on builds.
     Tag(TagOpts),
+    /// Sign a build: each artifact (detached GPG `.sig`), the OCI image (containers
+    /// simple signing) and the ostree commit, with one GPG key.
+    Sign(SignOpts),
+    /// Write a build's release metadata (builds/<id>/release.json).
+    GenerateReleaseMeta(ReleaseMetaOpts),
+    /// Write a stream's metadata (Fedora CoreOS's format) from the build tagged
+    /// with the stream's name.
+    StreamMetadata(StreamMetadataOpts),
     /// Wrap a build's commit as an ostree-native OCI image archive.
     BuildContainer(BuildContainerOpts),
     /// Copy a build's OCI archive to any destination skopeo accepts.
@@ -463,6 +471,57 @@ pub struct PruneOpts {
     /// Say what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseMetaOpts {
+    /// The stream the build is released to.
+    #[arg(long)]
+    pub stream: String,
+    /// Where `builds/` is served: each location is URL/<build id>/<arch>/<file>.
+    #[arg(long, value_name = "URL")]
+    pub base_url: String,
+    /// The build (default: latest).
+    #[arg(long)]
+    pub build: Option<String>,
+    /// Write here instead of builds/<id>/release.json.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SignOpts {
+    /// The secret key: fingerprint, key ID or user ID.
+    #[arg(long, value_name = "KEY")]
+    pub gpg_key: String,
+    /// The GnuPG home holding the key (default: $GNUPGHOME, else ~/.gnupg).
+    #[arg(long, value_name = "DIR")]
+    pub gpg_homedir: Option<std::path::PathBuf>,
+    /// The image reference clients pull the OCI image by, which its signature
+    /// vouches for (default: where `cosa push-container` pushed it).
+    #[arg(long, value_name = "REF")]
+    pub container_identity: Option<String>,
+    /// The build (default: latest).
+    #[arg(long)]
+    pub build: Option<String>,
+    /// Print what was signed as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StreamMetadataOpts {
+    /// The stream: its metadata lists the build tagged with this name.
+    #[arg(long)]
+    pub stream: String,
+    /// Where `builds/` is served: each location is URL/<build id>/<arch>/<file>;
+    /// the metadata, builds/streams/NAME.json, is then found by coreos-installer
+    /// with `--stream-base-url URL/streams/`.
+    #[arg(long, value_name = "URL")]
+    pub base_url: String,
+    /// Write here instead of builds/streams/<stream>.json.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

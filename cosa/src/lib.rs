@@ -17,4 +17,6 @@ pub mod logging;
 pub mod oci;
 pub mod package;
 pub mod platform;
+pub mod release;
 pub mod sbom;
+pub mod sign;

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use cmdext::CommandRunExt;
 use testrepo::Package;
 
 pub mod vm;
@@ -504,4 +505,32 @@ impl Drop for Http {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A throwaway GnuPG home with one passphrase-less signing key.
+pub fn gpg_home(dir: &Path, name: &str) -> (PathBuf, String) {
+    let home = dir.join(format!("gnupg-{name}"));
+    std::fs::create_dir(&home).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let uid = format!("{name} <{name}@cosa.invalid>");
+    cmdext::command("gpg")
+        .arg("--homedir")
+        .arg(&home)
+        .args(["--batch", "--passphrase", "", "--quick-gen-key", &uid])
+        .args(["ed25519", "sign", "never"])
+        .run()
+        .unwrap();
+    (home, uid)
+}
+
+pub fn gpg_export(home: &Path, out: &Path) {
+    cmdext::command("gpg")
+        .arg("--homedir")
+        .arg(home)
+        .args(["--batch", "--yes", "--output"])
+        .arg(out)
+        .arg("--export")
+        .run()
+        .unwrap();
 }

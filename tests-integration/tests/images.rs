@@ -7,6 +7,7 @@ use tests_integration as common;
 use std::path::Path;
 use std::time::Duration;
 
+use cmdext::CommandRunExt;
 use common::vm::{self, Vm};
 use common::{DemoBuild, Fixture};
 use cosa::kola::protocol::ReadyInfo;
@@ -257,4 +258,221 @@ fn bad_input_is_refused_and_builds_stay_clean() {
             .all(|f| !f.ends_with(".raw") && !f.ends_with(".qcow2")),
         "{files:?}"
     );
+}
+
+/// `cosa generate-release-meta` and `cosa stream-metadata`: every location the
+/// stream metadata lists, fetched over HTTP from `builds/` served at the base URL,
+/// has the sha256 the metadata gives; compressed images carry their uncompressed
+/// digest; an untagged stream is a clear error. The real coreos-installer finds
+/// and downloads the metal image, the ISO and the PXE files from that metadata.
+#[test]
+fn stream_metadata_locates_every_image() {
+    let b = DemoBuild::new();
+    b.cosa(&["osbuild", "qemu", "metal", "metal4k"]).ok();
+    b.cosa(&["buildextend-live"]).ok();
+    // xz: coreos-installer's `download --decompress` knows xz and gzip, not zstd.
+    b.cosa(&["compress", "--compressor", "xz"]).ok();
+    let http = common::Http::serve(&b.workdir().join("builds"));
+    let base = format!("http://127.0.0.1:{}", http.1);
+
+    let err = b
+        .cosa(&["stream-metadata", "--stream", "stable", "--base-url", &base])
+        .err();
+    assert!(err.contains("no build is tagged stable"), "{err}");
+
+    let id = b.meta()["buildid"].as_str().unwrap().to_string();
+    b.cosa(&[
+        "generate-release-meta",
+        "--stream",
+        "stable",
+        "--base-url",
+        &base,
+    ])
+    .ok();
+    let release: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(b.workdir().join(format!("builds/{id}/release.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(release["release"], id.as_str());
+
+    b.cosa(&["tag", "add", "stable"]).ok();
+    b.cosa(&["stream-metadata", "--stream", "stable", "--base-url", &base])
+        .ok();
+    let stream: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(b.workdir().join("builds/streams/stable.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stream["stream"], "stable");
+    let artifacts = &stream["architectures"]["x86_64"]["artifacts"];
+    let qemu = &artifacts["qemu"];
+    assert_eq!(qemu["release"], id.as_str());
+    let disk = &qemu["formats"]["qcow2.xz"]["disk"];
+    assert!(disk["uncompressed-sha256"].is_string(), "{disk}");
+    assert!(artifacts["metal"]["formats"]["4k.raw.xz"]["disk"].is_object());
+
+    let scratch = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    for (platform, a) in artifacts.as_object().unwrap() {
+        for (format, kinds) in a["formats"].as_object().unwrap() {
+            for (kind, art) in kinds.as_object().unwrap() {
+                let location = art["location"].as_str().unwrap();
+                assert!(
+                    location.starts_with(&format!("{base}/{id}/x86_64/")),
+                    "{location}"
+                );
+                let got = scratch.path().join(format!("{platform}-{format}-{kind}"));
+                cmdext::command("curl")
+                    .args(["-sSf", "-o"])
+                    .arg(&got)
+                    .arg(location)
+                    .run()
+                    .unwrap_or_else(|e| panic!("fetching {location}: {e}"));
+                let (sha, _) = cosa::builds::artifact::sha256_file(&got).unwrap();
+                assert_eq!(art["sha256"], sha.as_str(), "{platform} {format} {kind}");
+                n += 1;
+            }
+        }
+    }
+    // qemu, metal, metal4k, the ISO, and the PXE kernel, initramfs and rootfs.
+    assert_eq!(n, 7, "{stream:#}");
+
+    // coreos-installer reads <stream base URL>/<stream>.json, joined as URLs
+    // are (the base needs its trailing slash).
+    // Unsigned: the signature URLs do not resolve and coreos-installer --insecure
+    // downloads, checking each sha256.
+    let ci_base = format!("{base}/streams/");
+    coreos_installer_downloads(&ci_base, artifacts, scratch.path());
+
+    // Signed: each signature URL resolves to a signature gpgv accepts with the
+    // stream's key, and coreos-installer, which trusts only the keys built into
+    // it (Fedora's), fetches it and refuses the image, even with --insecure.
+    let keys = tempfile::tempdir().unwrap();
+    let (home, uid) = common::gpg_home(keys.path(), "stream");
+    let h = home.to_str().unwrap();
+    let id_ref = "localhost/demo:stable";
+    b.cosa(&[
+        "sign",
+        "--gpg-homedir",
+        h,
+        "--gpg-key",
+        &uid,
+        "--container-identity",
+        id_ref,
+    ])
+    .ok();
+    b.cosa(&["stream-metadata", "--stream", "stable", "--base-url", &base])
+        .ok();
+    let pubkey = keys.path().join("stream.gpg");
+    common::gpg_export(&home, &pubkey);
+    let iso = &artifacts["metal"]["formats"]["iso"]["disk"];
+    let sig = scratch.path().join("iso.sig");
+    let got = scratch.path().join("metal-iso-disk");
+    cmdext::command("curl")
+        .args(["-sSf", "-o"])
+        .arg(&sig)
+        .arg(iso["signature"].as_str().unwrap())
+        .run()
+        .unwrap();
+    cmdext::command("gpgv")
+        .arg("--keyring")
+        .arg(&pubkey)
+        .arg(&sig)
+        .arg(&got)
+        .env("GNUPGHOME", keys.path())
+        .run()
+        .unwrap();
+    let dir = scratch.path().join("ci-signed");
+    std::fs::create_dir(&dir).unwrap();
+    let out = cmdext::command(coreos_installer())
+        .args([
+            "download",
+            "--stream",
+            "stable",
+            "--format",
+            "iso",
+            "--insecure",
+        ])
+        .args(["--stream-base-url", &ci_base, "-C"])
+        .arg(&dir)
+        .run_unchecked()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("GPG verification failure"), "{err}");
+}
+
+/// The real coreos-installer (crates.io, built by ci/install-deps.sh; COSA_TOOLS
+/// moves it).
+fn coreos_installer() -> std::path::PathBuf {
+    let dir = std::env::var("COSA_TOOLS").unwrap_or_else(|_| "/opt/cosa/tools".into());
+    let bin = Path::new(&dir).join("bin/coreos-installer");
+    assert!(
+        bin.exists(),
+        "{} is missing: run ci/install-deps.sh (it builds coreos-installer from crates.io)",
+        bin.display()
+    );
+    bin
+}
+
+/// `coreos-installer list-stream` and `download` against our stream metadata on
+/// loopback, before the build is signed (`--insecure`: no signature).
+fn coreos_installer_downloads(base: &str, artifacts: &serde_json::Value, scratch: &Path) {
+    let ci = coreos_installer();
+    let list = cmdext::command(&ci)
+        .args([
+            "list-stream",
+            "--stream",
+            "stable",
+            "--stream-base-url",
+            base,
+        ])
+        .run_get_string()
+        .unwrap();
+    assert!(list.contains("metal") && list.contains("iso"), "{list}");
+    let metal = &artifacts["metal"]["formats"];
+    for (format, decompress) in [
+        ("raw.xz", false),
+        ("raw.xz", true),
+        ("iso", false),
+        ("pxe", false),
+    ] {
+        let dir = scratch.join(format!("ci-{format}-{decompress}"));
+        std::fs::create_dir(&dir).unwrap();
+        let mut cmd = cmdext::command(&ci);
+        cmd.args(["download", "--stream", "stable", "--platform", "metal"])
+            .args(["--format", format, "--insecure", "--stream-base-url", base])
+            .arg("-C")
+            .arg(&dir);
+        if decompress {
+            cmd.arg("--decompress");
+        }
+        let out = cmd
+            .run_get_string()
+            .unwrap_or_else(|e| panic!("coreos-installer download -f {format}: {e}"));
+        let files: Vec<&str> = out.lines().filter(|l| l.starts_with('/')).collect();
+        let kinds = metal[format].as_object().unwrap();
+        assert_eq!(files.len(), kinds.len(), "{out}");
+        for (kind, art) in kinds {
+            let name = art["location"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap();
+            let name = if decompress {
+                name.trim_end_matches(".xz")
+            } else {
+                name
+            };
+            let path = dir.join(name);
+            let (sha, _) = cosa::builds::artifact::sha256_file(&path)
+                .unwrap_or_else(|e| panic!("{format} {kind}: {e}\n{out}"));
+            let want = if decompress {
+                &art["uncompressed-sha256"]
+            } else {
+                &art["sha256"]
+            };
+            assert_eq!(want, sha.as_str(), "coreos-installer's {format} {kind}");
+        }
+    }
 }

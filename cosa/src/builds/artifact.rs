@@ -20,6 +20,41 @@ pub struct Artifact {
     pub uncompressed_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncompressed_size: Option<u64>,
+    /// What `cosa sign` signed of this artifact, and with which key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<Signature>,
+}
+
+/// One signature over an artifact (or, for `ostree`, over what the archive holds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct Signature {
+    pub kind: SignatureKind,
+    /// The signing key's fingerprint.
+    pub key: String,
+    /// The signature's file in the build directory (none for `ostree-commit`, whose
+    /// signature is the commit's detached metadata in the repo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `containers-simple-signing`: the image reference the signature vouches for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// `ostree-commit`: the signed commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignatureKind {
+    /// An OpenPGP detached signature of the file (`<file>.sig`), as Fedora CoreOS
+    /// publishes beside each artifact.
+    Gpg,
+    /// containers' simple signing of the OCI image's manifest, for a `signedBy`
+    /// rule in policy.json.
+    ContainersSimpleSigning,
+    /// GPG signature of the ostree commit, in its detached metadata.
+    OstreeCommit,
 }
 
 /// sha256 and size of a file, streamed. Holes of a sparse file (a disk image is
@@ -78,6 +113,7 @@ impl Artifact {
             size,
             uncompressed_sha256: None,
             uncompressed_size: None,
+            signatures: Vec::new(),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod init;
 pub mod kola;
 pub mod live;
 pub mod manifest;
+pub mod release;
 
 use anyhow::Result;
 

@@ -1,7 +1,7 @@
 //! `cosa compress` and `cosa decompress`: a build's images compressed in place, with
 //! meta.json keeping the uncompressed digests (and checking them on the way back).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cmdext::{command, CommandRunExt};
@@ -85,10 +85,23 @@ pub fn compress(wd: &Workdir, opts: &CompressOptions) -> Result<Vec<(String, Art
         meta.images.insert(name.clone(), c.clone());
     }
     meta.save(&meta_path)?;
-    for (_, a) in &todo {
-        fs::remove_file(dir.join(&a.path))?;
-    }
+    remove_replaced(&dir, &todo)?;
     Ok(done)
+}
+
+/// Remove the files that meta.json no longer names, with the signatures `cosa sign`
+/// made of them (they signed the file, not what replaced it).
+fn remove_replaced(dir: &Path, replaced: &[(String, Artifact)]) -> Result<()> {
+    for (_, a) in replaced {
+        fs::remove_file(dir.join(&a.path))?;
+        for sig in a.signatures.iter().filter_map(|s| s.path.as_ref()) {
+            match fs::remove_file(dir.join(sig)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Decompress the build's compressed images, checking their uncompressed digests;
@@ -134,6 +147,7 @@ pub fn decompress(wd: &Workdir, opts: &CompressOptions) -> Result<usize> {
                     size,
                     uncompressed_sha256: None,
                     uncompressed_size: None,
+                    signatures: Vec::new(),
                 },
             ))
         })
@@ -142,9 +156,7 @@ pub fn decompress(wd: &Workdir, opts: &CompressOptions) -> Result<usize> {
         meta.images.insert(name.clone(), a.clone());
     }
     meta.save(&meta_path)?;
-    for (_, a) in &todo {
-        fs::remove_file(dir.join(&a.path))?;
-    }
+    remove_replaced(&dir, &todo)?;
     Ok(done.len())
 }
 

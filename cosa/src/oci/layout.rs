@@ -110,6 +110,61 @@ pub fn write_archive(
     Ok((sha, size))
 }
 
+/// The manifest of the single image in an `oci-archive`, byte for byte as stored (a
+/// signature over the manifest is over these bytes). Layers are skipped unread.
+pub fn archive_manifest(archive: &Path) -> Result<Vec<u8>> {
+    let ctx = || format!("reading the image manifest of {}", archive.display());
+    let f = fs::File::open(archive)?;
+    let mut tar = tar::Archive::new(std::io::BufReader::new(f));
+    let mut index = None;
+    let mut small: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for entry in tar.entries_with_seek().with_context(ctx)? {
+        let mut entry = entry.with_context(ctx)?;
+        let path = entry
+            .path()
+            .with_context(ctx)?
+            .to_string_lossy()
+            .into_owned();
+        let path = path.trim_start_matches("./").to_string();
+        // A manifest is JSON of a few kilobytes; layers are what is large.
+        if entry.size() > 1 << 20 {
+            continue;
+        }
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).with_context(ctx)?;
+        if path == "index.json" {
+            index = Some(data);
+        } else if let Some(hex) = path.strip_prefix("blobs/sha256/") {
+            small.insert(hex.to_string(), data);
+        }
+    }
+    let index: ImageIndex = serde_json::from_slice(&index.with_context(|| {
+        format!(
+            "{} has no index.json: not an oci-archive",
+            archive.display()
+        )
+    })?)
+    .with_context(ctx)?;
+    let [m] = index.manifests().as_slice() else {
+        bail!(
+            "{}: the archive holds {} images, not one",
+            archive.display(),
+            index.manifests().len()
+        );
+    };
+    let bytes = small
+        .remove(m.digest().digest())
+        .with_context(|| format!("{}: manifest {} is missing", archive.display(), m.digest()))?;
+    if sha256_digest(&sha256_hex(&bytes))? != *m.digest() {
+        bail!(
+            "{}: manifest {} does not match its digest",
+            archive.display(),
+            m.digest()
+        );
+    }
+    Ok(bytes)
+}
+
 /// An image config. The image spec makes `history` optional, oci-spec 0.7 requires
 /// it: a config without one reads as having an empty history.
 fn parse_config(bytes: &[u8]) -> Result<ImageConfiguration> {

@@ -17,6 +17,7 @@ pub mod encapsulate;
 pub mod import;
 mod layer;
 mod layout;
+pub use layout::archive_manifest;
 pub mod push;
 mod tree;
 

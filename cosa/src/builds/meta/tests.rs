@@ -132,6 +132,7 @@ fn artifact(path: &str) -> Artifact {
         size: 3,
         uncompressed_sha256: None,
         uncompressed_size: None,
+        signatures: Vec::new(),
     }
 }
 
