@@ -21,7 +21,8 @@ pub fn platform_kargs(platform: Platform, cfg: &PlatformConfig) -> Vec<String> {
 }
 
 /// The boot filesystem's tree for one platform: a hardlinked copy of the base one with
-/// the BLS entries' options extended, grub.cfg generated, and the first-boot stamp.
+/// the BLS entries' options extended, the menu ostree keeps (`loader/syslinux.cfg`)
+/// and grub.cfg generated, and the first-boot stamp.
 fn platform_bootdir(
     base: &Path,
     dest: &Path,
@@ -37,7 +38,9 @@ fn platform_bootdir(
         .arg(dest)
         .run()
         .context("copying the boot tree")?;
-    let kargs = platform_kargs(platform, cfg).join(" ");
+    // `$ignition_firstboot` is GRUB's (grub.cfg sets it from the first-boot stamp):
+    // in the BLS options, ostree carries it into every later deployment's entry.
+    let kargs = platform_kargs(platform, cfg).join(" ") + " $ignition_firstboot";
     let entries_dir = dest.join("loader/entries");
     let mut entries = Vec::new();
     for e in fs::read_dir(&entries_dir)? {
@@ -50,11 +53,20 @@ fn platform_bootdir(
         entries.push(bls);
     }
     entries.sort_by(|a, b| a.title.cmp(&b.title));
+    // The menu ostree maintains from here on (sysroot.bootloader=syslinux), at
+    // loader/syslinux.cfg (`loader` links to the current loader.N), and the link
+    // ostree's syslinux backend looks for.
+    let menu = dest.join("loader/syslinux.cfg");
+    let _ = fs::remove_file(&menu);
+    fs::write(&menu, grub::syslinux_cfg(&entries))?;
+    fs::create_dir_all(dest.join("syslinux"))?;
+    let _ = fs::remove_file(dest.join("syslinux/syslinux.cfg"));
+    std::os::unix::fs::symlink("../loader/syslinux.cfg", dest.join("syslinux/syslinux.cfg"))?;
     fs::create_dir_all(dest.join("grub2"))?;
     let _ = fs::remove_file(dest.join("grub2/grub.cfg"));
     fs::write(
         dest.join("grub2/grub.cfg"),
-        grub::grub_cfg(&entries, &cfg.grub_commands)?,
+        grub::grub_cfg(&cfg.grub_commands)?,
     )?;
     fs::write(dest.join("ignition.firstboot"), "")?;
     Ok(entries)

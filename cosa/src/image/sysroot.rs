@@ -115,7 +115,8 @@ pub fn deploy(
     ostree(&["admin", "init-fs", "--modern", d])
         .run()
         .context("ostree admin init-fs")?;
-    // The image builder writes the bootloader itself; ostree only writes BLS entries.
+    // The image builder writes the first bootloader config itself (per platform);
+    // ostree only writes BLS entries here.
     ostree(&[&srepo, "config", "set", "sysroot.bootloader", "none"]).run()?;
     ostree(&[
         &srepo,
@@ -149,6 +150,9 @@ pub fn deploy(
     if bls.is_empty() {
         bail!("ostree wrote no boot entry for commit {commit}");
     }
+    // From now on, in the booted system, each deployment change rewrites the menu
+    // GRUB reads (see image::grub): the image builder wrote the first one itself.
+    ostree(&[&srepo, "config", "set", "sysroot.bootloader", "syslinux"]).run()?;
     Ok(Sysroot {
         dir: dest.to_path_buf(),
         bls,

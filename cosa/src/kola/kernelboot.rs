@@ -99,8 +99,18 @@ pub fn extract(image: &Path, dir: &Path) -> Result<KernelBoot> {
     Ok(KernelBoot {
         kernel,
         initrd,
-        options: e.options,
+        options: without_grub_variables(&e.options),
     })
+}
+
+/// The options without GRUB's variables (`$ignition_firstboot`, which the image's
+/// grub.cfg sets): a direct boot adds what they would stand for itself.
+fn without_grub_variables(options: &str) -> String {
+    options
+        .split_whitespace()
+        .filter(|t| !t.starts_with('$'))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -117,6 +127,10 @@ mod tests {
         assert_eq!(e.linux, "/ostree/x/vmlinuz-6.1");
         assert_eq!(e.initrd, "/ostree/x/initramfs-6.1.img");
         assert_eq!(e.options, "root=LABEL=root rw console=ttyS0");
+        assert_eq!(
+            without_grub_variables("root=LABEL=root rw $ignition_firstboot console=ttyS0"),
+            "root=LABEL=root rw console=ttyS0"
+        );
         assert!(parse_bls("title x\n").is_err());
     }
 }
