@@ -163,6 +163,48 @@ pub enum KolaAction {
     Run(KolaRunOpts),
     /// List the tests that would run.
     List(KolaListOpts),
+    /// Boot an older build, upgrade it in the guest to a newer one served from
+    /// the host, reboot, check, roll back (guests with ostree and SSH).
+    RunUpgrade(KolaUpgradeOpts),
+}
+
+#[derive(Debug, Args)]
+pub struct KolaUpgradeOpts {
+    /// The build booted first (default: the one before --to in builds.json).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// The build upgraded to (default: latest).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// The stream's public GPG key: the guest's remote verifies the commit with it.
+    #[arg(long, value_name = "FILE")]
+    pub gpg_key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub vm: KolaVmOpts,
+    /// Where the served repo, console log and reports go (default: tmp/kola-upgrade).
+    #[arg(long)]
+    pub output_dir: Option<std::path::PathBuf>,
+    /// Machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How kola's VMs run: shared by `kola run` and `kola run-upgrade`.
+#[derive(Debug, Args, Clone)]
+pub struct KolaVmOpts {
+    /// Firmware the VMs boot with.
+    #[arg(long, value_enum, default_value_t = Firmware::Bios)]
+    pub qemu_firmware: Firmware,
+    /// Accelerator: `auto` tries KVM (a VM must reach its guest) and falls back to TCG.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
+    pub qemu_accel: String,
+    /// Memory of each VM in MiB (a test's `minMemory` can ask for more).
+    #[arg(long, default_value_t = 1024)]
+    pub qemu_memory: u64,
+    /// Seconds a VM gets to boot (to its agent, or to SSH and a started
+    /// system) before it counts as never booted.
+    #[arg(long, default_value_t = 300)]
+    pub boot_timeout: u64,
 }
 
 /// Which tests: shared by `kola run` and `kola list`.
@@ -200,9 +242,8 @@ pub struct KolaRunOpts {
     /// Parallel VMs: a number or `auto` (by cores and free memory).
     #[arg(short = 'j', long, default_value = "auto")]
     pub parallel: String,
-    /// Firmware the VMs boot with.
-    #[arg(long, value_enum, default_value_t = Firmware::Bios)]
-    pub qemu_firmware: Firmware,
+    #[command(flatten)]
+    pub vm: KolaVmOpts,
     /// Where console logs, agent logs and reports go (default: tmp/kola).
     #[arg(long)]
     pub output_dir: Option<std::path::PathBuf>,
@@ -215,16 +256,6 @@ pub struct KolaRunOpts {
     /// Boot this qcow2 instead of the build's qemu image.
     #[arg(long)]
     pub qemu_image: Option<std::path::PathBuf>,
-    /// Accelerator: `auto` tries KVM (a VM must reach its agent) and falls back to TCG.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
-    pub qemu_accel: String,
-    /// Memory of each VM in MiB (a test's `minMemory` can ask for more).
-    #[arg(long, default_value_t = 1024)]
-    pub qemu_memory: u64,
-    /// Seconds a VM gets to boot (to its agent, or to SSH and a started
-    /// system) before it counts as never booted.
-    #[arg(long, default_value_t = 300)]
-    pub boot_timeout: u64,
     /// How to reach the guests; default: the agent if the build carries it
     /// (its lockfile lists demo-agent), else SSH.
     #[arg(long, value_enum)]

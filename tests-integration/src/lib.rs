@@ -534,3 +534,16 @@ pub fn gpg_export(home: &Path, out: &Path) {
         .run()
         .unwrap();
 }
+
+/// A tool `ci/install-deps.sh` installs outside the system's packages: `rel`
+/// under `$ENV` or `default`; a panic saying what to run when it is missing.
+pub fn installed_tool(env: &str, default: &str, rel: &str, what: &str) -> PathBuf {
+    let dir = std::env::var(env).unwrap_or_else(|_| default.into());
+    let bin = Path::new(&dir).join(rel);
+    assert!(
+        bin.exists(),
+        "{} is missing: run ci/install-deps.sh (it installs {what})",
+        bin.display()
+    );
+    bin
+}

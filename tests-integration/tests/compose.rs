@@ -567,14 +567,12 @@ fn full_disk_is_a_clear_error_and_the_next_build_succeeds() {
 /// The validator the SBOM tests use: spdx-tools from PyPI, installed by
 /// ci/install-deps.sh (COSA_PYTOOLS moves its virtualenv).
 fn pyspdxtools() -> std::path::PathBuf {
-    let dir = std::env::var("COSA_PYTOOLS").unwrap_or_else(|_| "/opt/cosa/pytools".into());
-    let bin = Path::new(&dir).join("bin/pyspdxtools");
-    assert!(
-        bin.exists(),
-        "{} is missing: run ci/install-deps.sh (it installs spdx-tools from PyPI)",
-        bin.display()
-    );
-    bin
+    common::installed_tool(
+        "COSA_PYTOOLS",
+        "/opt/cosa/pytools",
+        "bin/pyspdxtools",
+        "spdx-tools from PyPI",
+    )
 }
 
 #[test]

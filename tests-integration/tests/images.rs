@@ -404,14 +404,12 @@ fn stream_metadata_locates_every_image() {
 /// The real coreos-installer (crates.io, built by ci/install-deps.sh; COSA_TOOLS
 /// moves it).
 fn coreos_installer() -> std::path::PathBuf {
-    let dir = std::env::var("COSA_TOOLS").unwrap_or_else(|_| "/opt/cosa/tools".into());
-    let bin = Path::new(&dir).join("bin/coreos-installer");
-    assert!(
-        bin.exists(),
-        "{} is missing: run ci/install-deps.sh (it builds coreos-installer from crates.io)",
-        bin.display()
-    );
-    bin
+    common::installed_tool(
+        "COSA_TOOLS",
+        "/opt/cosa/tools",
+        "bin/coreos-installer",
+        "coreos-installer from crates.io",
+    )
 }
 
 /// `coreos-installer list-stream` and `download` against our stream metadata on

@@ -3,7 +3,8 @@
 //! ostree and the initramfs's own cpio listing; then booted and tested by
 //! `cosa kola run` over SSH; then its live media, customized with Ignition
 //! configs, boot live with dracut from the ISO and by PXE and install; its
-//! OCI image and other platforms are read by skopeo, qemu-img and tar.
+//! OCI image and other platforms are read by skopeo, qemu-img and tar; then a
+//! second, signed build is reached by `cosa kola run-upgrade` from the first.
 
 use tests_integration as common;
 
@@ -493,4 +494,81 @@ fn the_variant_composes_with_dracut_ignition_and_ostree() {
     kola_over_ssh(&wd, t.path());
     live_media(&wd, t.path());
     other_artifacts(&wd);
+    upgrade(&wd, t.path());
+}
+
+/// A second build (one file added through overrides/rootfs), signed; the first
+/// build's qemu image upgrades to it in the guest with `gpg-verify=true`, boots
+/// it, keeps an /etc change, rolls back. With another key, the pull is refused.
+fn upgrade(wd: &Path, t: &Path) {
+    let first = cosa_in(wd, &["meta", "--get", "buildid"]).ok();
+    let added = wd.join("overrides/rootfs/usr/share/cosa-upgrade-test");
+    std::fs::create_dir_all(added.parent().unwrap()).unwrap();
+    std::fs::write(&added, "the second build\n").unwrap();
+    let out = cosa_in(wd, &["build"]).ok();
+    assert!(out.contains("Built "), "{out}");
+    let second = cosa_in(wd, &["meta", "--get", "buildid"]).ok();
+    assert_ne!(first.trim(), second.trim());
+    let keys = t.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (home, uid) = common::gpg_home(&keys, "stream");
+    let (other, _) = common::gpg_home(&keys, "other");
+    cosa_in(wd, &["sign", "--gpg-homedir", s(&home), "--gpg-key", &uid]).ok();
+    let (key, other_key) = (keys.join("stream.gpg"), keys.join("other.gpg"));
+    common::gpg_export(&home, &key);
+    common::gpg_export(&other, &other_key);
+
+    let run = |key: &Path, out: &Path| {
+        cosa_in(
+            wd,
+            &[
+                "kola",
+                "run-upgrade",
+                "--json",
+                "--from",
+                first.trim(),
+                "--gpg-key",
+                s(key),
+                "--output-dir",
+                s(out),
+            ],
+        )
+    };
+    let out = t.join("upgrade");
+    let r = run(&key, &out);
+    let stdout = String::from_utf8_lossy(&r.0.stdout);
+    let stderr = String::from_utf8_lossy(&r.0.stderr);
+    assert!(r.0.status.success(), "{stdout}\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["result"], "PASS", "{json:#}");
+    let output = json["tests"][0]["output"].as_str().unwrap();
+    for want in [
+        "gpg-verify true",
+        &format!("booted build {}", second.trim()),
+        "/etc change kept",
+        &format!("rolled back: booted build {} again", first.trim()),
+    ] {
+        assert!(output.contains(want), "{want:?} not in {output}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("reports/report.json")).unwrap()).unwrap();
+    assert_eq!(report["tests"][0]["name"], "ostree.upgrade", "{report:#}");
+
+    // Signed by a key the remote does not trust: the pull is refused, and the
+    // report names both builds and quotes the console.
+    let out = t.join("upgrade-refused");
+    let r = run(&other_key, &out);
+    let stdout = String::from_utf8_lossy(&r.0.stdout);
+    assert!(!r.0.status.success(), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["result"], "FAIL", "{json:#}");
+    let output = json["tests"][0]["output"].as_str().unwrap();
+    assert!(
+        output.contains(&format!("build {}", first.trim()))
+            && output.contains(&format!("build {}", second.trim()))
+            && output.contains("ostree admin upgrade")
+            && output.to_lowercase().contains("signature")
+            && output.contains("console tail"),
+        "{output}"
+    );
 }

@@ -6,7 +6,8 @@ use anyhow::Result;
 
 use crate::arch::Arch;
 use crate::cli::{
-    GlobalOpts, KolaAction, KolaListOpts, KolaOpts, KolaRunOpts, KolaSelectOpts, QemuOpts, RunOpts,
+    GlobalOpts, KolaAction, KolaListOpts, KolaOpts, KolaRunOpts, KolaSelectOpts, KolaUpgradeOpts,
+    QemuOpts, RunOpts,
 };
 use crate::kola::qemu::{Accel, Console, DirectBoot, Drive, QemuSpec, UserNet};
 use crate::kola::{self, RunVmOutcome};
@@ -15,6 +16,7 @@ pub fn run(g: &GlobalOpts, o: &KolaOpts) -> Result<()> {
     match &o.action {
         KolaAction::Run(r) => kola_run(g, r),
         KolaAction::List(l) => kola_list(g, l),
+        KolaAction::RunUpgrade(u) => kola_upgrade(g, u),
     }
 }
 
@@ -76,23 +78,55 @@ fn kola_list(g: &GlobalOpts, o: &KolaListOpts) -> Result<()> {
     Ok(())
 }
 
+/// The value parser admits auto, kvm and tcg only.
+fn accel(s: &str) -> Option<Accel> {
+    match s {
+        "kvm" => Some(Accel::Kvm),
+        "tcg" => Some(Accel::Tcg),
+        _ => None,
+    }
+}
+
+fn kola_upgrade(g: &GlobalOpts, o: &KolaUpgradeOpts) -> Result<()> {
+    let opts = kola::UpgradeOptions {
+        from: o.from.clone(),
+        to: o.to.clone(),
+        firmware: o.vm.qemu_firmware,
+        accel: accel(&o.vm.qemu_accel),
+        memory_mib: o.vm.qemu_memory,
+        boot_timeout: Duration::from_secs(o.vm.boot_timeout),
+        output_dir: o.output_dir.clone(),
+        gpg_key: o.gpg_key.clone(),
+    };
+    let outcome = kola::run_upgrade(&g.workdir, &opts)?;
+    if o.json {
+        println!("{}", serde_json::to_string_pretty(&outcome.to_json())?);
+    } else {
+        println!(
+            "{}",
+            kola::report::summary_table(std::slice::from_ref(&outcome.result))
+        );
+        println!("{}", outcome.result.output);
+        println!("reports: {}", outcome.output_dir.join("reports").display());
+    }
+    if outcome.exit_code != 0 {
+        std::process::exit(outcome.exit_code);
+    }
+    Ok(())
+}
+
 fn kola_run(g: &GlobalOpts, o: &KolaRunOpts) -> Result<()> {
     let opts = kola::RunOptions {
         select: select_options(&o.select),
         parallel: o.parallel.clone(),
-        firmware: o.qemu_firmware,
+        firmware: o.vm.qemu_firmware,
         output_dir: o.output_dir.clone(),
         rerun: o.rerun,
         quiet: o.json,
         qemu_image: o.qemu_image.clone(),
-        // The value parser admits auto, kvm and tcg only.
-        accel: match o.qemu_accel.as_str() {
-            "kvm" => Some(Accel::Kvm),
-            "tcg" => Some(Accel::Tcg),
-            _ => None,
-        },
-        memory_mib: o.qemu_memory,
-        boot_timeout: Duration::from_secs(o.boot_timeout),
+        accel: accel(&o.vm.qemu_accel),
+        memory_mib: o.vm.qemu_memory,
+        boot_timeout: Duration::from_secs(o.vm.boot_timeout),
         transport: o.transport,
     };
     let outcome = kola::run(&g.workdir, &opts)?;

@@ -89,7 +89,7 @@ pub async fn run(
 
 /// `ostree admin status`: the booted deployment (`* STATEROOT CHECKSUM.SERIAL`)
 /// and its `Version:` line.
-fn booted_deployment(status: &str) -> Option<(String, Option<String>)> {
+pub(crate) fn booted_deployment(status: &str) -> Option<(String, Option<String>)> {
     let mut lines = status.lines();
     let booted = lines.find(|l| l.starts_with("* "))?;
     let checksum = booted
@@ -144,7 +144,7 @@ async fn ostree_status(
     Ok(BodyResult::Pass(text))
 }
 
-async fn sh(m: &mut Machine, script: &str, timeout: Duration) -> Result<(bool, String)> {
+pub(crate) async fn sh(m: &mut Machine, script: &str, timeout: Duration) -> Result<(bool, String)> {
     let out = m.exec(&["sh", "-c", script], timeout).await?;
     let mut text = out.text();
     match &out.fate {

@@ -142,6 +142,8 @@ pub struct MachineSpec {
     pub append_firstboot_kernel_args: Vec<String>,
     pub console: ConsoleMode,
     pub transport: Transport,
+    /// Host loopback ports the guest reaches at `qemu::HOST_FORWARD_ADDR`.
+    pub forwards: Vec<u16>,
 }
 
 impl MachineSpec {
@@ -164,7 +166,13 @@ impl MachineSpec {
             append_firstboot_kernel_args: Vec::new(),
             console: ConsoleMode::Logged,
             transport: Transport::Agent,
+            forwards: Vec::new(),
         }
+    }
+
+    /// Let the guest reach these host loopback ports (guestfwd), and nothing else.
+    pub fn forwards(self, forwards: Vec<u16>) -> Self {
+        MachineSpec { forwards, ..self }
     }
 
     pub fn transport(self, transport: Transport) -> Self {
@@ -452,6 +460,18 @@ impl Machine {
     fn job_id(&mut self, prefix: &str) -> String {
         self.next_job += 1;
         format!("{prefix}{}", self.next_job)
+    }
+
+    /// Reboots the guest and waits until it is ready in its next boot (SSH
+    /// transport: the demo agent has no reboot command).
+    pub async fn reboot(&mut self, within: Duration) -> Result<BootInfo> {
+        match self.link {
+            Link::Ssh(_) => self.ssh_reboot(within).await,
+            Link::Agent(_) => Err(anyhow!(
+                "{}: a reboot from the host needs the SSH transport",
+                self.spec.name
+            )),
+        }
     }
 
     /// Runs a command in the guest as root.

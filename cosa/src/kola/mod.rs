@@ -6,6 +6,7 @@ mod build;
 pub mod builtin;
 pub mod checks;
 pub mod harness;
+mod httpd;
 mod interactive;
 pub mod kernelboot;
 pub mod machine;
@@ -17,7 +18,9 @@ pub mod scheduler;
 pub mod select;
 mod ssh;
 pub mod test;
+mod upgrade;
 
 pub use build::{list, SelectOptions};
 pub use interactive::{run_vm, RunVmOptions, RunVmOutcome};
 pub use run::{run, RunOptions, RunOutcome};
+pub use upgrade::{run_upgrade, UpgradeOptions, UpgradeOutcome};

@@ -268,7 +268,7 @@ async fn rerun_failed(
 }
 
 /// Prepares the output directory: ours is emptied, a foreign non-empty one refused.
-fn prepare_out_dir(out: &Path) -> Result<()> {
+pub(crate) fn prepare_out_dir(out: &Path) -> Result<()> {
     const MARK: &str = ".cosa-kola";
     if out.exists() {
         let empty = fs::read_dir(out)?.next().is_none();

@@ -89,7 +89,7 @@ fn qemu_spec(spec: &MachineSpec, first_boot: bool) -> QemuSpec {
         direct_boot,
         network: Some(UserNet {
             ssh: matches!(spec.transport, Transport::Ssh(_)),
-            ..Default::default()
+            forwards: spec.forwards.clone(),
         }),
         qmp_socket: Some(dir.join("qmp.sock")),
         agent_socket: dir.join("agent.sock"),

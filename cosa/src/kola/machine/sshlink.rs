@@ -537,6 +537,34 @@ impl Machine {
         self.ssh_wait_ready(within, before).await.map(drop)
     }
 
+    /// Reboots the guest with systemd and waits until it is ready in the next boot.
+    pub(super) async fn ssh_reboot(&mut self, within: Duration) -> Result<BootInfo> {
+        let deadline = Instant::now() + within;
+        let before = self.ready.as_ref().map(|r| r.boot_id.clone());
+        if let Remote::Done(c) = self
+            .remote(
+                "sudo -n systemctl --no-block reboot",
+                None,
+                Instant::now() + PROBE_TIMEOUT,
+            )
+            .await?
+        {
+            if !c.ok() {
+                bail!(
+                    "{}: systemctl reboot failed: {}",
+                    self.spec.name,
+                    c.stderr_text()
+                );
+            }
+        }
+        self.ssh_follow_reboot(before.as_deref(), deadline)
+            .await
+            .with_context(|| format!("{}: rebooting", self.spec.name))?;
+        self.ready
+            .clone()
+            .with_context(|| format!("{}: no boot recorded after the reboot", self.spec.name))
+    }
+
     /// Asks the guest to power off; does not wait.
     pub(super) async fn ssh_poweroff(&mut self) -> Result<()> {
         match self
