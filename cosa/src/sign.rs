@@ -355,7 +355,7 @@ fn sign_commit(wd: &Workdir, key: &GpgKey, commit: &str, stage: &Path) -> Result
     let keyring = stage.join("key.gpg");
     key.export_public(&keyring)?;
     let keyring_file = gio::File::for_path(&keyring);
-    let signed_by_key = |repo: &ostree::Repo| -> Result<bool> {
+    let signed_by_key = |repo: &ostree::Repo| -> bool {
         let r = match repo.verify_commit_ext(
             commit,
             gio::File::NONE,
@@ -364,15 +364,15 @@ fn sign_commit(wd: &Workdir, key: &GpgKey, commit: &str, stage: &Path) -> Result
         ) {
             Ok(r) => r,
             // No detached metadata, or no signature in it.
-            Err(_) => return Ok(false),
+            Err(_) => return false,
         };
         let Some(i) = r.lookup(&key.fingerprint) else {
-            return Ok(false);
+            return false;
         };
         // Attribute 0 of a signature is whether it is valid.
-        Ok(r.all(i).child_value(0).get::<bool>().unwrap_or(false))
+        r.all(i).child_value(0).get::<bool>().unwrap_or(false)
     };
-    if !signed_by_key(&repo)? {
+    if !signed_by_key(&repo) {
         let home = key
             .homedir
             .as_ref()
@@ -384,7 +384,7 @@ fn sign_commit(wd: &Workdir, key: &GpgKey, commit: &str, stage: &Path) -> Result
             gio::Cancellable::NONE,
         )
         .with_context(|| format!("signing with GPG key {}", key.fingerprint))?;
-        if !signed_by_key(&repo)? {
+        if !signed_by_key(&repo) {
             bail!(
                 "the new signature does not verify with GPG key {}",
                 key.fingerprint

@@ -91,8 +91,7 @@ impl UpgradeOutcome {
 }
 
 /// The build before `to` in builds.json (newest first).
-fn previous_build(workdir: &Path, to: &str) -> Result<String> {
-    let wd = crate::builds::Workdir::open(workdir)?;
+fn previous_build(wd: &crate::builds::Workdir, to: &str) -> Result<String> {
     let b = History::new(wd.builds_dir()).load()?;
     let ids: Vec<&str> = b.builds.iter().map(|e| e.id.as_str()).collect();
     let i = ids
@@ -135,7 +134,7 @@ pub fn run_upgrade(workdir: &Path, o: &UpgradeOptions) -> Result<UpgradeOutcome>
     let to = BuildUnderTest::open(workdir, o.to.as_deref())?;
     let from_id = match &o.from {
         Some(f) => f.clone(),
-        None => previous_build(workdir, &to.id)?,
+        None => previous_build(&to.wd, &to.id)?,
     };
     let from = BuildUnderTest::open(workdir, Some(&from_id))?;
     if from.meta.ostree_commit == to.meta.ostree_commit {
