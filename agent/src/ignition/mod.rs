@@ -13,6 +13,7 @@ mod apply;
 mod dataurl;
 #[cfg(test)]
 mod lookup_tests;
+mod merge;
 mod passwd;
 mod plan;
 mod schema;
@@ -48,36 +49,49 @@ pub struct FirstbootOpts {
 /// Totals printed on success.
 pub use plan::Counts;
 
-/// Parses and version-checks a config; returns it with its spec minor version.
+/// Parses and version-checks a config, folding in the configs it references
+/// (`ignition.config`); returns it with its spec minor version.
 fn parse(bytes: &[u8]) -> Result<(schema::Config, u32)> {
     let v: serde_json::Value = serde_json::from_slice(bytes).context("config is not valid JSON")?;
+    let cfg = typed(&merge::resolve(v, 0)?)?;
+    let minor = minor(&cfg.ignition.version)?;
+    Ok((cfg, minor))
+}
+
+/// The spec minor version of `v`, which must be one this agent accepts.
+fn version(v: &serde_json::Value) -> Result<u32> {
     let version = v
         .get("ignition")
         .and_then(|i| i.get("version"))
         .ok_or_else(|| anyhow!("ignition.version: missing"))?;
-    let version = version
-        .as_str()
-        .ok_or_else(|| anyhow!("ignition.version: not a string"))?;
-    if !schema::VERSIONS.iter().any(|(s, _)| *s == version) {
-        bail!(
+    minor(
+        version
+            .as_str()
+            .ok_or_else(|| anyhow!("ignition.version: not a string"))?,
+    )
+}
+
+/// The minor number of spec `version`, if this agent accepts it.
+fn minor(version: &str) -> Result<u32> {
+    match schema::VERSIONS.iter().find(|(s, _)| *s == version) {
+        Some((_, minor)) => Ok(*minor),
+        None => bail!(
             "ignition.version: unsupported config version {version:?} (accepted: {})",
             schema::VERSIONS
                 .iter()
                 .map(|(s, _)| *s)
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        ),
     }
-    let cfg: schema::Config = serde_path_to_error::deserialize(v).map_err(|e| {
+}
+
+/// `v` as typed config: an unknown key or a wrong type is an error naming its path.
+fn typed(v: &serde_json::Value) -> Result<schema::Config> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         anyhow!("{path}: {}", e.into_inner())
-    })?;
-    let minor = schema::VERSIONS
-        .iter()
-        .find(|(s, _)| *s == cfg.ignition.version)
-        .map(|(_, m)| *m)
-        .ok_or_else(|| anyhow!("ignition.version: changed while parsing"))?;
-    Ok((cfg, minor))
+    })
 }
 
 /// Validates and applies `bytes` under `root`.

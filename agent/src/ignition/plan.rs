@@ -169,6 +169,40 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Refuses `field`, present in a config of spec 3.`cfg_minor`, if it was added
+/// in 3.`minor`.
+pub(super) fn since(cfg_minor: u32, minor: u32, present: bool, field: &str) -> Result<()> {
+    if present && cfg_minor < minor {
+        bail!("{field}: not in spec 3.{cfg_minor}.0 (added in 3.{minor}.0)");
+    }
+    Ok(())
+}
+
+/// The contents of `r` (`None` without a source): decoded, decompressed and
+/// verified. Not a planner method, so referenced configs (`merge`) are read
+/// exactly like file contents, before there is a planner.
+pub(super) fn read_resource(field: &str, r: &Resource) -> Result<Option<Vec<u8>>> {
+    let Resource {
+        source,
+        compression,
+        http_headers,
+        verification,
+    } = r;
+    if http_headers.as_ref().is_some_and(|v| !is_empty(v)) {
+        bail!("{field}.httpHeaders: not supported (no remote fetches)");
+    }
+    let Some(source) = source else {
+        return Ok(None);
+    };
+    let data = dataurl::decode(source).with_context(|| format!("{field}.source"))?;
+    let data =
+        decompress(data, compression.as_deref()).with_context(|| format!("{field}.compression"))?;
+    if let Some(h) = verification.as_ref().and_then(|v| v.hash.as_deref()) {
+        verify(&data, h).with_context(|| format!("{field}.verification.hash"))?;
+    }
+    Ok(Some(data))
+}
+
 impl Planner<'_> {
     /// Host path of the target path `p`.
     pub(super) fn host(&self, p: &Path) -> PathBuf {
@@ -176,21 +210,16 @@ impl Planner<'_> {
     }
 
     pub(super) fn since(&self, minor: u32, present: bool, field: &str) -> Result<()> {
-        if present && self.minor < minor {
-            bail!(
-                "{field}: not in spec 3.{}.0 (added in 3.{minor}.0)",
-                self.minor
-            );
-        }
-        Ok(())
+        since(self.minor, minor, present, field)
     }
 
     fn refuse_unsupported(&self, cfg: &Config) -> Result<()> {
         let schema::Ignition {
             config, security, ..
         } = &cfg.ignition;
-        if config.as_ref().is_some_and(|v| !is_empty(v)) {
-            bail!("ignition.config: merging or replacing configs is not supported");
+        if config.is_some() {
+            // `merge::resolve` folds references in and drops the section.
+            bail!("ignition.config: referenced configs were not resolved before planning");
         }
         if security.as_ref().is_some_and(|v| !is_empty(v)) {
             bail!("ignition.security: TLS settings are not supported (no remote fetches)");
@@ -258,26 +287,8 @@ impl Planner<'_> {
     }
 
     pub(super) fn resource(&self, field: &str, r: &Resource) -> Result<Option<Vec<u8>>> {
-        let Resource {
-            source,
-            compression,
-            http_headers,
-            verification,
-        } = r;
-        self.since(1, http_headers.is_some(), &format!("{field}.httpHeaders"))?;
-        if http_headers.as_ref().is_some_and(|v| !is_empty(v)) {
-            bail!("{field}.httpHeaders: not supported (no remote fetches)");
-        }
-        let Some(source) = source else {
-            return Ok(None);
-        };
-        let data = dataurl::decode(source).with_context(|| format!("{field}.source"))?;
-        let data = decompress(data, compression.as_deref())
-            .with_context(|| format!("{field}.compression"))?;
-        if let Some(h) = verification.as_ref().and_then(|v| v.hash.as_deref()) {
-            verify(&data, h).with_context(|| format!("{field}.verification.hash"))?;
-        }
-        Ok(Some(data))
+        self.since(1, r.http_headers.is_some(), &format!("{field}.httpHeaders"))?;
+        read_resource(field, r)
     }
 
     pub(super) fn owner(

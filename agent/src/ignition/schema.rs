@@ -30,7 +30,8 @@ pub struct Config {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Ignition {
     pub version: String,
-    pub config: Option<Value>,
+    /// Resolved (and removed) by `merge::resolve` before the config is planned.
+    pub config: Option<References>,
     /// Accepted with no effect: it only tunes remote fetches, which are refused.
     #[serde(rename = "proxy")]
     pub _proxy: Option<Value>,
@@ -38,6 +39,14 @@ pub struct Ignition {
     /// Accepted with no effect, like `proxy`.
     #[serde(rename = "timeouts")]
     pub _timeouts: Option<Value>,
+}
+
+/// `ignition.config`: other configs to merge onto this one, or to use instead.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct References {
+    pub merge: Option<Vec<Resource>>,
+    pub replace: Option<Resource>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -376,7 +376,19 @@ fn unknown_and_unsupported_fields_are_named() {
         ),
         (
             json!({"ignition": {"version": "3.4.0", "config": {"merge": [{"source": "data:,{}"}]}}}),
-            "ignition.config",
+            "ignition.config.merge[0] (referenced config): ignition.version: missing",
+        ),
+        (
+            json!({"ignition": {"version": "3.4.0", "config": {"mrge": []}}}),
+            "ignition.config.mrge: unknown field `mrge`",
+        ),
+        (
+            json!({"ignition": {"version": "3.0.0", "config": {"merge": [{"source": "data:,{}", "compression": "gzip"}]}}}),
+            "ignition.config.merge[0].compression: not in spec 3.0.0",
+        ),
+        (
+            json!({"ignition": {"version": "3.4.0", "security": {"tls": {"certificateAuthorities": [{"source": "data:,x"}]}}}}),
+            "ignition.security: TLS settings are not supported",
         ),
         (
             json!({"ignition": {"version": "3.4.0"}, "storage": {"files": [{"path": "relative"}]}}),
@@ -453,4 +465,206 @@ fn late_error_writes_nothing() {
                "storage": {"files": [{"path": "/etc/keep", "overwrite": true}]}}),
     );
     assert!(e.contains("overwrite is true but contents.source"), "{e}");
+}
+
+/// `bytes` gzipped, as a base64 data URL (what `coreos-installer iso customize`
+/// writes for a merged config).
+fn gzip_data_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+    format!("data:;base64,{b64}")
+}
+
+fn sha512_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha512::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A parent that merges `child` the way `coreos-installer iso customize` does.
+fn merging(child: &serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    let bytes = child.to_string().into_bytes();
+    let mut parent = json!({
+        "ignition": {"version": "3.3.0", "config": {"merge": [{
+            "source": gzip_data_url(&bytes),
+            "compression": "gzip",
+            "verification": {"hash": format!("sha512-{}", sha512_hex(&bytes))}
+        }]}},
+    });
+    if let (Some(p), serde_json::Value::Object(e)) = (parent.as_object_mut(), extra) {
+        p.extend(e);
+    }
+    parent
+}
+
+#[test]
+fn merged_config() {
+    let root = seeded_root();
+    let r = root.path();
+    let child = json!({
+        "ignition": {"version": "3.4.0"},
+        "storage": {
+            "files": [
+                {"path": "/etc/shared", "mode": 0o600, "contents": {"source": "data:,child"}},
+                {"path": "/etc/child-only", "contents": {"source": "data:,c"}}
+            ],
+            "directories": [{"path": "/etc/was-a-file"}]
+        },
+        "passwd": {"users": [{"name": "core", "sshAuthorizedKeys": ["ssh-ed25519 CHILD"]}]},
+        "systemd": {"units": [{"name": "a.service", "dropins": [
+            {"name": "10-x.conf", "contents": "[Unit]\nDescription=child\n"}
+        ]}]}
+    });
+    let parent = merging(
+        &child,
+        json!({
+            "storage": {"files": [
+                {"path": "/etc/parent-only", "contents": {"source": "data:,p"}},
+                {"path": "/etc/shared", "overwrite": true, "contents": {"source": "data:,parent"}},
+                {"path": "/etc/was-a-file", "contents": {"source": "data:,f"}}
+            ]},
+            "passwd": {"users": [{"name": "core", "uid": 1000,
+                                  "sshAuthorizedKeys": ["ssh-ed25519 PARENT"]}]},
+            "systemd": {"units": [{"name": "a.service", "dropins": [
+                {"name": "10-x.conf", "contents": "[Unit]\nDescription=parent\n"},
+                {"name": "20-y.conf", "contents": "[Unit]\nAfter=b.service\n"}
+            ]}]}
+        }),
+    );
+    let counts = apply(r, parent).unwrap();
+    assert_eq!(
+        counts,
+        Counts {
+            files: 4,
+            users: 1,
+            units: 1
+        }
+    );
+    // Field by field: the child's contents and mode, the parent's overwrite.
+    assert_eq!(fs::read_to_string(r.join("etc/shared")).unwrap(), "child");
+    assert_eq!(mode(&r.join("etc/shared")), 0o600);
+    assert_eq!(fs::read_to_string(r.join("etc/parent-only")).unwrap(), "p");
+    assert_eq!(fs::read_to_string(r.join("etc/child-only")).unwrap(), "c");
+    // A child's directory replaces the parent's file at the same path.
+    assert!(r.join("etc/was-a-file").is_dir());
+    let passwd = fs::read_to_string(r.join("etc/passwd")).unwrap();
+    assert!(passwd.contains("core:x:1000:"), "{passwd}");
+    assert_eq!(
+        fs::read_to_string(r.join("home/core/.ssh/authorized_keys")).unwrap(),
+        "ssh-ed25519 PARENT\nssh-ed25519 CHILD\n"
+    );
+    let d = r.join("etc/systemd/system/a.service.d");
+    assert_eq!(
+        fs::read_to_string(d.join("10-x.conf")).unwrap(),
+        "[Unit]\nDescription=child\n"
+    );
+    assert!(d.join("20-y.conf").exists());
+}
+
+#[test]
+fn merged_config_version_is_the_highest() {
+    // A 3.1.0 parent may merge a 3.4.0 child that uses `shouldExist` (3.2.0).
+    let root = seeded_root();
+    let r = root.path();
+    let child = json!({"ignition": {"version": "3.4.0"},
+                       "passwd": {"users": [{"name": "core", "shouldExist": true}]}});
+    let mut parent = merging(&child, json!({}));
+    parent["ignition"]["version"] = json!("3.1.0");
+    apply(r, parent).unwrap();
+    assert!(fs::read_to_string(r.join("etc/passwd"))
+        .unwrap()
+        .contains("core:"));
+}
+
+#[test]
+fn replaced_config() {
+    let root = seeded_root();
+    let r = root.path();
+    let child = json!({"ignition": {"version": "3.0.0"},
+                       "storage": {"files": [{"path": "/etc/new", "contents": {"source": "data:,n"}}]}});
+    let bytes = child.to_string().into_bytes();
+    let ignored = json!({"ignition": {"version": "3.0.0"},
+                         "storage": {"files": [{"path": "/etc/merged", "contents": {"source": "data:,m"}}]}});
+    let counts = apply(
+        r,
+        json!({
+            "ignition": {"version": "3.4.0", "config": {
+                "replace": {"source": gzip_data_url(&bytes), "compression": "gzip"},
+                "merge": [{"source": gzip_data_url(ignored.to_string().as_bytes()),
+                           "compression": "gzip"}]
+            }},
+            "storage": {"files": [{"path": "/etc/old", "contents": {"source": "data:,o"}}]}
+        }),
+    )
+    .unwrap();
+    assert_eq!(counts.files, 1);
+    assert_eq!(fs::read_to_string(r.join("etc/new")).unwrap(), "n");
+    assert!(!r.join("etc/old").exists());
+    assert!(!r.join("etc/merged").exists());
+}
+
+#[test]
+fn referenced_config_errors() {
+    let root = seeded_root();
+    let r = root.path();
+    let file =
+        json!({"storage": {"files": [{"path": "/etc/x", "contents": {"source": "data:,x"}}]}});
+    let e = err(
+        r,
+        json!({"ignition": {"version": "3.4.0", "config": {"merge": [
+            {"source": "data:,%7B%22ignition%22:%7B%22version%22:%223.4.0%22%7D%7D"},
+            {"source": "https://example.com/child.ign"}
+        ]}}}),
+    );
+    assert!(
+        e.contains("ignition.config.merge[1].source: unsupported source scheme \"https\""),
+        "{e}"
+    );
+    let e = err(
+        r,
+        json!({"ignition": {"version": "3.4.0", "config": {"replace": {"source": "tftp://h/c"}}}}),
+    );
+    assert!(e.contains("ignition.config.replace.source"), "{e}");
+
+    let mut bad_hash = merging(&json!({"ignition": {"version": "3.4.0"}}), file.clone());
+    bad_hash["ignition"]["config"]["merge"][0]["verification"]["hash"] =
+        json!(format!("sha512-{}", sha512_hex(b"something else")));
+    let e = err(r, bad_hash);
+    assert!(
+        e.contains("ignition.config.merge[0].verification.hash: sha512 mismatch"),
+        "{e}"
+    );
+
+    let unknown = json!({"ignition": {"version": "3.4.0"},
+                         "storage": {"files": [{"path": "/a", "contnts": {}}]}});
+    let e = err(r, merging(&unknown, file.clone()));
+    assert!(
+        e.contains("ignition.config.merge[0] (referenced config): storage.files[0].contnts: unknown field `contnts`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn nesting_limit() {
+    // `levels` configs, each merging the next; the innermost writes a file.
+    let nested = |levels: usize| {
+        let mut cfg = json!({"ignition": {"version": "3.4.0"},
+                             "storage": {"files": [{"path": "/etc/deep", "contents": {"source": "data:,d"}}]}});
+        for _ in 0..levels {
+            cfg = json!({"ignition": {"version": "3.4.0", "config": {"merge": [
+                {"source": gzip_data_url(cfg.to_string().as_bytes()), "compression": "gzip"}
+            ]}}});
+        }
+        cfg
+    };
+    let root = seeded_root();
+    let r = root.path();
+    let e = err(r, nested(super::merge::MAX_DEPTH + 1));
+    assert!(e.contains("nest more than 10 levels deep"), "{e}");
+    apply(r, nested(super::merge::MAX_DEPTH)).unwrap();
+    assert_eq!(fs::read_to_string(r.join("etc/deep")).unwrap(), "d");
 }
