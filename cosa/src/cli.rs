@@ -118,35 +118,61 @@ pub enum LiveMediaAction {
     Customize(CustomizeOpts),
 }
 
+/// coreos-installer's `iso customize` / `pxe customize` options, with the same names.
 #[derive(Debug, Args)]
 pub struct CustomizeOpts {
     /// The media to customize: the ISO, or for `pxe` the live initramfs.
     pub input: std::path::PathBuf,
-    /// Where to write the customized copy (for `pxe`: a directory).
+    /// Where to write the customized copy (for `pxe`: the customized initramfs).
     #[arg(long, short = 'o')]
     pub output: std::path::PathBuf,
-    /// Ignition config for the installed system's first boot.
+    /// Ignition config for the installed system's first boot. Repeatable (merged).
     #[arg(long)]
-    pub dest_ignition: Option<std::path::PathBuf>,
+    pub dest_ignition: Vec<std::path::PathBuf>,
     /// Install to this device (e.g. /dev/vda): makes the media install unattended.
     #[arg(long)]
     pub dest_device: Option<String>,
-    /// Kernel argument for the installed system. Repeatable.
-    #[arg(long)]
+    /// Kernel console for the installed system, e.g. ttyS0,115200n8. Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub dest_console: Vec<String>,
+    /// Kernel argument to add to the installed system. Repeatable.
+    #[arg(long, value_name = "ARG")]
     pub dest_karg_append: Vec<String>,
-    /// Ignition config for the live system itself.
-    #[arg(long)]
-    pub live_ignition: Option<std::path::PathBuf>,
-    /// Kernel argument for the live system. Repeatable.
-    #[arg(long)]
-    pub live_karg_append: Vec<String>,
+    /// Kernel argument to remove from the installed system. Repeatable.
+    #[arg(long, value_name = "ARG")]
+    pub dest_karg_delete: Vec<String>,
     /// A file for the installed system, LOCAL:/PATH (added to its Ignition config). Repeatable.
     #[arg(long, value_name = "LOCAL:PATH")]
     pub dest_file: Vec<String>,
-    /// For `pxe`: the live rootfs to customize (default: the build's live-rootfs beside the initramfs).
-    #[arg(long)]
-    pub rootfs: Option<std::path::PathBuf>,
-    /// Overwrite the output if it exists.
+    /// NetworkManager keyfile for the live and installed systems (where the OS
+    /// supports it: coreos/features.json `live-initrd-network`). Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub network_keyfile: Vec<std::path::PathBuf>,
+    /// CA certificate (PEM) Ignition trusts, live and installed. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub ignition_ca: Vec<std::path::PathBuf>,
+    /// Script the live system runs before installing. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub pre_install: Vec<std::path::PathBuf>,
+    /// Script the live system runs after installing. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub post_install: Vec<std::path::PathBuf>,
+    /// coreos-installer config (YAML) for the live installer. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub installer_config: Vec<std::path::PathBuf>,
+    /// Ignition config for the live system itself. Repeatable (merged).
+    #[arg(long, value_name = "PATH")]
+    pub live_ignition: Vec<std::path::PathBuf>,
+    /// Kernel argument to add to the live system. Repeatable.
+    #[arg(long, value_name = "ARG")]
+    pub live_karg_append: Vec<String>,
+    /// Replace a live kernel argument, KEY=OLD=NEW. Repeatable.
+    #[arg(long, value_name = "KEY=OLD=NEW")]
+    pub live_karg_replace: Vec<String>,
+    /// Kernel argument to remove from the live system. Repeatable.
+    #[arg(long, value_name = "ARG")]
+    pub live_karg_delete: Vec<String>,
+    /// Replace an existing customization, and overwrite the output if it exists.
     #[arg(long, short = 'f')]
     pub force: bool,
 }

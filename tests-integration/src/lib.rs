@@ -547,3 +547,54 @@ pub fn installed_tool(env: &str, default: &str, rel: &str, what: &str) -> PathBu
     );
     bin
 }
+
+/// The real coreos-installer (crates.io, built by ci/install-deps.sh; COSA_TOOLS
+/// moves it).
+pub fn coreos_installer() -> PathBuf {
+    installed_tool(
+        "COSA_TOOLS",
+        "/opt/cosa/tools",
+        "bin/coreos-installer",
+        "coreos-installer from crates.io",
+    )
+}
+
+/// Run coreos-installer with `args`: (success, stdout, stderr).
+pub fn run_coreos_installer(args: &[&str]) -> (bool, String, String) {
+    let out = cmdext::command(coreos_installer())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Install hooks for `iso customize --pre-install/--post-install` that report on
+/// the serial console whether the target disk (/dev/vda, empty before the
+/// install) has the installed image's partitions yet.
+pub const HOOKS: [(&str, &str); 2] = [
+    (
+        "pre",
+        "#!/bin/sh\nif [ -b /dev/vda3 ]; then w=after; else w=before; fi\necho \"cosa-hook: pre-install ran $w the install\" >/dev/ttyS0\n",
+    ),
+    (
+        "post",
+        "#!/bin/sh\nif [ -b /dev/vda3 ]; then w=after; else w=before; fi\necho \"cosa-hook: post-install ran $w the install\" >/dev/ttyS0\n",
+    ),
+];
+
+/// The [`HOOKS`] ran, each on its side of the install.
+pub fn assert_hooks_ran(console: &str) {
+    for want in [
+        "cosa-hook: pre-install ran before the install",
+        "cosa-hook: post-install ran after the install",
+    ] {
+        assert!(
+            console.contains(want),
+            "no {want:?} on the console: the install hooks did not run in order"
+        );
+    }
+}

@@ -383,7 +383,7 @@ fn stream_metadata_locates_every_image() {
         .unwrap();
     let dir = scratch.path().join("ci-signed");
     std::fs::create_dir(&dir).unwrap();
-    let out = cmdext::command(coreos_installer())
+    let out = cmdext::command(common::coreos_installer())
         .args([
             "download",
             "--stream",
@@ -401,21 +401,10 @@ fn stream_metadata_locates_every_image() {
     assert!(err.contains("GPG verification failure"), "{err}");
 }
 
-/// The real coreos-installer (crates.io, built by ci/install-deps.sh; COSA_TOOLS
-/// moves it).
-fn coreos_installer() -> std::path::PathBuf {
-    common::installed_tool(
-        "COSA_TOOLS",
-        "/opt/cosa/tools",
-        "bin/coreos-installer",
-        "coreos-installer from crates.io",
-    )
-}
-
 /// `coreos-installer list-stream` and `download` against our stream metadata on
 /// loopback, before the build is signed (`--insecure`: no signature).
 fn coreos_installer_downloads(base: &str, artifacts: &serde_json::Value, scratch: &Path) {
-    let ci = coreos_installer();
+    let ci = common::coreos_installer();
     let list = cmdext::command(&ci)
         .args([
             "list-stream",

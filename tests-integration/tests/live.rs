@@ -1,8 +1,10 @@
 //! `cosa buildextend-live`, `cosa iso customize`, `cosa pxe customize` on the demo
-//! stream. The media are booted under QEMU (TCG), two VMs at a time, with SeaBIOS
-//! and OVMF: live from the ISO as a CD and as a disk, installs from the ISO and
-//! from PXE (kernel + initramfs + rootfs) to a second disk, then the installed
-//! system. Everything is checked through the agent channel, not by sleeping.
+//! stream, and the real coreos-installer's `iso` and `pxe` commands on the same
+//! media (they follow Fedora CoreOS's layout). The media are booted under QEMU
+//! (TCG), two VMs at a time, with SeaBIOS and OVMF: live from the ISO as a CD and
+//! as a disk, installs from media customized by either tool and from PXE (kernel +
+//! initramfs + rootfs) to a second disk, then the installed system. Everything is
+//! checked through the agent channel, not by sleeping.
 
 use tests_integration as common;
 
@@ -74,7 +76,7 @@ fn iso_live_login(iso: &Path, dir: &Path, uefi: bool) {
     });
     let (code, live) = vm.exec(&["cat", "/run/demo/live"]);
     assert_eq!(code, 0, "not a live system: {}", r.cmdline);
-    assert!(live.contains("root.squashfs"), "{live}");
+    assert!(live.contains("images/pxeboot/rootfs.img"), "{live}");
     let (code, _) = vm.exec(&["test", "-f", &format!("/{DERIVED_FILE}")]);
     assert_eq!(code, 0, "the live system lacks the derived image's file");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -108,7 +110,7 @@ fn iso_as_disk(iso: &Path, dir: &Path, uefi: bool) {
 /// `iso-offline-install`: a customized ISO installs its embedded metal image to the
 /// first disk unattended, reboots into it; the installed system has the embedded
 /// config's files and kernel argument.
-fn iso_offline_install(iso: &Path, dir: &Path, uefi: bool) {
+fn iso_offline_install(iso: &Path, dir: &Path, uefi: bool, hooks: bool) {
     std::fs::create_dir_all(dir).unwrap();
     let target = dir.join("target.raw");
     empty_disk(&target);
@@ -116,7 +118,15 @@ fn iso_offline_install(iso: &Path, dir: &Path, uefi: bool) {
     let mut vm = start(dir, uefi, true, drives, None);
     let r = wait_ready(&mut vm, "the installed system", |c| !is_live(c));
     assert!(r.cmdline.contains("cosa.test=day0"), "{}", r.cmdline);
+    assert!(
+        !r.cmdline.contains("no_timer_check"),
+        "--dest-karg-delete no_timer_check was not applied: {}",
+        r.cmdline
+    );
     check_day0_files(&mut vm);
+    if hooks {
+        common::assert_hooks_ran(&vm.console());
+    }
 }
 
 fn check_day0_files(vm: &mut Vm) {
@@ -131,6 +141,22 @@ fn check_day0_files(vm: &mut Vm) {
         code, 0,
         "the installed system lacks the derived image's file"
     );
+}
+
+/// A live system booted by PXE from an initramfs that `coreos-installer pxe
+/// customize --live-ignition` made: the config reaches it.
+fn pxe_live_ignition(kernel: &Path, initrd: &Path, dir: &Path) {
+    let pxe = DirectBoot {
+        kernel: kernel.to_path_buf(),
+        initrd: Some(initrd.to_path_buf()),
+        cmdline:
+            "ignition.firstboot ignition.platform.id=metal console=ttyS0,115200n8 no_timer_check"
+                .into(),
+    };
+    let mut vm = start(dir, false, false, Vec::new(), Some(pxe));
+    wait_ready(&mut vm, "the PXE live system", is_live);
+    let (code, text) = vm.exec(&["cat", "/etc/cosa-day0"]);
+    assert_eq!((code, text.as_str()), (0, "hello from day 0\n"));
 }
 
 /// `pxe-offline-install`: kernel + initramfs + (customized) rootfs by `-kernel/-initrd`,
@@ -210,14 +236,229 @@ fn import_derived(b: &DemoBuild, t: &Path) {
 /// What the derived image adds (an out-of-tree driver's stand-in).
 const DERIVED_FILE: &str = "usr/share/cosa-derived";
 
+/// What `--dest-file` adds, written by a config of its own for coreos-installer
+/// (which has no `--dest-file`).
+const EXTRA_IGN: &str = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/cosa-extra","mode":420,"contents":{"source":"data:,an%20extra%20file%0A"}}]}}"#;
+
 fn live_build() -> (DemoBuild, tempfile::TempDir) {
     let b = DemoBuild::new();
     let t = tempfile::tempdir().unwrap();
     import_derived(&b, t.path());
     b.cosa(&["buildextend-live"]).ok();
     std::fs::write(t.path().join("day0.ign"), DAY0_IGN).unwrap();
+    std::fs::write(t.path().join("extra.ign"), EXTRA_IGN).unwrap();
     std::fs::write(t.path().join("extra.txt"), "an extra file\n").unwrap();
+    for (kind, script) in common::HOOKS {
+        std::fs::write(t.path().join(format!("{kind}.sh")), script).unwrap();
+    }
     (b, t)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// coreos-installer must succeed: its stdout.
+fn ci_ok(args: &[&str]) -> String {
+    let (ok, out, err) = common::run_coreos_installer(args);
+    assert!(ok, "coreos-installer {args:?}: {err}");
+    out
+}
+
+/// coreos-installer must fail: its stderr.
+fn ci_err(args: &[&str]) -> String {
+    let (ok, _, err) = common::run_coreos_installer(args);
+    assert!(!ok, "coreos-installer {args:?} succeeded");
+    err
+}
+
+/// The real coreos-installer reads, customizes, resets and extracts our media,
+/// and each tool takes the other's customized media as customized.
+fn coreos_installer_interop(b: &DemoBuild, t: &Path) {
+    let iso = b.image("live-iso");
+    let iso_s = s(&iso);
+    let ign = t.join("day0.ign");
+    let default = ci_ok(&["iso", "kargs", "show", "--default", iso_s]);
+    assert_eq!(ci_ok(&["iso", "kargs", "show", iso_s]), default);
+    assert!(default.contains("coreos.liveiso=demo-"), "{default}");
+    assert!(ci_err(&["iso", "ignition", "show", iso_s]).contains("No embedded Ignition config"));
+
+    // cosa's customization, as coreos-installer reads it, and undone by its reset.
+    let cosa_iso = t.join("ci-cosa.iso");
+    b.cosa(&[
+        "iso",
+        "customize",
+        iso_s,
+        "-o",
+        s(&cosa_iso),
+        "--dest-ignition",
+        s(&ign),
+        "--dest-device",
+        "/dev/vda",
+        "--live-karg-append",
+        "cosa.test=live",
+    ])
+    .ok();
+    let live: serde_json::Value =
+        serde_json::from_str(&ci_ok(&["iso", "ignition", "show", s(&cosa_iso)])).unwrap();
+    let paths: Vec<&str> = live["storage"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/etc/coreos/dest.ign",
+            "/etc/coreos/installer.d/0000-customize.yaml"
+        ]
+    );
+    let kargs = ci_ok(&["iso", "kargs", "show", s(&cosa_iso)]);
+    assert_eq!(kargs.trim(), format!("{} cosa.test=live", default.trim()));
+    let e = ci_err(&[
+        "iso",
+        "customize",
+        "--dest-device",
+        "/dev/vda",
+        "-o",
+        s(&t.join("x.iso")),
+        s(&cosa_iso),
+    ]);
+    assert!(e.contains("already customized"), "{e}");
+    let reset = t.join("ci-reset.iso");
+    ci_ok(&["iso", "reset", "-o", s(&reset), s(&cosa_iso)]);
+    assert_eq!(
+        sha256(&reset),
+        sha256(&iso),
+        "coreos-installer's reset of cosa's customization is not the original ISO"
+    );
+
+    // coreos-installer's own edits, and cosa on its output.
+    let emb = t.join("ci-embed.iso");
+    ci_ok(&[
+        "iso",
+        "ignition",
+        "embed",
+        "-i",
+        s(&ign),
+        "-o",
+        s(&emb),
+        iso_s,
+    ]);
+    assert_eq!(
+        ci_ok(&["iso", "ignition", "show", s(&emb)]).trim(),
+        DAY0_IGN
+    );
+    ci_ok(&["iso", "kargs", "modify", "-a", "cosa.test=ci", s(&emb)]);
+    assert!(ci_ok(&["iso", "kargs", "show", s(&emb)]).contains("cosa.test=ci"));
+    let e = b
+        .cosa(&[
+            "iso",
+            "customize",
+            s(&emb),
+            "-o",
+            s(&t.join("y.iso")),
+            "--dest-device",
+            "/dev/vda",
+        ])
+        .err();
+    assert!(e.contains("customized already"), "{e}");
+    let again = t.join("ci-again.iso");
+    b.cosa(&[
+        "iso",
+        "customize",
+        s(&emb),
+        "-o",
+        s(&again),
+        "--dest-device",
+        "/dev/vda",
+        "-f",
+    ])
+    .ok();
+    assert!(ci_ok(&["iso", "ignition", "show", s(&again)]).contains("installer.d"));
+    ci_ok(&["iso", "kargs", "reset", s(&emb)]);
+    assert_eq!(ci_ok(&["iso", "kargs", "show", s(&emb)]), default);
+    ci_ok(&["iso", "ignition", "remove", s(&emb)]);
+    assert_eq!(
+        sha256(&emb),
+        sha256(&iso),
+        "ignition remove + kargs reset is not the original ISO"
+    );
+
+    // The PXE artifacts inside the ISO are the build's.
+    let pxe = t.join("ci-pxe");
+    std::fs::create_dir(&pxe).unwrap();
+    ci_ok(&["iso", "extract", "pxe", "-o", s(&pxe), iso_s]);
+    for (name, file) in [
+        ("live-kernel", "vmlinuz"),
+        ("live-initramfs", "initrd.img"),
+        ("live-rootfs", "rootfs.img"),
+    ] {
+        let stem = iso.file_stem().unwrap().to_str().unwrap();
+        assert_eq!(
+            sha256(&pxe.join(format!("{stem}-{file}"))),
+            sha256(&b.image(name)),
+            "{name}"
+        );
+    }
+    // Refusals: what the OS cannot do, media customized by the other tool.
+    let e = ci_err(&[
+        "iso",
+        "customize",
+        "--network-keyfile",
+        s(&ign),
+        "-o",
+        s(&t.join("z.iso")),
+        iso_s,
+    ]);
+    assert!(
+        e.contains("does not support customizing network settings"),
+        "{e}"
+    );
+    let ci_initrd = t.join("ci-initrd.img");
+    ci_ok(&[
+        "pxe",
+        "customize",
+        "--dest-device",
+        "/dev/vda",
+        "-o",
+        s(&ci_initrd),
+        s(&b.image("live-initramfs")),
+    ]);
+    let e = b
+        .cosa(&[
+            "pxe",
+            "customize",
+            s(&ci_initrd),
+            "-o",
+            s(&t.join("w.img")),
+            "--dest-device",
+            "/dev/vda",
+        ])
+        .err();
+    assert!(e.contains("customized already"), "{e}");
+    let cosa_initrd = t.join("cosa-initrd.img");
+    b.cosa(&[
+        "pxe",
+        "customize",
+        s(&b.image("live-initramfs")),
+        "-o",
+        s(&cosa_initrd),
+        "--dest-device",
+        "/dev/vda",
+    ])
+    .ok();
+    let e = ci_err(&[
+        "pxe",
+        "customize",
+        "--dest-device",
+        "/dev/vda",
+        "-o",
+        s(&t.join("v.img")),
+        s(&cosa_initrd),
+    ]);
+    assert!(e.contains("already customized"), "{e}");
 }
 
 fn validate_meta(path: &Path) {
@@ -341,38 +582,38 @@ fn live_media_are_recorded_and_customize_refuses_bad_input() {
     ])
     .err();
 
-    // PXE: the rootfs copy's squashfs gains /cosa-embed; the originals stay.
+    // PXE: the initramfs copy gains the customization; the originals stay.
     let initramfs = b.image("live-initramfs");
-    let rootfs = b.image("live-rootfs");
-    let rootfs_sum = sha256(&rootfs);
-    let pxe = t.path().join("pxe");
+    let initramfs_sum = sha256(&initramfs);
+    let custom_initrd = t.path().join("custom-initrd.img");
     b.cosa(&[
         "pxe",
         "customize",
         initramfs.to_str().unwrap(),
         "-o",
-        pxe.to_str().unwrap(),
+        custom_initrd.to_str().unwrap(),
         "--dest-ignition",
         ign.to_str().unwrap(),
     ])
     .ok();
-    assert_eq!(sha256(&rootfs), rootfs_sum);
-    let new_rootfs = pxe.join(rootfs.file_name().unwrap());
-    let x = t.path().join("x");
-    std::fs::create_dir(&x).unwrap();
-    let st = cmdext::command("sh")
-        .arg("-c")
-        .arg(format!(
-            "cd {} && cpio -i --quiet < {} && unsquashfs -l root.squashfs | grep -q cosa-embed/embed.img",
-            x.display(),
-            new_rootfs.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(
-        st.success(),
-        "no /cosa-embed/embed.img in the customized rootfs"
-    );
+    assert_eq!(sha256(&initramfs), initramfs_sum);
+    let orig = std::fs::read(&initramfs).unwrap();
+    let new = std::fs::read(&custom_initrd).unwrap();
+    assert!(new.len() > orig.len() && new.starts_with(&orig));
+    let e = b
+        .cosa(&[
+            "pxe",
+            "customize",
+            initramfs.to_str().unwrap(),
+            "-o",
+            t.path().join("k.img").to_str().unwrap(),
+            "--live-karg-append",
+            "quiet",
+        ])
+        .err();
+    assert!(e.contains("PXE media carry no kernel command line"), "{e}");
+
+    coreos_installer_interop(&b, t.path());
 }
 
 #[test]
@@ -381,56 +622,91 @@ fn live_media_boot_and_install_under_bios_and_uefi() {
     let iso = b.image("live-iso");
     let ign = t.path().join("day0.ign");
     let extra = format!("{}:/etc/cosa-extra", t.path().join("extra.txt").display());
+    // Installs from media customized by cosa (BIOS, with hooks) and by
+    // coreos-installer (UEFI).
     let custom = t.path().join("install.iso");
     b.cosa(&[
         "iso",
         "customize",
-        iso.to_str().unwrap(),
+        s(&iso),
         "-o",
-        custom.to_str().unwrap(),
+        s(&custom),
         "--dest-device",
         "/dev/vda",
         "--dest-ignition",
-        ign.to_str().unwrap(),
+        s(&ign),
         "--dest-file",
         &extra,
         "--dest-karg-append",
         "cosa.test=day0",
+        "--dest-karg-delete",
+        "no_timer_check",
+        "--pre-install",
+        s(&t.path().join("pre.sh")),
+        "--post-install",
+        s(&t.path().join("post.sh")),
     ])
     .ok();
+    let ci_custom = t.path().join("ci-install.iso");
+    ci_ok(&[
+        "iso",
+        "customize",
+        "--dest-device",
+        "/dev/vda",
+        "--dest-ignition",
+        s(&ign),
+        "--dest-ignition",
+        s(&t.path().join("extra.ign")),
+        "--dest-karg-append",
+        "cosa.test=day0",
+        "--dest-karg-delete",
+        "no_timer_check",
+        "-o",
+        s(&ci_custom),
+        s(&iso),
+    ]);
     let live_custom = t.path().join("live.iso");
     b.cosa(&[
         "iso",
         "customize",
-        iso.to_str().unwrap(),
+        s(&iso),
         "-o",
-        live_custom.to_str().unwrap(),
+        s(&live_custom),
         "--live-ignition",
-        ign.to_str().unwrap(),
+        s(&ign),
         "--live-karg-append",
         "cosa.test=live",
     ])
     .ok();
-    let pxe = t.path().join("pxe");
     let initramfs = b.image("live-initramfs");
+    let rootfs = b.image("live-rootfs");
+    let pxe_initramfs = t.path().join("pxe-initramfs.img");
     b.cosa(&[
         "pxe",
         "customize",
-        initramfs.to_str().unwrap(),
+        s(&initramfs),
         "-o",
-        pxe.to_str().unwrap(),
+        s(&pxe_initramfs),
         "--dest-ignition",
-        ign.to_str().unwrap(),
+        s(&ign),
         "--dest-file",
         &extra,
     ])
     .ok();
     let initrd = t.path().join("pxe-initrd.img");
-    common::pxe_initrd(
-        &pxe.join(initramfs.file_name().unwrap()),
-        &pxe.join(b.image("live-rootfs").file_name().unwrap()),
-        &initrd,
-    );
+    common::pxe_initrd(&pxe_initramfs, &rootfs, &initrd);
+    let ci_live_initramfs = t.path().join("ci-live-initramfs.img");
+    ci_ok(&[
+        "pxe",
+        "customize",
+        "--live-ignition",
+        s(&ign),
+        "-o",
+        s(&ci_live_initramfs),
+        s(&initramfs),
+    ]);
+    let ci_live_initrd = t.path().join("ci-live-initrd.img");
+    common::pxe_initrd(&ci_live_initramfs, &rootfs, &ci_live_initrd);
     let kernel = b.image("live-kernel");
     let vms = t.path().join("vms");
 
@@ -461,6 +737,9 @@ fn live_media_boot_and_install_under_bios_and_uefi() {
         &format!("coreos.inst.image_url={}", url("metal.raw.gz")),
         "--live-karg-append",
         &format!("coreos.inst.ignition_url={}", url("config.ign")),
+        // The serial port as the console: the installer's messages reach console.txt.
+        "--live-karg-delete",
+        "console=tty0",
     ])
     .ok();
 
@@ -476,14 +755,18 @@ fn live_media_boot_and_install_under_bios_and_uefi() {
         a.join().unwrap();
     });
     std::thread::scope(|s| {
-        let a = s.spawn(|| iso_offline_install(&custom, &vms.join("install-bios"), false));
+        let a = s.spawn(|| iso_offline_install(&custom, &vms.join("install-bios"), false, true));
         pxe_offline_install(&kernel, &initrd, &vms.join("pxe"));
         a.join().unwrap();
     });
     std::thread::scope(|s| {
         let a = s.spawn(|| iso_online_install(&online, &vms.join("online-bios"), http.1));
-        iso_offline_install(&custom, &vms.join("install-uefi"), true);
+        iso_offline_install(&ci_custom, &vms.join("install-uefi"), true, false);
         a.join().unwrap();
     });
-    iso_live_ignition(&live_custom, &vms.join("live-ignition"));
+    std::thread::scope(|s| {
+        let a = s.spawn(|| iso_live_ignition(&live_custom, &vms.join("live-ignition")));
+        pxe_live_ignition(&kernel, &ci_live_initrd, &vms.join("pxe-live-ignition"));
+        a.join().unwrap();
+    });
 }

@@ -162,11 +162,11 @@ fn report_config(text: &str, units: &[(&str, &str)]) -> serde_json::Value {
 /// The live system's reports: its config's file and the root image it runs
 /// from, before the installer starts (which may reboot at once); the
 /// installer's result, after it (when it does not reboot).
-const LIVE_REPORT: &str = "[Unit]\nBefore=cosa-live-install.service\n[Service]\nType=oneshot\n\
+const LIVE_REPORT: &str = "[Unit]\nBefore=coreos-installer.service\n[Service]\nType=oneshot\n\
 ExecStart=/bin/sh -c 'echo \"cosa-report: $$(cat /etc/cosa-day0) from $$(cat /run/cosa-live/image)\" >/dev/ttyS0'\n\
 [Install]\nWantedBy=multi-user.target\n";
-const INSTALL_REPORT: &str = "[Unit]\nAfter=cosa-live-install.service\n[Service]\nType=oneshot\n\
-ExecStart=/bin/sh -c 'echo \"cosa-report: install $$(systemctl is-active cosa-live-install.service)\" >/dev/ttyS0'\n\
+const INSTALL_REPORT: &str = "[Unit]\nAfter=coreos-installer.service\n[Service]\nType=oneshot\n\
+ExecStart=/bin/sh -c 'echo \"cosa-report: install $$(systemctl is-active coreos-installer.service)\" >/dev/ttyS0'\n\
 [Install]\nWantedBy=multi-user.target\n";
 
 /// The installed system's report: its config's file, the kernel argument the
@@ -238,26 +238,32 @@ fn live_media(wd: &Path, t: &Path) {
         .to_string(),
     )
     .unwrap();
+    // The ISO is customized by the real coreos-installer, with install hooks
+    // (units ordered around coreos-installer.service by its name).
+    for (kind, script) in common::HOOKS {
+        std::fs::write(t.join(format!("{kind}.sh")), script).unwrap();
+    }
     let iso = t.join("custom.iso");
-    cosa_in(
-        wd,
-        &[
-            "iso",
-            "customize",
-            s(&meta_image(wd, "live-iso")),
-            "-o",
-            s(&iso),
-            "--live-ignition",
-            s(&live_ign),
-            "--dest-ignition",
-            s(&dest_ign),
-            "--dest-device",
-            "/dev/vda",
-            "--dest-karg-append",
-            "cosa.test=day0",
-        ],
-    )
-    .ok();
+    let (ok, _, err) = common::run_coreos_installer(&[
+        "iso",
+        "customize",
+        "--live-ignition",
+        s(&live_ign),
+        "--dest-ignition",
+        s(&dest_ign),
+        "--dest-device",
+        "/dev/vda",
+        "--dest-karg-append",
+        "cosa.test=day0",
+        "--pre-install",
+        s(&t.join("pre.sh")),
+        "--post-install",
+        s(&t.join("post.sh")),
+        "-o",
+        s(&iso),
+        s(&meta_image(wd, "live-iso")),
+    ]);
+    assert!(ok, "coreos-installer iso customize: {err}");
 
     let dir = t.join("vm-iso");
     let (mut spec, target) = install_vm(&dir, 2048);
@@ -267,13 +273,14 @@ fn live_media(wd: &Path, t: &Path) {
     ];
     let vm = Vm::start(&dir, &spec);
     vm.wait_console(
-        "cosa-report: live day 0 from /run/media/iso/root.squashfs",
+        "cosa-report: live day 0 from /run/media/iso/images/pxeboot/rootfs.img",
         LIVE_TIMEOUT,
     );
     vm.wait_console(
         "cosa-report: hello from day 0 cosa.test=day0 running",
         LIVE_TIMEOUT,
     );
+    common::assert_hooks_ran(&vm.console());
     drop(vm);
 
     // The PXE live config: the ISO's, merging a config the host serves (it
@@ -298,7 +305,7 @@ fn live_media(wd: &Path, t: &Path) {
     }]});
     let pxe_live_ign = t.join("pxe-live.ign");
     std::fs::write(&pxe_live_ign, pxe_live.to_string()).unwrap();
-    let pxe = t.join("pxe");
+    let pxe = t.join("pxe-initramfs.img");
     cosa_in(
         wd,
         &[
@@ -313,11 +320,7 @@ fn live_media(wd: &Path, t: &Path) {
     )
     .ok();
     let initrd = t.join("pxe-initrd.img");
-    common::pxe_initrd(
-        &pxe.join(meta_image(wd, "live-initramfs").file_name().unwrap()),
-        &pxe.join(meta_image(wd, "live-rootfs").file_name().unwrap()),
-        &initrd,
-    );
+    common::pxe_initrd(&pxe, &meta_image(wd, "live-rootfs"), &initrd);
     let dir = t.join("vm-pxe");
     let (mut spec, target) = install_vm(&dir, 3072);
     spec.drives = vec![Drive::disk(&target, "raw")];

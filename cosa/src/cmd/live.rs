@@ -24,10 +24,19 @@ fn inputs(c: &CustomizeOpts) -> CustomizeInputs {
     CustomizeInputs {
         dest_ignition: c.dest_ignition.clone(),
         dest_device: c.dest_device.clone(),
+        dest_console: c.dest_console.clone(),
         dest_karg_append: c.dest_karg_append.clone(),
+        dest_karg_delete: c.dest_karg_delete.clone(),
         dest_file: c.dest_file.clone(),
+        network_keyfile: c.network_keyfile.clone(),
+        ignition_ca: c.ignition_ca.clone(),
+        pre_install: c.pre_install.clone(),
+        post_install: c.post_install.clone(),
+        installer_config: c.installer_config.clone(),
         live_ignition: c.live_ignition.clone(),
         live_karg_append: c.live_karg_append.clone(),
+        live_karg_replace: c.live_karg_replace.clone(),
+        live_karg_delete: c.live_karg_delete.clone(),
     }
 }
 
@@ -42,9 +51,9 @@ pub fn iso(_g: &GlobalOpts, o: &LiveMediaOpts) -> Result<()> {
 pub fn pxe(_g: &GlobalOpts, o: &LiveMediaOpts) -> Result<()> {
     let c = customize_opts(o);
     let custom = Customization::from_inputs(&inputs(c))?;
-    customize::pxe(&c.input, c.rootfs.as_deref(), &c.output, c.force, &custom)?;
+    customize::pxe(&c.input, &c.output, c.force, &custom)?;
     println!(
-        "Wrote the PXE initramfs and rootfs to {}",
+        "Wrote {} (boot it with the build's kernel and live rootfs)",
         c.output.display()
     );
     Ok(())

@@ -209,8 +209,8 @@ pub struct Menu<'a> {
     pub entries: Vec<MenuEntry<'a>>,
     /// The GRUB variable appended to every entry's kernel arguments.
     pub kargs_var: &'a str,
-    /// The live ISO's kargs area (live only).
-    pub kargs_area: Option<&'a str>,
+    /// An initrd every entry loads after its own (the live ISO's Ignition area).
+    pub extra_initrd: Option<&'a str>,
 }
 
 /// Render `template` (`grub-disk.cfg` or `grub-live.cfg`) for `menu`.
@@ -230,7 +230,7 @@ pub fn grub_cfg(grub_commands: &[String]) -> Result<String> {
         commands: grub_commands,
         entries: Vec::new(),
         kargs_var: "ignition_firstboot",
-        kargs_area: None,
+        extra_initrd: None,
     };
     render("grub-disk.cfg", &menu)
 }

@@ -4,7 +4,8 @@
 //!
 //! The build's metal image rides inside the live image at `/cosa/metal.*` (the live
 //! system sees it as `/sysroot/cosa/metal.*`), so ISO and PXE both install offline.
-//! Day-0 customization of the results is in [`customize`].
+//! The media follow Fedora CoreOS's layout and contracts (see [`iso`]), so
+//! coreos-installer customizes them; Day-0 customization by cosa is in [`customize`].
 
 pub mod customize;
 pub mod iso;
@@ -276,15 +277,20 @@ fn make_live(wd: &Workdir, inputs: &LiveInputs, scratch: &Path) -> Result<LiveFi
     let kernel = inputs.scratch_file(scratch, "live-kernel");
     let initramfs = inputs.scratch_file(scratch, "live-initramfs");
     fs::copy(bootdir.join(bls.linux.trim_start_matches('/')), &kernel)?;
-    fs::copy(bootdir.join(bls.initrd.trim_start_matches('/')), &initramfs)?;
+    live_initramfs(
+        &bootdir.join(bls.initrd.trim_start_matches('/')),
+        &initramfs,
+    )?;
     embed_metal(inputs, &tree)?;
 
     let isodir = scratch.join("iso");
-    fs::create_dir_all(isodir.join("images/pxeboot"))?;
+    let pxeboot = isodir.join("images/pxeboot");
+    fs::create_dir_all(&pxeboot)?;
     let rootfs = inputs.scratch_file(scratch, "live-rootfs");
-    make_rootfs(inputs.img.live_rootfs_fstype, &tree, &isodir, &rootfs)?;
-    link_or_copy(&kernel, &isodir.join("images/pxeboot/vmlinuz"))?;
-    link_or_copy(&initramfs, &isodir.join("images/pxeboot/initrd.img"))?;
+    make_rootfs(inputs.img.live_rootfs_fstype, &tree, scratch, &rootfs)?;
+    link_or_copy(&kernel, &pxeboot.join("vmlinuz"))?;
+    link_or_copy(&initramfs, &pxeboot.join("initrd.img"))?;
+    link_or_copy(&rootfs, &pxeboot.join("rootfs.img"))?;
 
     let iso = inputs.scratch_file(scratch, "live-iso");
     tracing::info!("writing the ISO (volume {})", inputs.label);
@@ -320,16 +326,43 @@ fn embed_metal(inputs: &LiveInputs, tree: &Path) -> Result<()> {
     )
 }
 
-/// The live root image of `tree` in the ISO directory, and the PXE rootfs cpio holding it.
-fn make_rootfs(fstype: LiveRootFs, tree: &Path, isodir: &Path, rootfs: &Path) -> Result<()> {
+/// The PXE rootfs (also the ISO's `images/pxeboot/rootfs.img`): a cpio whose first
+/// member is the live root image, stored uncompressed, so that the live initramfs
+/// can loop-mount it in place at [`ROOTFS_DATA_OFFSET`].
+fn make_rootfs(fstype: LiveRootFs, tree: &Path, scratch: &Path, rootfs: &Path) -> Result<()> {
     let member = match fstype {
         LiveRootFs::Squashfs => "root.squashfs",
         LiveRootFs::Erofs => "root.erofs",
     };
     tracing::info!("making the live root image ({member})");
-    let rootimg = isodir.join(member);
+    let rootimg = scratch.join(member);
     root_image(fstype, tree, &rootimg)?;
-    write_rootfs_cpio(&rootimg, member, rootfs)
+    write_rootfs_cpio(&rootimg, member, rootfs)?;
+    fs::remove_file(&rootimg)?;
+    Ok(())
+}
+
+/// Where the root image's data starts in the rootfs cpio: the 110-byte newc header
+/// and the member's name (`root.squashfs` or `root.erofs`, NUL included), padded to
+/// 4 bytes. The live initramfs of both streams mounts it there.
+pub const ROOTFS_DATA_OFFSET: u64 = 124;
+
+/// The live initramfs: the deployment's, then a cpio marking it live and stating the
+/// live media's features (what coreos-installer's `pxe customize` looks for).
+fn live_initramfs(deployed: &Path, out: &Path) -> Result<()> {
+    let mut data = fs::read(deployed)
+        .with_context(|| format!("reading the initramfs {}", deployed.display()))?;
+    // The kernel reads a following cpio only from a 4-byte boundary; zeros between are skipped.
+    data.resize(data.len().div_ceil(4) * 4, 0);
+    let mut c = cpio::Writer::new(data);
+    c.dir("etc")?;
+    c.file(iso::INITRD_LIVE_STAMP, 0o644, b"")?;
+    c.dir("etc/coreos")?;
+    let mut features = serde_json::to_vec_pretty(&iso::Features::ours())?;
+    features.push(b'\n');
+    c.file(iso::INITRD_FEATURES, 0o644, &features)?;
+    fs::write(out, c.finish()?).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
 }
 
 /// NAME from the deployment's os-release, for the boot menu.

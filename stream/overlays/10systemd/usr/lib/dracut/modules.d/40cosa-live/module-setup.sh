@@ -8,7 +8,8 @@
 #    appended to the initramfs as PXE does), queues sysroot.mount (the overlay)
 #    after cosa-live-media.service and stamps /run/cosa-live/booted;
 #  - cosa-live-media: mounts the ISO and the root image, and hands the media's
-#    Day-0 live Ignition config (cosa iso/pxe customize) to Ignition as
+#    Day-0 live Ignition config (/config.ign, from the ISO's Ignition area or an
+#    appended initrd: cosa or coreos-installer iso/pxe customize) to Ignition as
 #    /usr/lib/ignition/user.ign before Ignition fetches;
 #  - is-live-image: Ignition's hook; a live boot has no boot disk to set up.
 
@@ -26,7 +27,7 @@ installkernel() {
 }
 
 install() {
-    inst_multiple mount umount mkdir cpio head cat install systemd-escape modprobe
+    inst_multiple mount umount mkdir dd tr head cat install systemd-escape modprobe
     inst_simple "$moddir/cosa-live-generator" \
         "$systemdutildir/system-generators/cosa-live-generator"
     inst_script "$moddir/is-live-image" /usr/bin/is-live-image
