@@ -317,6 +317,19 @@ pub struct RunOpts {
     /// How to reach the guest (default: as `kola run` chooses).
     #[arg(long, value_enum)]
     pub transport: Option<TransportKind>,
+    /// Show the real login prompt on the console instead of a root shell.
+    #[arg(long)]
+    pub no_autologin: bool,
+    /// Log in over SSH (streams with sshd) once the guest is up, instead of the
+    /// serial console; the guest powers off when the session ends.
+    #[arg(long, conflicts_with = "console")]
+    pub ssh: bool,
+    /// Extra kernel arguments (the image's kernel is then booted directly).
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    pub kargs: Option<String>,
+    /// An extra blank disk of this size (qemu-img syntax: 5G, 512M). Repeatable.
+    #[arg(long, value_name = "SIZE")]
+    pub add_disk: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -448,3 +448,98 @@ fn kernel_override_is_the_kernel_booted() {
     let nvra = older.file_stem().unwrap().to_string_lossy().into_owned();
     assert!(output.contains(&format!("override: {nvra}")), "{output}");
 }
+
+/// `cosa run -c` with its serial console on pipes: everything it printed, and
+/// QEMU's exit. `input` is typed once `ready` appears; without `input` the VM
+/// is killed once `ready` appears.
+fn run_console(wd: &Path, args: &[&str], ready: &str, input: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut child = cmdext::command(cosa_bin())
+        .args(["run", "-c"])
+        .args(args)
+        .env("COSA_DIR", wd)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = std::sync::Arc::new(Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = seen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !seen.lock().unwrap().contains(ready) {
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!(
+                "cosa run {args:?}: no {ready:?} on the console:\n{}",
+                seen.lock().unwrap()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    match input {
+        Some(text) => {
+            child
+                .stdin
+                .as_mut()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            while child.try_wait().unwrap().is_none() {
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("cosa run {args:?}: the guest did not power off");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+        }
+        None => {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+    reader.join().unwrap();
+    let text = seen.lock().unwrap().clone();
+    text
+}
+
+#[test]
+fn cosa_run_logs_in_and_takes_kargs_and_disks() {
+    let wd = workdir();
+    let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
+    // The motd is what the root shell prints once logged in.
+    let motd = "Demo CoreOS: an image-based test OS";
+    std::thread::scope(|s| {
+        let plain = s.spawn(|| run_console(wd, &["--no-autologin"], "login:", None));
+        let out = run_console(
+            wd,
+            &["--kargs", "cosa.test=run", "--add-disk", "1G"],
+            motd,
+            Some("echo COSA-RUN-$((6*7)); cat /proc/cmdline; ls /sys/block; poweroff\n"),
+        );
+        assert!(out.contains("COSA-RUN-42"), "no root shell:\n{out}");
+        assert!(out.contains("cosa.test=run"), "--kargs not booted:\n{out}");
+        assert!(out.contains("vdb"), "--add-disk not attached:\n{out}");
+        let plain = plain.join().unwrap();
+        assert!(
+            !plain.contains(motd),
+            "--no-autologin logged in anyway:\n{plain}"
+        );
+    });
+    // Bad input: refused before any VM starts.
+    let o = cosa(wd, &["run", "--add-disk", "5 G"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--add-disk"));
+}

@@ -156,10 +156,21 @@ pub fn run_vm(g: &GlobalOpts, o: &RunOpts) -> Result<()> {
         memory_mib: o.memory,
         console: o.console,
         transport: o.transport,
+        autologin: !o.no_autologin,
+        ssh: o.ssh,
+        kargs: o
+            .kargs
+            .as_deref()
+            .map(|k| k.split_whitespace().map(String::from).collect())
+            .unwrap_or_default(),
+        add_disks: o.add_disk.clone(),
     };
     match kola::run_vm(&g.workdir, &opts)? {
         RunVmOutcome::Ready(ready) => println!("{}", serde_json::to_string_pretty(&ready)?),
         RunVmOutcome::ConsoleClosed(how) => eprintln!("cosa run: QEMU {how}"),
+        RunVmOutcome::SshClosed(code) => {
+            eprintln!("cosa run: SSH session ended ({code}); guest powered off")
+        }
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use fs_err as fs;
 
 use crate::kola::build::BuildUnderTest;
@@ -11,8 +11,8 @@ use crate::kola::harness;
 use crate::kola::machine::{
     empty_ignition, BootInfo, ConsoleMode, Firmware, Machine, MachineSpec, Transport, TransportKind,
 };
-use crate::kola::qemu;
 use crate::kola::run::{runtime, KVM_PROBE_TIMEOUT};
+use crate::kola::{kernelboot, qemu, ssh};
 
 /// How long the guest gets to be ready (its agent, or SSH and a started system).
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -31,6 +31,78 @@ pub struct RunVmOptions {
     pub console: bool,
     /// `None`: the agent if the build carries it, else SSH.
     pub transport: Option<TransportKind>,
+    /// A root shell on the consoles instead of a login prompt.
+    pub autologin: bool,
+    /// Hand this terminal to an SSH session once the guest is up.
+    pub ssh: bool,
+    /// Extra kernel arguments: the image's kernel is booted directly with them.
+    pub kargs: Vec<String>,
+    /// Blank extra disks, by size.
+    pub add_disks: Vec<String>,
+}
+
+/// What the first-boot config adds for autologin: a root shell on the serial
+/// console and the first VT, for either stream (busybox init reads the demo
+/// flag file; systemd runs the gettys with --autologin, as upstream's
+/// `cosa run` does).
+fn autologin_files() -> serde_json::Value {
+    let dropin = |getty: &str| {
+        format!(
+            "[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear {getty} $TERM\n"
+        )
+    };
+    let file = |path: &str, text: &str| {
+        serde_json::json!({
+            "path": path,
+            "mode": 0o644,
+            "overwrite": true,
+            "contents": {"source": format!("data:,{}", crate::live::customize::percent_encode(text.as_bytes()))},
+        })
+    };
+    serde_json::json!([
+        file("/etc/demo-init/autologin", ""),
+        file(
+            "/etc/systemd/system/serial-getty@.service.d/10-cosa-autologin.conf",
+            &dropin("--keep-baud 115200,57600,38400,9600 %I"),
+        ),
+        file(
+            "/etc/systemd/system/getty@.service.d/10-cosa-autologin.conf",
+            &dropin("-"),
+        ),
+    ])
+}
+
+/// Add `files` to the config's `storage.files`, refusing a path it writes already.
+fn add_files(config: &mut serde_json::Value, files: serde_json::Value) -> Result<()> {
+    let list = &mut config["storage"]["files"];
+    if list.is_null() {
+        *list = serde_json::json!([]);
+    }
+    let list = list
+        .as_array_mut()
+        .context("the Ignition config's storage.files is not a list")?;
+    for f in files.as_array().into_iter().flatten() {
+        if list.iter().any(|e| e["path"] == f["path"]) {
+            bail!(
+                "the Ignition config writes {} too; give --no-autologin to keep its version",
+                f["path"]
+            );
+        }
+        list.push(f.clone());
+    }
+    Ok(())
+}
+
+/// `--add-disk` sizes qemu-img takes: a number with an optional K, M, G or T.
+fn check_disk_size(size: &str) -> Result<()> {
+    let digits = size.trim_end_matches(['K', 'M', 'G', 'T']);
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || size.len() - digits.len() > 1
+    {
+        bail!("--add-disk {size:?}: expected a size such as 5G or 512M");
+    }
+    Ok(())
 }
 
 /// How the VM ended.
@@ -40,6 +112,8 @@ pub enum RunVmOutcome {
     Ready(BootInfo),
     /// The console session ended with QEMU's exit, described.
     ConsoleClosed(String),
+    /// The SSH session ended (its exit status, described); the guest was then powered off.
+    SshClosed(String),
 }
 
 /// Boots the build's qemu image once.
@@ -47,13 +121,31 @@ pub fn run_vm(workdir: &Path, o: &RunVmOptions) -> Result<RunVmOutcome> {
     let b = BuildUnderTest::open(workdir, o.build.as_deref())?;
     let image = b.qemu_image()?;
     qemu::check_host(b.arch, o.firmware)?;
-    let ignition = match &o.ignition {
+    let mut ignition = match &o.ignition {
         Some(p) => serde_json::from_slice(&fs::read(p)?)
             .with_context(|| format!("{}: not a JSON Ignition config", p.display()))?,
         None => empty_ignition(),
     };
+    if o.autologin {
+        add_files(&mut ignition, autologin_files())?;
+    }
+    for d in &o.add_disks {
+        check_disk_size(d)?;
+    }
+    let kind = b.transport(o.transport.or(o.ssh.then_some(TransportKind::Ssh)))?;
+    if o.ssh && kind != TransportKind::Ssh {
+        bail!("--ssh needs the SSH transport, not --transport agent");
+    }
     let dir = b.wd.tmp_dir().join(format!("run-{}", std::process::id()));
-    let transport = Transport::make(b.transport(o.transport)?, &dir.join("ssh"))?;
+    let transport = Transport::make(kind, &dir.join("ssh"))?;
+    let kernel_boot = if o.kargs.is_empty() {
+        None
+    } else {
+        Some(
+            kernelboot::extract(&image, &dir.join("kernel-boot"))
+                .context("extracting the image's kernel for --kargs (direct kernel boot)")?,
+        )
+    };
     let rt = runtime()?;
     let accel = rt.block_on(harness::probe_kvm(
         b.arch,
@@ -69,6 +161,9 @@ pub fn run_vm(workdir: &Path, o: &RunVmOptions) -> Result<RunVmOutcome> {
         } else {
             ConsoleMode::Logged
         },
+        kernel_boot,
+        append_kernel_args: o.kargs.clone(),
+        additional_disks: o.add_disks.clone(),
         ..MachineSpec::new(b.arch, format!("run-{}", b.id), dir.clone(), image, accel)
             .firmware(o.firmware)
             .memory(o.memory_mib)
@@ -80,15 +175,32 @@ pub fn run_vm(workdir: &Path, o: &RunVmOptions) -> Result<RunVmOutcome> {
         if o.console {
             // Said before QEMU takes the terminal over.
             eprintln!(
-                "cosa run: build {} ({}), serial console below; Ctrl-A x quits QEMU; agent channel {}",
+                "cosa run: build {} ({}), serial console below{}. To leave: `poweroff` in the guest, or Ctrl-A x (QEMU quits at once). Agent channel {}",
                 b.id,
                 accel.as_str(),
+                if o.autologin { ", logged in as root" } else { "" },
                 dir.join("agent.sock").display()
             );
             let how = m.wait_exit().await?;
             return Ok(RunVmOutcome::ConsoleClosed(how));
         }
         let ready = m.wait_ready(READY_TIMEOUT, None).await?;
+        if o.ssh {
+            let target = m.ssh_target().context("--ssh: the VM has no SSH link")?;
+            eprintln!(
+                "cosa run: build {} ({}), SSH session as {} below; leaving it (exit, Ctrl-D) powers the guest off",
+                b.id,
+                accel.as_str(),
+                ssh::USER
+            );
+            let status = target
+                .interactive()
+                .status()
+                .context("running the SSH client")?;
+            m.poweroff().await?;
+            m.shutdown(POWEROFF_GRACE).await?;
+            return Ok(RunVmOutcome::SshClosed(status.to_string()));
+        }
         m.poweroff().await?;
         m.shutdown(POWEROFF_GRACE).await?;
         Ok(RunVmOutcome::Ready(ready))
@@ -96,4 +208,36 @@ pub fn run_vm(workdir: &Path, o: &RunVmOptions) -> Result<RunVmOutcome> {
     drop(rt);
     let _ = fs::remove_dir_all(&dir);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn autologin_joins_the_users_config_once() {
+        let mut c = serde_json::json!({"ignition": {"version": "3.0.0"},
+            "storage": {"files": [{"path": "/etc/motd"}]}});
+        add_files(&mut c, autologin_files()).unwrap();
+        let paths: Vec<&str> = c["storage"]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(paths.len(), 4);
+        assert!(paths.contains(&"/etc/demo-init/autologin"));
+        let e = add_files(&mut c, autologin_files()).unwrap_err();
+        assert!(e.to_string().contains("--no-autologin"), "{e}");
+    }
+
+    #[test]
+    fn disk_sizes_are_checked() {
+        for ok in ["5G", "512M", "1073741824"] {
+            check_disk_size(ok).unwrap();
+        }
+        for bad in ["", "G", "5GG", "-1G", "5 G", "5g;rm"] {
+            assert!(check_disk_size(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -646,6 +646,14 @@ impl Machine {
         .await
     }
 
+    /// Where this VM's sshd is (SSH transport).
+    pub fn ssh_target(&self) -> Option<&ssh::Target> {
+        match &self.link {
+            Link::Ssh(l) => Some(l.target()),
+            Link::Agent(_) => None,
+        }
+    }
+
     /// Kills QEMU now.
     pub async fn kill(&mut self) {
         if let Link::Ssh(l) = &mut self.link {

@@ -175,6 +175,15 @@ impl Target {
         )
     }
 
+    /// An interactive login on this terminal, through the master connection.
+    pub fn interactive(&self) -> std::process::Command {
+        let mut c = cmdext::command("ssh");
+        c.args(self.options())
+            .args(["-o", "ControlMaster=no", "-t"])
+            .arg(self.destination());
+        c
+    }
+
     /// `ssh … REMOTE` through the master connection.
     pub fn command(&self, remote: &str) -> tokio::process::Command {
         let mut c = cmdext::async_command("ssh");

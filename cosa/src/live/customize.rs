@@ -283,9 +283,9 @@ fn check_installer_config(data: &[u8], path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// RFC 2397 data URL, percent-encoded (for `--dest-file` contents).
-fn data_url(bytes: &[u8]) -> String {
-    let mut s = String::from("data:,");
+/// `bytes` percent-encoded for an RFC 2397 data URL (`data:,` + this).
+pub fn percent_encode(bytes: &[u8]) -> String {
+    let mut s = String::new();
     for &b in bytes {
         if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
             s.push(b as char);
@@ -294,6 +294,11 @@ fn data_url(bytes: &[u8]) -> String {
         }
     }
     s
+}
+
+/// RFC 2397 data URL, percent-encoded (for `--dest-file` contents).
+fn data_url(bytes: &[u8]) -> String {
+    format!("data:,{}", percent_encode(bytes))
 }
 
 /// The `--dest-file` entries (`LOCAL:/dest/path`) as Ignition files.

@@ -67,6 +67,10 @@ pub(crate) struct SshLink {
 }
 
 impl SshLink {
+    pub(crate) fn target(&self) -> &ssh::Target {
+        &self.target
+    }
+
     pub(super) fn new(port: u16, key: &ssh::KeyPair, log: &Path) -> Result<SshLink> {
         let dir = tempfile::Builder::new()
             .prefix("cosa-ssh-")
