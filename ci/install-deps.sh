@@ -24,7 +24,7 @@ PACKAGES=(
     # containers
     skopeo podman runc
     # misc test helpers
-    jq python3-jsonschema git bc python3-venv curl
+    jq python3-jsonschema python3-yaml git bc python3-venv curl
     # coreos-installer (built from crates.io below) links OpenSSL
     libssl-dev
 )
@@ -60,6 +60,19 @@ install_coreos_installer() {
     cargo install --quiet --locked --force --root "$TOOLS" "coreos-installer@$COREOS_INSTALLER"
 }
 
+# action-validator, from crates.io, pinned: ci/lint-pipeline checks the CI
+# workflow against GitHub's schema with it.
+ACTION_VALIDATOR=0.9.0
+
+install_action_validator() {
+    if [ "$("$TOOLS/bin/action-validator" --version 2>/dev/null)" = "action-validator $ACTION_VALIDATOR" ]; then
+        echo "install-deps: action-validator $ACTION_VALIDATOR present in $TOOLS"
+        return
+    fi
+    echo "install-deps: building action-validator $ACTION_VALIDATOR into $TOOLS"
+    cargo install --quiet --locked --force --root "$TOOLS" "action-validator@$ACTION_VALIDATOR"
+}
+
 missing=()
 for p in "${PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -71,6 +84,7 @@ if [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps: all ${#PACKAGES[@]} packages present"
     install_pytools
     install_coreos_installer
+    install_action_validator
     exit 0
 fi
 
@@ -82,3 +96,4 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends --allow-downgrades "${missing[@]}" qemu-utils/bookworm
 install_pytools
 install_coreos_installer
+install_action_validator

@@ -158,6 +158,65 @@ fn sign_makes_signatures_their_consumers_accept_and_refuses_bad_input() {
     let archive = dir.join(ostree["path"].as_str().unwrap());
     let simplesig = PathBuf::from(format!("{}.simplesig", archive.display()));
     policy_accepts_the_container_signature(t.path(), &archive, &simplesig, &pubkey, &other_home);
+
+    promote_runs_the_pipelines_steps(&f, &id, home_s, &uid);
+}
+
+/// `ci/promote`, the pipeline's promote job, on the signed build: refused unsigned
+/// (no key) with nothing tagged; then signed, tagged, with release and stream
+/// metadata naming the build.
+fn promote_runs_the_pipelines_steps(f: &Fixture, id: &str, home: &str, uid: &str) {
+    let promote = |extra: &[&str]| {
+        cmdext::command(common::repo_root().join("ci/promote"))
+            .args([
+                "--stream",
+                "stable",
+                "--base-url",
+                "https://builds.cosa.invalid/demo",
+            ])
+            .args(extra)
+            .env("COSA", common::cosa_bin())
+            .env("COSA_DIR", f.workdir())
+            .output()
+            .unwrap()
+    };
+    let tags = |f: &Fixture| f.builds_json()["tags"].clone();
+    let before = tags(f);
+    let out = promote(&[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--gpg-key is required"));
+    assert_eq!(tags(f), before, "an unsigned promotion tagged the build");
+
+    let out = promote(&[
+        "--gpg-key",
+        uid,
+        "--gpg-homedir",
+        home,
+        "--container-identity",
+        IDENTITY,
+    ]);
+    assert!(
+        out.status.success(),
+        "ci/promote: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = serde_json::to_string(&tags(f)).unwrap();
+    for tag in ["testing-passed", "stable"] {
+        assert!(
+            text.contains(tag) && text.contains(id),
+            "no tag {tag} on {id}: {text}"
+        );
+    }
+    // This build has no disk images, so the stream lists no artifacts; its
+    // release metadata names the build.
+    let stream: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(f.workdir().join("builds/streams/stable.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stream["stream"], "stable", "{stream}");
+    let release =
+        std::fs::read_to_string(f.workdir().join(format!("builds/{id}/release.json"))).unwrap();
+    assert!(release.contains(id), "{release}");
 }
 
 /// A pull from the workdir's repo through a remote with `gpg-verify=true` and the
