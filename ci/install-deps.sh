@@ -46,31 +46,26 @@ install_pytools() {
     echo "${PYPI[*]}" > "$PYTOOLS/.pins"
 }
 
-# The real coreos-installer, from crates.io, pinned: the tests prove with it that
-# our stream metadata and live media are what it expects.
+# Tools from crates.io, pinned, built into $TOOLS/bin (each binary is named
+# like its crate and prints "NAME VERSION" for --version):
+# - coreos-installer: the tests prove with it that our stream metadata and
+#   live media are what the real tool expects;
+# - action-validator: ci/lint-pipeline checks the CI workflow against GitHub's
+#   schema with it.
 TOOLS=${COSA_TOOLS:-/opt/cosa/tools}
-COREOS_INSTALLER=0.27.0
+CRATES=(coreos-installer@0.27.0 action-validator@0.9.0)
 
-install_coreos_installer() {
-    if [ "$("$TOOLS/bin/coreos-installer" --version 2>/dev/null)" = "coreos-installer $COREOS_INSTALLER" ]; then
-        echo "install-deps: coreos-installer $COREOS_INSTALLER present in $TOOLS"
-        return
-    fi
-    echo "install-deps: building coreos-installer $COREOS_INSTALLER into $TOOLS (a few minutes)"
-    cargo install --quiet --locked --force --root "$TOOLS" "coreos-installer@$COREOS_INSTALLER"
-}
-
-# action-validator, from crates.io, pinned: ci/lint-pipeline checks the CI
-# workflow against GitHub's schema with it.
-ACTION_VALIDATOR=0.9.0
-
-install_action_validator() {
-    if [ "$("$TOOLS/bin/action-validator" --version 2>/dev/null)" = "action-validator $ACTION_VALIDATOR" ]; then
-        echo "install-deps: action-validator $ACTION_VALIDATOR present in $TOOLS"
-        return
-    fi
-    echo "install-deps: building action-validator $ACTION_VALIDATOR into $TOOLS"
-    cargo install --quiet --locked --force --root "$TOOLS" "action-validator@$ACTION_VALIDATOR"
+install_crates() {
+    local c name version
+    for c in "${CRATES[@]}"; do
+        name=${c%@*} version=${c#*@}
+        if [ "$("$TOOLS/bin/$name" --version 2>/dev/null)" = "$name $version" ]; then
+            echo "install-deps: $name $version present in $TOOLS"
+            continue
+        fi
+        echo "install-deps: building $name $version into $TOOLS (a few minutes)"
+        cargo install --quiet --locked --force --root "$TOOLS" "$c"
+    done
 }
 
 missing=()
@@ -83,8 +78,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps: all ${#PACKAGES[@]} packages present"
     install_pytools
-    install_coreos_installer
-    install_action_validator
+    install_crates
     exit 0
 fi
 
@@ -95,5 +89,4 @@ apt-get update -qq
 # cannot sit beside: take both from bookworm together.
 apt-get install -y -qq --no-install-recommends --allow-downgrades "${missing[@]}" qemu-utils/bookworm
 install_pytools
-install_coreos_installer
-install_action_validator
+install_crates
