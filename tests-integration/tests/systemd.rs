@@ -265,24 +265,6 @@ fn live_media(wd: &Path, t: &Path) {
     ]);
     assert!(ok, "coreos-installer iso customize: {err}");
 
-    let dir = t.join("vm-iso");
-    let (mut spec, target) = install_vm(&dir, 2048);
-    spec.drives = vec![
-        Drive::disk(&target, "raw").bootindex(1),
-        Drive::cdrom(&iso).bootindex(2),
-    ];
-    let vm = Vm::start(&dir, &spec);
-    vm.wait_console(
-        "cosa-report: live day 0 from /run/media/iso/images/pxeboot/rootfs.img",
-        LIVE_TIMEOUT,
-    );
-    vm.wait_console(
-        "cosa-report: hello from day 0 cosa.test=day0 running",
-        LIVE_TIMEOUT,
-    );
-    common::assert_hooks_ran(&vm.console());
-    drop(vm);
-
     // The PXE live config: the ISO's, merging a config the host serves (it
     // replaces /etc/cosa-day0), fetched in the initramfs over the user network.
     let www = t.join("www");
@@ -333,12 +315,39 @@ fn live_media(wd: &Path, t: &Path) {
         initrd: Some(initrd),
         cmdline: "ignition.firstboot ignition.platform.id=metal console=ttyS0,115200n8 no_timer_check coreos.inst.install_dev=/dev/vda coreos.inst.skip_reboot".into(),
     });
+    // The ISO's install and the PXE boot, two VMs at a time.
+    std::thread::scope(|scope| {
+        let iso_run = scope.spawn(|| iso_install(t, &iso));
+        let vm = Vm::start(&dir, &spec);
+        vm.wait_console(
+            "cosa-report: remote day 0 from /root.squashfs",
+            LIVE_TIMEOUT,
+        );
+        vm.wait_console("cosa-report: install active", LIVE_TIMEOUT);
+        iso_run.join().unwrap();
+    });
+}
+
+/// The customized ISO installs to the first disk and reboots into the
+/// installed system, its hooks on either side of the install.
+fn iso_install(t: &Path, iso: &Path) {
+    let dir = t.join("vm-iso");
+    let (mut spec, target) = install_vm(&dir, 2048);
+    spec.drives = vec![
+        Drive::disk(&target, "raw").bootindex(1),
+        Drive::cdrom(iso).bootindex(2),
+    ];
     let vm = Vm::start(&dir, &spec);
     vm.wait_console(
-        "cosa-report: remote day 0 from /root.squashfs",
+        "cosa-report: live day 0 from /run/media/iso/images/pxeboot/rootfs.img",
         LIVE_TIMEOUT,
     );
-    vm.wait_console("cosa-report: install active", LIVE_TIMEOUT);
+    vm.wait_console(
+        "cosa-report: hello from day 0 cosa.test=day0 running",
+        LIVE_TIMEOUT,
+    );
+    common::assert_hooks_ran(&vm.console());
+    drop(vm);
 }
 
 /// `qemu-img info`'s format of `path`, read as `format` when given.
@@ -537,8 +546,13 @@ fn upgrade(wd: &Path, t: &Path) {
             ],
         )
     };
+    // The accepted and the refused upgrade, two VMs at a time.
     let out = t.join("upgrade");
-    let r = run(&key, &out);
+    let refused_out = t.join("upgrade-refused");
+    let (r, refused) = std::thread::scope(|scope| {
+        let refused = scope.spawn(|| run(&other_key, &refused_out));
+        (run(&key, &out), refused.join().unwrap())
+    });
     let stdout = String::from_utf8_lossy(&r.0.stdout);
     let stderr = String::from_utf8_lossy(&r.0.stderr);
     assert!(r.0.status.success(), "{stdout}\n{stderr}");
@@ -559,10 +573,8 @@ fn upgrade(wd: &Path, t: &Path) {
 
     // Signed by a key the remote does not trust: the pull is refused, and the
     // report names both builds and quotes the console.
-    let out = t.join("upgrade-refused");
-    let r = run(&other_key, &out);
-    let stdout = String::from_utf8_lossy(&r.0.stdout);
-    assert!(!r.0.status.success(), "{stdout}");
+    let stdout = String::from_utf8_lossy(&refused.0.stdout);
+    assert!(!refused.0.status.success(), "{stdout}");
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["result"], "FAIL", "{json:#}");
     let output = json["tests"][0]["output"].as_str().unwrap();
