@@ -385,6 +385,21 @@ mod tests {
     }
 
     #[test]
+    fn the_root_image_sits_where_the_live_initramfs_mounts_it() {
+        let t = tempfile::tempdir().unwrap();
+        let img = t.path().join("root.squashfs");
+        fs::write(&img, b"hsqs and the rest").unwrap();
+        for member in ["root.squashfs", "root.erofs"] {
+            let out = t.path().join(format!("{member}.cpio"));
+            write_rootfs_cpio(&img, member, &out).unwrap();
+            let data = fs::read(&out).unwrap();
+            let at = ROOTFS_DATA_OFFSET as usize;
+            assert_eq!(&data[110..110 + member.len()], member.as_bytes());
+            assert_eq!(&data[at..at + 17], b"hsqs and the rest", "{member}");
+        }
+    }
+
+    #[test]
     fn artifact_names_follow_coreos_assembler() {
         assert_eq!(
             artifact_file("demo", "1", "live-iso", "x86_64"),
