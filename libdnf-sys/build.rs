@@ -14,6 +14,10 @@ fn main() {
         .atleast_version("0.60")
         .probe("libdnf")
         .expect("pkg-config: libdnf (Debian: libdnf-dev) not found");
+    // rpmvercmp comes from librpmio (libdnf links it privately).
+    pkg_config::Config::new()
+        .probe("rpm")
+        .expect("pkg-config: rpm (Debian: librpm-dev) not found");
     // libdnf.pc does not list gobject/gio, which its headers and our callers use.
     let mut include_paths = libdnf.include_paths.clone();
     for lib in ["gobject-2.0", "gio-2.0"] {
@@ -24,7 +28,7 @@ fn main() {
 
     let mut builder = bindgen::Builder::default()
         .header("src/wrapper.h")
-        .allowlist_function("dnf_.*|hy_.*")
+        .allowlist_function("dnf_.*|hy_.*|rpmvercmp")
         .allowlist_type("Dnf.*|Hy.*|_hy_.*")
         .allowlist_var("DNF_.*|HY_.*")
         // GLib, GObject and GIO types come from the glib-sys family (see src/lib.rs).

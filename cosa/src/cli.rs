@@ -521,13 +521,29 @@ pub struct MetaOpts {
 
 #[derive(Debug, Args)]
 pub struct DiffOpts {
-    /// Compare the package sets.
+    /// Compare the package sets: added, removed, upgraded, downgraded.
     #[arg(long)]
     pub rpms: bool,
-    /// Machine-readable output.
+    /// The package comparison as JSON: the same as `--rpms --json`.
+    #[arg(long)]
+    pub rpms_json: bool,
+    /// Compare the ostree commits: paths added, removed and modified.
+    #[arg(long)]
+    pub ostree: bool,
+    /// Compare the partition tables of the metal images (`cosa osbuild metal`).
+    #[arg(long)]
+    pub metal_part_table: bool,
+    /// Compare the file listings (path, size) of the live ISOs (`cosa buildextend-live`).
+    #[arg(long)]
+    pub live_iso_ls: bool,
+    /// Compare the initramfs of the commits: paths, modes, sizes and contents.
+    #[arg(long)]
+    pub initrd: bool,
+    /// One JSON object: `from`, `to`, and a key per comparison asked for, each with
+    /// lists of what was added, removed and modified.
     #[arg(long)]
     pub json: bool,
-    /// Older build (default: the one before NEW).
+    /// Older build (default: the one before TO).
     pub from: Option<String>,
     /// Newer build (default: latest).
     pub to: Option<String>,
@@ -535,12 +551,22 @@ pub struct DiffOpts {
 
 #[derive(Debug, Args)]
 pub struct PruneOpts {
-    /// How many of the newest builds to keep.
-    #[arg(long, default_value_t = 3)]
+    /// How many of the newest builds to keep (tagged builds are kept too).
+    #[arg(long, default_value_t = 3, conflicts_with = "policy")]
     pub keep: usize,
+    /// Retention policy (YAML keyed by stream: keep-last-n, keep-tagged,
+    /// keep-younger-than); see docs/release.md.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<std::path::PathBuf>,
+    /// The stream whose policy applies (default: the config's `stream` variable).
+    #[arg(long, requires = "policy")]
+    pub stream: Option<String>,
     /// Say what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -148,8 +148,12 @@ fn history_state(f: &Fixture) -> (String, Vec<String>) {
 fn meta_json_validates_against_the_schema_and_history_commands_work() {
     let f = Fixture::new();
     f.cosa(&["build"]).ok();
-    // A second build with a package update records a pkgdiff against its parent.
-    f.repo.add(&[common::kernel("6.1", "1")]).unwrap();
+    // A second build with package updates records a pkgdiff against its parent; libfoo
+    // is also in the initramfs.
+    let libfoo = testrepo::Package::new("libfoo", "1.1", "1")
+        .provides("libfoo.so.1")
+        .file("/usr/lib/libfoo.so.1", "foo v1.1\n");
+    f.repo.add(&[common::kernel("6.1", "1"), libfoo]).unwrap();
     f.cosa(&["build"]).ok();
     assert_eq!(f.build_count(), 2);
     let meta = f.latest_meta();
@@ -167,13 +171,14 @@ fn meta_json_validates_against_the_schema_and_history_commands_work() {
         meta["ostree-commit"].as_str().unwrap()
     );
     let d = f.cosa(&["diff", "--rpms"]).ok();
-    assert!(d.contains("~ kernel 6.0-1 -> 6.1-1"), "{d}");
-
-    // Tagged builds survive pruning; untagged old ones go, with their commits.
+    assert!(d.contains("[rpms]\n~ kernel 6.0-1 -> 6.1-1\n"), "{d}");
     let first = f.builds_json()["builds"][1]["id"]
         .as_str()
         .unwrap()
         .to_string();
+    diff_commands_compare_packages_paths_and_initramfs(&f, &first, id);
+
+    // Tagged builds survive pruning; untagged old ones go, with their commits.
     f.cosa(&["tag", "add", "keep-me", &first]).ok();
     f.cosa(&["prune", "--keep", "1"]).ok();
     assert_eq!(f.build_count(), 2, "tagged build was pruned");
@@ -187,7 +192,8 @@ fn meta_json_validates_against_the_schema_and_history_commands_work() {
         !refs.contains("cosa/pkg/kernel-6.0-1") && refs.contains("cosa/pkg/kernel-6.1-1"),
         "{refs}"
     );
-    assert!(refs.contains("cosa/pkg/libfoo-1.0-1"), "{refs}");
+    assert!(!refs.contains("cosa/pkg/libfoo-1.0-1"), "{refs}");
+    assert!(refs.contains("cosa/pkg/app-2.0-1"), "{refs}");
     assert!(!f
         .workdir()
         .join("cache/rpms/kernel-6.0-1.x86_64.rpm")
@@ -199,6 +205,94 @@ fn meta_json_validates_against_the_schema_and_history_commands_work() {
     f.ostree(&["fsck"]);
     // And the next build still composes from what is left.
     f.cosa(&["build", "--force"]).ok();
+}
+
+/// `cosa diff` between the fixture's two builds (kernel and libfoo updated).
+fn diff_commands_compare_packages_paths_and_initramfs(f: &Fixture, first: &str, second: &str) {
+    let j: serde_json::Value =
+        serde_json::from_str(&f.cosa(&["diff", "--rpms-json", "--ostree", "--json"]).ok()).unwrap();
+    assert_eq!(
+        (j["from"].as_str(), j["to"].as_str()),
+        (Some(first), Some(second))
+    );
+    assert!(j.get("initrd").is_none(), "only what was asked for: {j}");
+    let upgraded: Vec<(&str, &str, &str)> = j["rpms"]["upgraded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let s = |side: &str, k: &str| c[side][k].as_str().unwrap();
+            (s("to", "name"), s("from", "evr"), s("to", "evr"))
+        })
+        .collect();
+    assert_eq!(
+        upgraded,
+        [("kernel", "6.0-1", "6.1-1"), ("libfoo", "1.0-1", "1.1-1")],
+        "{j}"
+    );
+    for k in ["added", "removed", "downgraded", "changed"] {
+        assert_eq!(j["rpms"][k], serde_json::json!([]), "{k}: {j}");
+    }
+    let modified: Vec<&str> = j["ostree"]["modified"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    for p in [
+        format!("/usr/lib/modules/{KVER}/vmlinuz"),
+        format!("/usr/lib/modules/{KVER}/kernel-release"),
+        format!("/usr/lib/modules/{KVER}/initramfs.img"),
+        "/usr/lib/libfoo.so.1".to_string(),
+    ] {
+        assert!(modified.contains(&p.as_str()), "{p} not modified: {j}");
+    }
+    assert!(!modified.contains(&"/usr/bin/app"), "{j}");
+    assert!(j["ostree"]["added"].is_array() && j["ostree"]["removed"].is_array());
+
+    // The fixture's initramfs is a cpio archive holding libfoo.
+    let t = f.cosa(&["diff", "--initrd"]).ok();
+    assert!(t.contains("[initrd]\n"), "{t}");
+    assert!(t.contains("~ /usr/lib/libfoo.so.1: size 7 -> 9\n"), "{t}");
+    let j: serde_json::Value =
+        serde_json::from_str(&f.cosa(&["diff", "--initrd", "--json", first, second]).ok()).unwrap();
+    let image = format!("/usr/lib/modules/{KVER}/initramfs.img");
+    assert_eq!(j["initrd"]["image"]["to"], image.as_str(), "{j}");
+    let libfoo = j["initrd"]["modified"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["to"]["path"] == "/usr/lib/libfoo.so.1")
+        .unwrap_or_else(|| panic!("libfoo not modified: {j}"));
+    assert_eq!(libfoo["from"]["size"], 7);
+    assert_eq!(libfoo["to"]["mode"], "100644");
+
+    // Backwards is a downgrade; the same build has no differences.
+    let t = f.cosa(&["diff", "--rpms", second, first]).ok();
+    assert!(t.contains("~ kernel 6.1-1 -> 6.0-1 (downgrade)"), "{t}");
+    let t = f.cosa(&["diff", "--rpms", "--ostree", second, second]).ok();
+    assert_eq!(
+        t,
+        format!("From {second} to {second}\n[rpms]\nNo differences\n[ostree]\nNo differences\n")
+    );
+
+    // No images in these builds: the errors say which build and how to make them.
+    let e = f.cosa(&["diff", "--metal-part-table"]).err();
+    assert!(
+        e.contains(&format!("build {first} has no metal image"))
+            && e.contains("cosa osbuild metal"),
+        "{e}"
+    );
+    let e = f.cosa(&["diff", "--live-iso-ls"]).err();
+    assert!(
+        e.contains("live ISO") && e.contains("cosa buildextend-live"),
+        "{e}"
+    );
+    let e = f.cosa(&["diff"]).err();
+    assert!(
+        e.contains("--rpms-json") && e.contains("--metal-part-table") && e.contains("--initrd"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -329,3 +329,147 @@ fn policy_accepts_the_container_signature(
     std::fs::write(image.join("signature-1"), &bad).unwrap();
     assert!(!copy(&good).status.success());
 }
+
+/// Every artifact meta.json lists is there with its recorded sha256.
+fn assert_artifacts_intact(dir: &Path) {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("meta.json")).unwrap()).unwrap();
+    let images = meta["images"].as_object().unwrap();
+    assert!(!images.is_empty(), "{}: no artifacts", dir.display());
+    for (name, a) in images {
+        let file = dir.join(a["path"].as_str().unwrap());
+        let sum = cmdext::command("sha256sum")
+            .arg(&file)
+            .run_get_string()
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert_eq!(
+            sum.split_whitespace().next(),
+            a["sha256"].as_str(),
+            "{name}: {}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn prune_policy_keeps_what_it_says_and_breaks_no_kept_build() {
+    let f = Fixture::new();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        std::fs::write(
+            f.config().join("overlays/10test/usr/lib/test-overlay"),
+            format!("build {i}\n"),
+        )
+        .unwrap();
+        f.cosa(&["build"]).ok();
+        f.cosa(&["build-container"]).ok();
+        ids.push(f.latest_meta()["buildid"].as_str().unwrap().to_string());
+    }
+    let [b1, b2, b3, b4] = [&ids[0], &ids[1], &ids[2], &ids[3]];
+    f.cosa(&["tag", "add", "released", b2]).ok();
+    // The three older builds were made 40 days ago.
+    let old = cmdext::command("date")
+        .args(["-u", "-d", "40 days ago", "+%Y-%m-%dT%H:%M:%SZ"])
+        .run_get_string()
+        .unwrap()
+        .trim()
+        .to_string();
+    for id in [b1, b2, b3] {
+        let p = f.workdir().join(format!("builds/{id}/x86_64/meta.json"));
+        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        m["coreos-assembler.build-timestamp"] = old.clone().into();
+        std::fs::write(&p, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    }
+    let t = tempfile::tempdir().unwrap();
+    let policy = t.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "stable:\n  keep-last-n: 1\n  keep-younger-than: 30d\nnext:\n  keep-last-n: 10\n",
+    )
+    .unwrap();
+    let policy_s = policy.to_str().unwrap();
+    // What an interrupted build leaves: a directory builds.json does not list.
+    let leftover = f.workdir().join("builds/9.interrupted/x86_64");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("partial.qcow2"), vec![0u8; 8192]).unwrap();
+    let state = || {
+        let mut dirs: Vec<String> = std::fs::read_dir(f.workdir().join("builds"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        dirs.sort();
+        (f.builds_json(), dirs, f.ostree(&["refs"]))
+    };
+    let before = state();
+
+    // Bad input, refused with nothing touched: a stream the policy does not name,
+    // a config without a `stream` variable, a malformed policy.
+    let e = f
+        .cosa(&["prune", "--policy", policy_s, "--stream", "rawhide"])
+        .err();
+    assert!(e.contains("rawhide") && e.contains("next, stable"), "{e}");
+    let e = f.cosa(&["prune", "--policy", policy_s]).err();
+    assert!(e.contains("--stream"), "{e}");
+    let bad = t.path().join("bad.yaml");
+    std::fs::write(&bad, "stable: {keep-last-n: 0}\n").unwrap();
+    let e = f
+        .cosa(&[
+            "prune",
+            "--policy",
+            bad.to_str().unwrap(),
+            "--stream",
+            "stable",
+        ])
+        .err();
+    assert!(e.contains("bad.yaml") && e.contains("at least 1"), "{e}");
+    assert_eq!(state(), before);
+
+    // --dry-run says what would go and why the rest stays, and deletes nothing.
+    let args = ["prune", "--policy", policy_s, "--stream", "stable"];
+    let out = f.cosa(&[&args[..], &["--dry-run", "--json"]].concat()).ok();
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let action = |id: &str| {
+        plan["builds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(action(b4)["action"], "keep", "{plan}");
+    assert_eq!(action(b2)["kept-because"], serde_json::json!(["tagged"]));
+    assert_eq!(action(b3)["action"], "delete", "{plan}");
+    assert_eq!(action(b1)["action"], "delete", "{plan}");
+    assert_eq!(plan["leftovers"], serde_json::json!(["9.interrupted"]));
+    let would_free = plan["freed-build-bytes"].as_u64().unwrap();
+    assert!(would_free > 0, "{plan}");
+    assert_eq!(state(), before);
+
+    // The real run deletes exactly those, reclaims their artifacts, commits and
+    // packages, and leaves every kept build whole.
+    let out = f.cosa(&args).ok();
+    assert!(out.contains(&format!("Deleting build {b3}")), "{out}");
+    let kept: Vec<String> = f.builds_json()["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kept, [b4.clone(), b2.clone()]);
+    assert!(!leftover.exists(), "{out}");
+    for id in [b1, b3] {
+        assert!(!f.workdir().join("builds").join(id).exists(), "{id}");
+        let gone = format!("cosa/build/{id}");
+        assert!(!f.ostree(&["refs"]).lines().any(|l| l == gone), "{id}");
+    }
+    for id in [b4, b2] {
+        assert_artifacts_intact(&f.workdir().join(format!("builds/{id}/x86_64")));
+    }
+    f.ostree(&["fsck"]);
+    // The newest build still composes as before: nothing it needs was pruned.
+    let out = f.cosa(&["build"]).ok();
+    assert!(out.contains("No changes"), "{out}");
+    let again = f.cosa(&args).ok();
+    assert!(again.contains("Nothing to prune"), "{again}");
+}

@@ -2,9 +2,11 @@
 //! and `init`, which makes a workdir.
 
 pub mod artifact;
+pub mod diff;
 pub mod history;
 pub mod init;
 pub mod meta;
+pub mod retention;
 pub mod workdir;
 
 pub use history::History;

@@ -2,7 +2,8 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::builds::meta::pkgdiff::{pkgdiff, PkgDiff, PkgDiffKind, PkgEvra};
+use crate::builds::diff::{self, Differ};
+use crate::builds::retention::{Policy, StreamPolicy};
 use crate::builds::{History, Workdir};
 use crate::cli::{DiffOpts, GlobalOpts, ListOpts, MetaOpts, PruneOpts, TagAction, TagOpts};
 use crate::compose::prune::PruneOptions;
@@ -81,61 +82,105 @@ pub fn meta(g: &GlobalOpts, o: &MetaOpts) -> Result<()> {
 }
 
 pub fn diff(g: &GlobalOpts, o: &DiffOpts) -> Result<()> {
-    let (_, h) = open(g)?;
-    if !o.rpms {
-        bail!("say what to compare: --rpms");
+    let (wd, h) = open(g)?;
+    let asked = [
+        (o.rpms || o.rpms_json, Differ::Rpms),
+        (o.ostree, Differ::Ostree),
+        (o.metal_part_table, Differ::MetalPartTable),
+        (o.live_iso_ls, Differ::LiveIsoLs),
+        (o.initrd, Differ::Initrd),
+    ];
+    let differs: Vec<Differ> = asked
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, d)| *d)
+        .collect();
+    if differs.is_empty() {
+        let mut flags: Vec<String> = Differ::ALL
+            .iter()
+            .map(|d| format!("--{}", d.name()))
+            .collect();
+        flags.insert(1, "--rpms-json".into());
+        bail!("say what to compare: {}", flags.join(", "));
     }
-    let b = h.load()?;
-    let to = h.resolve_id(o.to.as_deref())?;
-    let from = match &o.from {
-        Some(f) => h.resolve_id(Some(f))?,
-        None => {
-            let i = b
-                .builds
-                .iter()
-                .position(|e| e.id == to)
-                .context("build not in builds.json")?;
-            b.builds
-                .get(i + 1)
-                .map(|e| e.id.clone())
-                .with_context(|| format!("build {to} has no older build to compare with"))?
-        }
-    };
-    let arch = Arch::host()?.name();
-    let d = pkgdiff(
-        &h.build_lockfile(&from, arch)?,
-        &h.build_lockfile(&to, arch)?,
-    );
-    if o.json {
-        println!("{}", serde_json::to_string_pretty(&d)?);
-        return Ok(());
-    }
-    for PkgDiff(name, kind, v) in &d {
-        let evr = |p: &Option<PkgEvra>| p.as_ref().map_or("", PkgEvra::evr).to_string();
-        match kind {
-            PkgDiffKind::Added => println!("+ {name} {}", evr(&v.new_package)),
-            PkgDiffKind::Removed => println!("- {name} {}", evr(&v.previous_package)),
-            PkgDiffKind::Changed => println!(
-                "~ {name} {} -> {}",
-                evr(&v.previous_package),
-                evr(&v.new_package)
-            ),
-        }
-    }
-    if d.is_empty() {
-        println!("No package differences between {from} and {to}.");
+    let (from, to) = diff::resolve_pair(&h, o.from.as_deref(), o.to.as_deref())?;
+    let report = diff::diff(&wd, Arch::host()?.name(), &from, &to, &differs)?;
+    if o.json || o.rpms_json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        report.write_text(&mut std::io::stdout().lock())?;
     }
     Ok(())
 }
 
+/// The stream a workdir's builds belong to: its config's `stream` variable.
+fn config_stream(wd: &Workdir, arch: &str) -> Result<String> {
+    let path = wd.treefile_path()?;
+    let tf = crate::config::treefile::Treefile::load(&path, arch)?;
+    match tf.variables.get("stream") {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        _ => bail!(
+            "{} sets no `stream` variable: say which stream's policy applies with --stream",
+            path.display()
+        ),
+    }
+}
+
 pub fn prune(g: &GlobalOpts, o: &PruneOpts) -> Result<()> {
     let wd = Workdir::open(&g.workdir)?;
+    let arch = Arch::host()?.name();
+    let (policy, stream) = match &o.policy {
+        None => (StreamPolicy::keep_last(o.keep), None),
+        Some(file) => {
+            let p = Policy::load(file)?;
+            let stream = match &o.stream {
+                Some(s) => s.clone(),
+                None => config_stream(&wd, arch)?,
+            };
+            let sp = p
+                .stream(&stream)
+                .with_context(|| format!("reading prune policy {}", file.display()))?
+                .clone();
+            (sp, Some(stream))
+        }
+    };
+    if o.keep == 0 && o.policy.is_none() {
+        bail!("--keep 0 would delete every build; the newest is always kept (say --keep 1)");
+    }
     let opts = PruneOptions {
-        keep: o.keep,
+        policy,
         dry_run: o.dry_run,
     };
-    let p = crate::compose::prune::prune(&wd, Arch::host()?.name(), &opts)?;
-    if p.builds.is_empty() {
+    let p = crate::compose::prune::prune(&wd, arch, &opts)?;
+    if o.json {
+        let builds: Vec<_> = p
+            .decisions
+            .iter()
+            .map(|(id, why)| {
+                serde_json::json!({
+                    "id": id,
+                    "action": if why.is_empty() { "delete" } else { "keep" },
+                    "kept-because": why.iter().map(|w| w.as_str()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "stream": stream, "dry-run": o.dry_run, "builds": builds,
+            "leftovers": p.leftovers,
+            "freed-build-bytes": p.freed_build_bytes,
+            "dropped-packages": p.dropped_packages,
+            "freed-ostree-bytes": p.freed_bytes,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    for (id, why) in &p.decisions {
+        if !why.is_empty() {
+            let why: Vec<_> = why.iter().map(|w| w.as_str()).collect();
+            println!("Keeping build {id} ({})", why.join(", "));
+        }
+    }
+    if p.builds.is_empty() && p.leftovers.is_empty() {
         println!("Nothing to prune.");
         return Ok(());
     }
@@ -147,7 +192,16 @@ pub fn prune(g: &GlobalOpts, o: &PruneOpts) -> Result<()> {
     for id in &p.builds {
         println!("{verb} build {id}");
     }
+    for d in &p.leftovers {
+        println!(
+            "{verb} builds/{d}, which builds.json does not list (left by an interrupted command)"
+        );
+    }
     if o.dry_run {
+        println!(
+            "Would free {} bytes of build artifacts (and the ostree objects and cached packages only they use)",
+            p.freed_build_bytes
+        );
         return Ok(());
     }
     println!(
@@ -155,8 +209,9 @@ pub fn prune(g: &GlobalOpts, o: &PruneOpts) -> Result<()> {
         p.dropped_packages
     );
     println!(
-        "Pruned {} builds; freed {} bytes of ostree objects",
+        "Pruned {} builds; freed {} bytes of build artifacts and {} bytes of ostree objects",
         p.builds.len(),
+        p.freed_build_bytes,
         p.freed_bytes
     );
     Ok(())

@@ -1,20 +1,27 @@
-//! `cosa prune` as one stage: delete old untagged builds, then the repo refs, cached
-//! package imports and downloaded RPMs that no remaining build uses.
+//! `cosa prune` as one stage: delete the builds the retention policy does not keep,
+//! then the repo refs, cached package imports and downloaded RPMs that no remaining
+//! build uses. A build's images, OCI archive and SBOM live in its directory and go
+//! with it; what prune frees is counted by inode, so a file another build still links
+//! is not counted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use fs_err as fs;
 
 use super::pkgcache;
 use crate::builds::history::{build_ref, BuildsJson};
+use crate::builds::retention::{decide, KeepReason, StreamPolicy};
 use crate::builds::{History, Workdir};
 
 /// What to prune.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PruneOptions {
-    /// Keep this many newest builds (tagged builds are always kept).
-    pub keep: usize,
+    /// What the stream keeps.
+    pub policy: StreamPolicy,
     /// Only say what would be deleted.
     pub dry_run: bool,
 }
@@ -22,23 +29,54 @@ pub struct PruneOptions {
 /// What `prune` did (or, with `dry_run`, would do).
 #[derive(Debug, Default)]
 pub struct Pruned {
+    /// Every build, newest first, with why it is kept (empty: deleted).
+    pub decisions: Vec<(String, BTreeSet<KeepReason>)>,
     /// The builds deleted, newest first.
     pub builds: Vec<String>,
+    /// Directories under builds/ that builds.json does not list (what an interrupted
+    /// build or prune left), deleted too.
+    pub leftovers: Vec<String>,
+    /// Bytes of build directories (images, OCI archives, logs) freed, or to be freed.
+    pub freed_build_bytes: u64,
     /// Cached package imports dropped.
     pub dropped_packages: usize,
     /// Bytes of ostree objects freed.
     pub freed_bytes: u64,
 }
 
-/// Delete the builds beyond the newest `keep` that no tag points at, and what only they used.
+/// A build's age from its meta.json `coreos-assembler.build-timestamp`.
+fn build_age(h: &History, id: &str, arch: &str) -> Option<Duration> {
+    let m = h.load_meta(id, arch).ok()?;
+    let t = chrono::DateTime::parse_from_rfc3339(m.build_timestamp.as_deref()?).ok()?;
+    (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+        .to_std()
+        .ok()
+}
+
+/// Delete the builds the policy does not keep, and what only they used.
 pub fn prune(wd: &Workdir, arch: &str, o: &PruneOptions) -> Result<Pruned> {
     let _lock = wd.lock("prune", true)?;
     let h = History::new(wd.builds_dir());
+    if !o.dry_run {
+        h.clean_staging()?;
+    }
     let mut b = h.load()?;
-    let doomed = doomed_builds(&b, o.keep);
-    if doomed.is_empty() || o.dry_run {
+    let decisions = decide(&b, &o.policy, |id| build_age(&h, id, arch));
+    let doomed: Vec<String> = decisions
+        .iter()
+        .filter(|(_, why)| why.is_empty())
+        .map(|(id, _)| id.clone())
+        .collect();
+    let leftovers = leftover_dirs(wd, &b)?;
+    let mut dirs: Vec<_> = doomed.iter().map(|id| wd.builds_dir().join(id)).collect();
+    dirs.extend(leftovers.iter().map(|n| wd.builds_dir().join(n)));
+    let freed_build_bytes = freed_by_removing(&dirs)?;
+    if (doomed.is_empty() && leftovers.is_empty()) || o.dry_run {
         return Ok(Pruned {
+            decisions,
             builds: doomed,
+            leftovers,
+            freed_build_bytes,
             ..Pruned::default()
         });
     }
@@ -46,9 +84,10 @@ pub fn prune(wd: &Workdir, arch: &str, o: &PruneOptions) -> Result<Pruned> {
     b.builds.retain(|e| !doomed.contains(&e.id));
     h.save(&b)?;
     let repo = pkgcache::open_repo(&wd.repo_path())?;
-    for id in &doomed {
-        let dir = wd.builds_dir().join(id);
-        fs::remove_dir_all(&dir)?;
+    for (id, dir) in doomed.iter().chain(&leftovers).zip(&dirs) {
+        if dir.exists() {
+            fs::remove_dir_all(dir)?;
+        }
         repo.set_ref_immediate(None, &build_ref(id), None, gio::Cancellable::NONE)
             .with_context(|| format!("deleting the ref of build {id}"))?;
     }
@@ -57,21 +96,60 @@ pub fn prune(wd: &Workdir, arch: &str, o: &PruneOptions) -> Result<Pruned> {
         .prune(ostree::RepoPruneFlags::REFS_ONLY, 0, gio::Cancellable::NONE)
         .context("pruning the ostree repo")?;
     Ok(Pruned {
+        decisions,
         builds: doomed,
+        leftovers,
+        freed_build_bytes,
         dropped_packages,
         freed_bytes,
     })
 }
 
-/// The builds beyond the newest `keep` that no tag points at.
-fn doomed_builds(b: &BuildsJson, keep: usize) -> Vec<String> {
-    let tagged: BTreeSet<&str> = b.tags.iter().map(|t| t.target.as_str()).collect();
-    b.builds
-        .iter()
-        .skip(keep)
-        .filter(|e| !tagged.contains(e.id.as_str()))
-        .map(|e| e.id.clone())
-        .collect()
+/// Build directories builds.json does not list. The workdir lock is held, so no
+/// command is writing one.
+fn leftover_dirs(wd: &Workdir, b: &BuildsJson) -> Result<Vec<String>> {
+    let dir = wd.builds_dir();
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return Ok(out);
+    };
+    for e in rd {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let listed = b.builds.iter().any(|x| x.id == name);
+        if !listed && !name.starts_with('.') && e.file_type()?.is_dir() {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The bytes removing `dirs` gives back: the blocks of each file all of whose links
+/// are inside them.
+fn freed_by_removing(dirs: &[impl AsRef<Path>]) -> Result<u64> {
+    let mut inodes: HashMap<(u64, u64), (u64, u64, u64)> = HashMap::new();
+    for d in dirs {
+        let d = d.as_ref();
+        if !d.exists() {
+            continue;
+        }
+        for e in walkdir::WalkDir::new(d) {
+            let e = e.with_context(|| format!("reading {}", d.display()))?;
+            let m = e
+                .metadata()
+                .with_context(|| format!("reading {}", e.path().display()))?;
+            let v = inodes
+                .entry((m.dev(), m.ino()))
+                .or_insert((m.nlink(), 0, m.blocks() * 512));
+            v.1 += 1;
+        }
+    }
+    Ok(inodes
+        .values()
+        .filter(|(nlink, seen, _)| seen >= nlink)
+        .map(|(_, _, bytes)| bytes)
+        .sum())
 }
 
 /// The package cache follows the builds: drop the import refs and downloaded RPMs of
@@ -123,24 +201,21 @@ fn prune_package_cache(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::builds::history::{BuildEntry, Tag};
 
     #[test]
-    fn tagged_and_newest_builds_are_kept() {
-        let entry = |id: &str| BuildEntry {
-            id: id.into(),
-            arches: vec!["x86_64".into()],
-        };
-        let b = BuildsJson {
-            builds: vec![entry("4"), entry("3"), entry("2"), entry("1")],
-            tags: vec![Tag {
-                name: "keep".into(),
-                created: String::new(),
-                target: "2".into(),
-            }],
-            ..BuildsJson::default()
-        };
-        assert_eq!(doomed_builds(&b, 1), vec!["3", "1"]);
-        assert!(doomed_builds(&b, 4).is_empty());
+    fn freed_bytes_count_only_files_no_kept_build_links() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(&b).unwrap();
+        fs::write(a.join("own"), vec![1u8; 64 * 1024]).unwrap();
+        fs::write(a.join("shared"), vec![2u8; 128 * 1024]).unwrap();
+        fs::hard_link(a.join("shared"), b.join("shared")).unwrap();
+        fs::hard_link(a.join("own"), a.join("own2")).unwrap();
+        let only_a = freed_by_removing(&[&a]).unwrap();
+        let both = freed_by_removing(&[&a, &b]).unwrap();
+        // `own` (two links, both in a) is freed; `shared` only when b goes too.
+        assert!((64 * 1024..128 * 1024).contains(&only_a), "{only_a}");
+        assert!(both >= only_a + 128 * 1024, "{both}");
     }
 }

@@ -36,6 +36,18 @@ use repofile::{render_repos, select_repos, RepoSection};
 /// The resolver's output type lives below `compose` so `config` can name it too.
 pub use crate::package::Package;
 
+/// rpm's order of version strings: `rpmvercmp` from librpmio itself, so `~`, `^` and
+/// digit/letter runs sort exactly as rpm and dnf sort them.
+pub fn rpmvercmp(a: &str, b: &str) -> std::cmp::Ordering {
+    // A NUL cannot be in a version rpm accepted; cut there rather than fail.
+    let c = |s: &str| CString::new(s.split('\0').next().unwrap_or("")).unwrap_or_default();
+    let (a, b) = (c(a), c(b));
+    // SAFETY: both are valid NUL-terminated strings that outlive the call; rpmvercmp
+    // only reads them and keeps no pointer.
+    let r = unsafe { sys::rpmvercmp(a.as_ptr(), b.as_ptr()) };
+    r.cmp(&0)
+}
+
 /// The repo id libdnf gives to RPM files added by path.
 pub const CMDLINE_REPO: &str = "@commandline";
 
