@@ -10,8 +10,16 @@
 //! file), a `pkg:rpm` purl and the source RPM. The operating system is one more
 //! package that CONTAINS every RPM; an RPM DEPENDS_ON each installed package that
 //! provides one of its requirements (names, files, and each alternative of a rich
-//! dependency). The document is a function of the commit alone: its namespace and
-//! creation time come from the commit, so the same commit gives the same bytes.
+//! dependency). The document is a function of its inputs alone: its namespace and
+//! creation time come from the build (the compose's input hash and timestamp), so
+//! the same inputs give the same bytes.
+//!
+//! The tree carries its own SBOM at [`TREE_PATH`]: the compose writes it from the
+//! package headers before the commit, and `cosa import` rewrites it from the derived
+//! tree's rpmdb, so the commit, the OCI image and every disk image hold the document
+//! that describes them. `cosa build-container` copies it beside the build's other
+//! artifacts (`images.sbom`); a commit without one (made by an older cosa) gets a
+//! document made from its rpmdb.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -61,10 +69,17 @@ pub struct Subject<'a> {
     pub name: &'a str,
     pub version: &'a str,
     pub arch: &'a str,
-    pub commit: &'a str,
-    /// The commit's timestamp, Unix seconds.
+    /// What makes the document's namespace unique: the compose's input hash, the
+    /// imported image's digest, or the commit.
+    pub identity: &'a str,
+    /// What the OS package's comment says the build is (e.g. "composed from inputs …").
+    pub origin: String,
+    /// The build's timestamp, Unix seconds (the document's creation time).
     pub timestamp: u64,
 }
+
+/// Where the tree carries its SBOM.
+pub const TREE_PATH: &str = "usr/share/buildinfo/sbom.spdx.json";
 
 /// rpm's `(none)` for an absent tag, as `None`.
 fn tag(s: &str) -> Option<String> {
@@ -121,8 +136,13 @@ fn parse_query(out: &str) -> Result<Vec<RpmPackage>> {
             _ => anyhow::bail!("unexpected rpm query output: {line}"),
         }
     }
-    pkgs.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
+    sort_packages(&mut pkgs);
     Ok(pkgs)
+}
+
+/// The order the document lists packages in.
+pub fn sort_packages(pkgs: &mut [RpmPackage]) {
+    pkgs.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
 }
 
 /// The capability names a requirement names: itself, or for a rich dependency
@@ -231,7 +251,7 @@ pub fn document(s: &Subject, pkgs: &[RpmPackage]) -> Result<Value> {
         "licenseConcluded": "NOASSERTION",
         "licenseDeclared": "NOASSERTION",
         "copyrightText": "NOASSERTION",
-        "comment": format!("ostree commit {} ({})", s.commit, s.arch),
+        "comment": format!("{} ({})", s.origin, s.arch),
     })];
     let mut relationships = vec![json!({
         "spdxElementId": "SPDXRef-DOCUMENT",
@@ -288,7 +308,7 @@ pub fn document(s: &Subject, pkgs: &[RpmPackage]) -> Result<Value> {
         }
     }
     let created = chrono::DateTime::from_timestamp(s.timestamp as i64, 0)
-        .context("the commit's timestamp is out of range")?
+        .context("the build's timestamp is out of range")?
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     let mut doc = json!({
@@ -296,7 +316,7 @@ pub fn document(s: &Subject, pkgs: &[RpmPackage]) -> Result<Value> {
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
         "name": format!("{}-{}-{}", s.name, s.version, s.arch),
-        "documentNamespace": format!("urn:cosa:sbom:{}:{}:{}:{}", s.name.to_lowercase(), s.version, s.arch, s.commit),
+        "documentNamespace": format!("urn:cosa:sbom:{}:{}:{}:{}", s.name.to_lowercase(), s.version, s.arch, s.identity),
         "creationInfo": {
             "created": created,
             "creators": [format!("Tool: cosa-{}", env!("CARGO_PKG_VERSION"))],
@@ -347,34 +367,104 @@ pub fn checkout_rpmdb(repo: &ostree::Repo, commit: &str, dest: &Path) -> Result<
 }
 
 /// The SBOM of a commit, `None` when its tree has no rpmdb.
-pub fn for_commit(repo: &ostree::Repo, s: &Subject, scratch: &Path) -> Result<Option<Value>> {
+pub fn for_commit(
+    repo: &ostree::Repo,
+    commit: &str,
+    s: &Subject,
+    scratch: &Path,
+) -> Result<Option<Value>> {
     let db = scratch.join("sbom-rpmdb");
-    if !checkout_rpmdb(repo, s.commit, &db)? {
+    if !checkout_rpmdb(repo, commit, &db)? {
         return Ok(None);
     }
     let pkgs = query_rpmdb(&db)?;
     Ok(Some(document(s, &pkgs)?))
 }
 
-/// Write the SBOM of the build `meta` describes into its directory `dir` and record
-/// it in `meta.images.sbom` (the caller saves meta.json); nothing when the tree
-/// has no rpmdb. `scratch` holds the rpmdb's checkout meanwhile.
+/// The SBOM of the tree at `root` from its rpmdb (copied to `scratch` first: its files
+/// may be hardlinks into a repo); `None` when the tree has no rpmdb.
+pub fn for_tree(root: &Path, s: &Subject, scratch: &Path) -> Result<Option<Value>> {
+    let Some(db) = RPMDB_DIRS.iter().map(|d| root.join(d)).find(|d| d.is_dir()) else {
+        return Ok(None);
+    };
+    let copy = scratch.join("sbom-rpmdb");
+    fs_err::create_dir_all(&copy)?;
+    for e in fs_err::read_dir(&db)? {
+        let e = e?;
+        if e.file_type()?.is_file() {
+            fs_err::copy(e.path(), copy.join(e.file_name()))?;
+        }
+    }
+    let pkgs = query_rpmdb(&copy)?;
+    fs_err::remove_dir_all(&copy)?;
+    Ok(Some(document(s, &pkgs)?))
+}
+
+/// Write `doc` into the tree at `root` ([`TREE_PATH`], mode 0644), replacing what is
+/// there without writing through it (it may be a hardlink into the repo).
+pub fn write_into_tree(root: &Path, doc: &Value) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = root.join(TREE_PATH);
+    let write = || -> Result<()> {
+        fs_err::create_dir_all(path.parent().unwrap_or(root))?;
+        match fs_err::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        let mut bytes = serde_json::to_vec_pretty(doc)?;
+        bytes.push(b'\n');
+        fs_err::write(&path, bytes)?;
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        Ok(())
+    };
+    write().with_context(|| format!("writing the SBOM into the tree at {}", path.display()))
+}
+
+/// The SBOM the commit carries at [`TREE_PATH`], if it has one.
+pub fn read_from_commit(repo: &ostree::Repo, commit: &str) -> Result<Option<Vec<u8>>> {
+    use ostree::gio;
+    use ostree::prelude::*;
+    let (root, _) = repo
+        .read_commit(commit, gio::Cancellable::NONE)
+        .with_context(|| format!("reading commit {commit}"))?;
+    let f = root.resolve_relative_path(TREE_PATH);
+    if !f.query_exists(gio::Cancellable::NONE) {
+        return Ok(None);
+    }
+    let (bytes, _) = f
+        .load_contents(gio::Cancellable::NONE)
+        .with_context(|| format!("reading /{TREE_PATH} of commit {commit}"))?;
+    Ok(Some(bytes.to_vec()))
+}
+
+/// Put the SBOM of the build `meta` describes into its directory `dir` and record it
+/// in `meta.images.sbom` (the caller saves meta.json): the one its tree carries, or
+/// for a tree without one, a document made from its rpmdb; nothing when the tree has
+/// no rpmdb. `scratch` holds the rpmdb's checkout meanwhile.
 pub fn record(repo: &ostree::Repo, meta: &mut Meta, dir: &Path, scratch: &Path) -> Result<()> {
     let arch = meta.basearch.clone().unwrap_or_default();
-    let subject = Subject {
-        name: &meta.name,
-        version: &meta.buildid,
-        arch: &arch,
-        commit: &meta.ostree_commit,
-        timestamp: meta.ostree_timestamp_secs(),
-    };
-    let doc = for_commit(repo, &subject, scratch)
-        .with_context(|| format!("making the SBOM of commit {}", meta.ostree_commit))?;
-    let Some(doc) = doc else {
-        return Ok(());
+    let commit = meta.ostree_commit.clone();
+    let bytes = match read_from_commit(repo, &commit)? {
+        Some(b) => b,
+        None => {
+            let subject = Subject {
+                name: &meta.name,
+                version: &meta.buildid,
+                arch: &arch,
+                identity: &commit,
+                origin: format!("ostree commit {commit}"),
+                timestamp: meta.ostree_timestamp_secs(),
+            };
+            let doc = for_commit(repo, &commit, &subject, scratch)
+                .with_context(|| format!("making the SBOM of commit {commit}"))?;
+            let Some(doc) = doc else {
+                return Ok(());
+            };
+            serde_json::to_vec_pretty(&doc)?
+        }
     };
     let path = dir.join(file_name(&meta.name, &meta.buildid, &arch));
-    crate::builds::workdir::write_atomic(&path, &serde_json::to_vec_pretty(&doc)?)?;
+    crate::builds::workdir::write_atomic(&path, &bytes)?;
     meta.images.insert("sbom".into(), Artifact::of(&path)?);
     Ok(())
 }
@@ -398,7 +488,8 @@ mod tests {
             name: "Demo",
             version: "1.2",
             arch: "x86_64",
-            commit: "c0ffee",
+            identity: "c0ffee",
+            origin: "ostree commit c0ffee".into(),
             timestamp: 0,
         }
     }

@@ -248,6 +248,29 @@ fn podman_runs_the_image_and_push_container_copies_it() {
     assert!(out.contains("root:x:0:0"), "{out}");
     assert!(out.contains("from the overlay"), "{out}");
     assert!(out.contains("00"), "{out}");
+    // The image carries the build's SBOM: podman reads the same bytes that
+    // meta.json lists as `images.sbom`.
+    let meta = f.latest_meta();
+    let sbom = std::fs::read_to_string(
+        build_dir(&f).join(meta["images"]["sbom"]["path"].as_str().unwrap()),
+    )
+    .unwrap();
+    let in_image = run(cmdext::command("podman").args(PODMAN_RUN).args([
+        &tag,
+        "/usr/bin/cat",
+        "/usr/share/buildinfo/sbom.spdx.json",
+    ]));
+    assert_eq!(in_image, sbom);
+    let doc: serde_json::Value = serde_json::from_str(&sbom).unwrap();
+    assert_eq!(doc["spdxVersion"], "SPDX-2.3");
+    assert!(
+        doc["documentNamespace"]
+            .as_str()
+            .unwrap()
+            .ends_with(meta["rpm-ostree-inputhash"].as_str().unwrap()),
+        "{}",
+        doc["documentNamespace"]
+    );
 
     // podman load reads the archive itself too.
     let out = run(cmdext::command("podman")
@@ -333,9 +356,35 @@ fn import_applies_a_derived_layer_as_a_new_build() {
     assert_eq!(cm["version"], meta["buildid"]);
     assert_eq!(cm["ostree.linux"], KVER);
 
+    // The imported tree carries its own SBOM, made from its rpmdb, not the base's.
+    let sbom: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("usr/share/buildinfo/sbom.spdx.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sbom["packages"][0]["versionInfo"], meta["buildid"]);
+    let origin = sbom["packages"][0]["comment"].as_str().unwrap();
+    assert!(
+        origin.contains("imported from a container image"),
+        "{origin}"
+    );
+    let base_sbom = std::fs::read(base_root.join("usr/share/buildinfo/sbom.spdx.json")).unwrap();
+    let base_sbom: serde_json::Value = serde_json::from_slice(&base_sbom).unwrap();
+    assert_eq!(
+        sbom["packages"].as_array().unwrap().len(),
+        base_sbom["packages"].as_array().unwrap().len()
+    );
+
     // The imported build is a build like any other: it encapsulates again, and
     // ostree-ext reads that back to the imported commit.
     f.cosa(&["build-container"]).ok();
+    let meta = f.latest_meta();
+    let artifact =
+        std::fs::read(build_dir(&f).join(meta["images"]["sbom"]["path"].as_str().unwrap()))
+            .unwrap();
+    assert_eq!(
+        artifact,
+        std::fs::read(root.join("usr/share/buildinfo/sbom.spdx.json")).unwrap()
+    );
     let img = format!("oci-archive:{}", archive(&f).display());
     assert_eq!(ostree_ext_pull(&img, &t.path().join("repo")), commit);
 

@@ -153,6 +153,8 @@ pub fn compose(
     let (kernel, initramfs, caps) = run_in_tree(repo, &dirs, req, &hdrs, &mut phase)?;
     treepost::finalize_layout(&rootfs)?;
     phase.done("layout");
+    write_sbom(&rootfs, req, &hdrs)?;
+    phase.done("sbom");
 
     tracing::info!("committing");
     let meta = commit::CommitMeta {
@@ -183,6 +185,31 @@ pub fn compose(
         initramfs,
         import,
     })
+}
+
+/// The tree's own SBOM ([`crate::sbom::TREE_PATH`]), from the headers of the packages
+/// the rpmdb was written from: the same document `rpm -qa` on the tree would give,
+/// without reading the rpmdb back.
+fn write_sbom(rootfs: &Path, req: &ComposeRequest, hdrs: &[rpmhdr::RpmHeader]) -> Result<()> {
+    let name = req
+        .tf
+        .r#ref
+        .as_deref()
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("cosa");
+    let mut pkgs: Vec<_> = hdrs.iter().map(|h| h.sbom.clone()).collect();
+    crate::sbom::sort_packages(&mut pkgs);
+    let subject = crate::sbom::Subject {
+        name,
+        version: req.version,
+        arch: &req.tf.basearch,
+        identity: req.inputhash,
+        origin: format!("composed from inputs {}", req.inputhash),
+        timestamp: req.timestamp,
+    };
+    let doc = crate::sbom::document(&subject, &pkgs)
+        .with_context(|| format!("making the SBOM of build {}", req.version))?;
+    crate::sbom::write_into_tree(rootfs, &doc)
 }
 
 /// A fresh, empty `scratch`. Removing a tree of hardlinks is slow I/O (every unlink

@@ -48,6 +48,8 @@ pub struct RpmHeader {
     pub files: Vec<RpmFile>,
     /// The package's identity in an rpmdb: NEVRA and header digest.
     pub dbkey: String,
+    /// What the SBOM says of the package (version, vendor, license, …).
+    pub sbom: crate::sbom::RpmPackage,
 }
 
 impl RpmHeader {
@@ -77,6 +79,15 @@ fn query_format() -> String {
         arr("FILEGROUPNAME"),
         arr("FILECAPS"),
         DBKEY_FORMAT.into(),
+        "%{EPOCH}".into(),
+        "%{VERSION}".into(),
+        "%{RELEASE}".into(),
+        "%{ARCH}".into(),
+        "%{SHA256HEADER}".into(),
+        "%{VENDOR}".into(),
+        "%{URL}".into(),
+        "%{SOURCERPM}".into(),
+        "%{LICENSE}".into(),
     ]
     .join(&FS.to_string())
         + &RS.to_string()
@@ -111,7 +122,7 @@ fn script(pkg: &str, what: &str, prog: &str, body: &str) -> Result<Option<Script
 
 fn parse_one(path: &Path, rec: &str) -> Result<RpmHeader> {
     let f: Vec<&str> = rec.split(FS).collect();
-    if f.len() != 15 {
+    if f.len() != 24 {
         bail!(
             "unexpected header query output for {} ({} fields)",
             path.display(),
@@ -125,7 +136,7 @@ fn parse_one(path: &Path, rec: &str) -> Result<RpmHeader> {
     let groups = array(f[12]);
     // FILECAPS has one (possibly empty) entry per file: split without dropping empties.
     let caps: Vec<&str> = f[13].split(AS).collect();
-    let files = names
+    let files: Vec<RpmFile> = names
         .into_iter()
         .enumerate()
         .map(|(i, path)| RpmFile {
@@ -139,8 +150,25 @@ fn parse_one(path: &Path, rec: &str) -> Result<RpmHeader> {
             caps: caps.get(i).unwrap_or(&"").to_string(),
         })
         .collect();
+    let none = |x: &str| (x != "(none)" && !x.is_empty()).then(|| x.to_string());
+    let sbom = crate::sbom::RpmPackage {
+        name: name.clone(),
+        epoch: none(f[15]).and_then(|e| e.parse().ok()),
+        version: f[16].to_string(),
+        release: f[17].to_string(),
+        arch: f[18].to_string(),
+        sha256header: none(f[19]),
+        vendor: none(f[20]),
+        url: none(f[21]),
+        sourcerpm: none(f[22]),
+        license: none(f[23]),
+        provides: array(f[2]),
+        requires: array(f[1]),
+        files: files.iter().map(|f: &RpmFile| f.path.clone()).collect(),
+    };
     Ok(RpmHeader {
         path: path.to_path_buf(),
+        sbom,
         requires: array(f[1]),
         provides: array(f[2]),
         pre: script(&name, "%pre", f[3], f[4])?,
@@ -241,6 +269,7 @@ mod tests {
             posttrans: None,
             files: vec![],
             dbkey: String::new(),
+            sbom: Default::default(),
         }
     }
 
@@ -281,6 +310,15 @@ mod tests {
             "root\u{1d}root\u{1d}",
             "\u{1d}cap_net_raw=ep",
             "p-1-1.noarch abc",
+            "(none)",
+            "1",
+            "1",
+            "noarch",
+            "abc",
+            "Debian",
+            "(none)",
+            "p-1-1.src.rpm",
+            "MIT",
         ]
         .join("\u{1e}");
         let e = parse_one(Path::new("p.rpm"), &rec).unwrap_err();
@@ -293,5 +331,12 @@ mod tests {
         assert_eq!(h.nonroot_files().count(), 1);
         assert_eq!(h.files[1].caps, "cap_net_raw=ep");
         assert_eq!(h.dbkey, "p-1-1.noarch abc");
+        // What the SBOM says of it.
+        assert_eq!(h.sbom.evr(), "1-1");
+        assert_eq!(h.sbom.vendor.as_deref(), Some("Debian"));
+        assert_eq!(h.sbom.url, None);
+        assert_eq!(h.sbom.license.as_deref(), Some("MIT"));
+        assert_eq!(h.sbom.files, ["/a", "/b"]);
+        assert_eq!(h.sbom.requires, ["q"]);
     }
 }

@@ -45,6 +45,9 @@ pub struct Imported {
 
 /// The new commit's identity.
 pub struct CommitSpec<'a> {
+    /// The OS name (the base build's), which the tree's SBOM names.
+    pub name: &'a str,
+    pub arch: &'a str,
     pub version: &'a str,
     pub timestamp: u64,
     pub refname: &'a str,
@@ -67,6 +70,7 @@ pub fn import_image(
     refuse_var_files(&applied)?;
     warn_dropped(&applied);
     write_var_tmpfiles(&root, &applied)?;
+    write_sbom(&root, img, scratch, spec)?;
     let commit = commit_root(repo, &root, &base, &devino, scratch, spec)?;
     Ok(Imported {
         commit,
@@ -213,6 +217,28 @@ fn write_var_tmpfiles(root: &Path, applied: &Applied) -> Result<()> {
     remove_any(&conf)?;
     let text: Vec<String> = lines.into_iter().collect();
     fs::write(&conf, text.join("\n") + "\n")?;
+    Ok(())
+}
+
+/// The derived tree's SBOM, from its rpmdb, in place of the base's (the derived
+/// layers may have installed or removed packages). Its identity is the image's
+/// layers (a digest over their diff IDs).
+fn write_sbom(root: &Path, img: &OciDir, scratch: &Path, spec: &CommitSpec) -> Result<()> {
+    use sha2::Digest;
+    let layers = hex::encode(sha2::Sha256::digest(img.diff_ids().join("\n")));
+    let subject = crate::sbom::Subject {
+        name: spec.name,
+        version: spec.version,
+        arch: spec.arch,
+        identity: &layers,
+        origin: format!("imported from a container image (layers {layers})"),
+        timestamp: spec.timestamp,
+    };
+    if let Some(doc) = crate::sbom::for_tree(root, &subject, scratch)
+        .context("making the SBOM of the imported tree")?
+    {
+        crate::sbom::write_into_tree(root, &doc)?;
+    }
     Ok(())
 }
 

@@ -115,6 +115,8 @@ pub fn import(wd: &Workdir, o: &ImportOptions) -> Result<ImportedBuild> {
         base.as_ref().map(|(id, _)| id.as_str()),
     )?;
     let spec = CommitSpec {
+        name: base.as_ref().map_or("cosa", |(_, m)| m.name.as_str()),
+        arch,
         version: &version,
         timestamp: commit_timestamp(),
         refname: &crate::builds::history::build_ref(&version),
