@@ -79,6 +79,7 @@ fn demo_stream_tests() {
             "reboot",
             "kernel-override",
             "ostree-status",
+            "ostree.upgrade",
             "ext.config.basic",
             "ext.config.files",
             "ext.config.kernel",
@@ -92,7 +93,7 @@ fn demo_stream_tests() {
         denylist: Some(Denylist::load(&repo().join("stream/kola-denylist.yaml")).unwrap()),
         ..qemu()
     };
-    assert_eq!(select(tests.clone(), &sel, today()).unwrap().run.len(), 9);
+    assert_eq!(select(tests.clone(), &sel, today()).unwrap().run.len(), 10);
     // The systemd variant's skips the demo OS's own tests.
     let sel = Selection {
         denylist: Some(Denylist::load(&repo().join("stream/kola-denylist-systemd.yaml")).unwrap()),
@@ -107,6 +108,7 @@ fn demo_stream_tests() {
             "reboot",
             "kernel-override",
             "ostree-status",
+            "ostree.upgrade",
             "ext.config.files",
             "ext.config.systemd.ignition",
             "ext.config.systemd.running"
@@ -168,6 +170,7 @@ fn fixture_selection_with_denylist() {
             "reboot",
             "kernel-override",
             "ostree-status",
+            "ostree.upgrade",
             "ext.config.ignition",
             "ext.config.json",
             "ext.config.multi.first",
@@ -219,6 +222,7 @@ fn distribution_config_lists() {
             "reboot",
             "kernel-override",
             "ostree-status",
+            "ostree.upgrade",
             "ext.fcos-like.boot",
             "ext.fcos-like.files.ownership",
             "ext.fcos-like.ignition.resource",
@@ -267,6 +271,7 @@ fn distribution_config_lists() {
             "reboot",
             "kernel-override",
             "ostree-status",
+            "ostree.upgrade",
             "ext.fcos-like.files.ownership",
             "ext.fcos-like.ignition.resource",
             "ext.fcos-like.storage.luks.sh",

@@ -524,6 +524,36 @@ pub fn gpg_home(dir: &Path, name: &str) -> (PathBuf, String) {
     (home, uid)
 }
 
+/// A GnuPG home holding the demo stream's test signing key (its secret half is
+/// published in testdata/keys/; the systemd variant's images trust its public half),
+/// and the key's fingerprint.
+pub fn demo_stream_key_home(dir: &Path) -> (PathBuf, String) {
+    let home = dir.join("gnupg-demo-stream");
+    std::fs::create_dir(&home).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    cmdext::command("gpg")
+        .arg("--homedir")
+        .arg(&home)
+        .args(["--batch", "--import"])
+        .arg(repo_root().join("testdata/keys/demo-stream.secret.asc"))
+        .run()
+        .unwrap();
+    let list = cmdext::command("gpg")
+        .arg("--homedir")
+        .arg(&home)
+        .args(["--batch", "--with-colons", "--list-secret-keys"])
+        .run_get_string()
+        .unwrap();
+    let fpr = list
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:"))
+        .and_then(|l| l.split(':').find(|f| !f.is_empty()))
+        .expect("a fingerprint")
+        .to_string();
+    (home, fpr)
+}
+
 pub fn gpg_export(home: &Path, out: &Path) {
     cmdext::command("gpg")
         .arg("--homedir")

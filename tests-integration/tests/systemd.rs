@@ -130,6 +130,13 @@ fn kola_over_ssh(wd: &Path, t: &Path) {
     }
     // The demo OS's own tests are denylisted on the variant.
     assert_eq!(result("ext.config.basic")["result"], "SKIP");
+    // The upgrade test needs an older build: reported as skipped, with the reason.
+    let up = result("ostree.upgrade");
+    assert_eq!(up["result"], "SKIP", "{up:#}");
+    assert!(
+        up["output"].as_str().unwrap().contains("no build older"),
+        "{up:#}"
+    );
     let broken = result("ext.broken.provisioning");
     assert_eq!(broken["result"], "FAIL", "{broken:#}");
     let why = broken["output"].as_str().unwrap();
@@ -509,9 +516,11 @@ fn the_variant_composes_with_dracut_ignition_and_ostree() {
     upgrade(&wd, t.path());
 }
 
-/// A second build (one file added through overrides/rootfs), signed; the first
-/// build's qemu image upgrades to it in the guest with `gpg-verify=true`, boots
-/// it, keeps an /etc change, rolls back. With another key, the pull is refused.
+/// A second build (one file added through overrides/rootfs), signed with the
+/// stream's key; the first build's qemu image upgrades to it in the guest through
+/// the remote its stream configured (`gpg-verify=true` and the stream's public
+/// key, baked into the image), boots it, keeps an /etc change, rolls back. When
+/// the guest trusts another key, the pull is refused.
 fn upgrade(wd: &Path, t: &Path) {
     let first = cosa_in(wd, &["meta", "--get", "buildid"]).ok();
     let added = wd.join("overrides/rootfs/usr/share/cosa-upgrade-test");
@@ -523,53 +532,64 @@ fn upgrade(wd: &Path, t: &Path) {
     assert_ne!(first.trim(), second.trim());
     let keys = t.join("keys");
     std::fs::create_dir_all(&keys).unwrap();
-    let (home, uid) = common::gpg_home(&keys, "stream");
+    let (home, fpr) = common::demo_stream_key_home(&keys);
     let (other, _) = common::gpg_home(&keys, "other");
-    cosa_in(wd, &["sign", "--gpg-homedir", s(&home), "--gpg-key", &uid]).ok();
-    let (key, other_key) = (keys.join("stream.gpg"), keys.join("other.gpg"));
-    common::gpg_export(&home, &key);
+    cosa_in(wd, &["sign", "--gpg-homedir", s(&home), "--gpg-key", &fpr]).ok();
+    let other_key = keys.join("other.gpg");
     common::gpg_export(&other, &other_key);
 
-    let run = |key: &Path, out: &Path| {
-        cosa_in(
-            wd,
-            &[
-                "kola",
-                "run-upgrade",
-                "--json",
-                "--from",
-                first.trim(),
-                "--gpg-key",
-                s(key),
-                "--output-dir",
-                s(out),
-            ],
-        )
-    };
-    // The accepted and the refused upgrade, two VMs at a time.
+    // The accepted upgrade as `kola run` runs it (the stream's remote and key, from
+    // the image), and the refused one through `kola run-upgrade --gpg-key` with
+    // another key: two VMs at a time.
     let out = t.join("upgrade");
     let refused_out = t.join("upgrade-refused");
     let (r, refused) = std::thread::scope(|scope| {
-        let refused = scope.spawn(|| run(&other_key, &refused_out));
-        (run(&key, &out), refused.join().unwrap())
+        let refused = scope.spawn(|| {
+            cosa_in(
+                wd,
+                &[
+                    "kola",
+                    "run-upgrade",
+                    "--json",
+                    "--from",
+                    first.trim(),
+                    "--gpg-key",
+                    s(&other_key),
+                    "--output-dir",
+                    s(&refused_out),
+                ],
+            )
+        });
+        let accepted = cosa_in(
+            wd,
+            &[
+                "kola",
+                "run",
+                "--json",
+                "--output-dir",
+                s(&out),
+                "ostree.upgrade",
+            ],
+        );
+        (accepted, refused.join().unwrap())
     });
     let stdout = String::from_utf8_lossy(&r.0.stdout);
     let stderr = String::from_utf8_lossy(&r.0.stderr);
-    assert!(r.0.status.success(), "{stdout}\n{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("reports/report.json")).unwrap()).unwrap();
+    assert!(r.0.status.success(), "{stdout}\n{stderr}\n{report:#}");
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["result"], "PASS", "{json:#}");
-    let output = json["tests"][0]["output"].as_str().unwrap();
+    assert_eq!(report["tests"][0]["name"], "ostree.upgrade", "{report:#}");
+    let output = report["tests"][0]["output"].as_str().unwrap();
     for want in [
-        "gpg-verify true",
+        "gpg-verify true, keys: the image's /usr/share/demo/keys/stream.gpg",
         &format!("booted build {}", second.trim()),
         "/etc change kept",
         &format!("rolled back: booted build {} again", first.trim()),
     ] {
         assert!(output.contains(want), "{want:?} not in {output}");
     }
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("reports/report.json")).unwrap()).unwrap();
-    assert_eq!(report["tests"][0]["name"], "ostree.upgrade", "{report:#}");
 
     // Signed by a key the remote does not trust: the pull is refused, and the
     // report names both builds and quotes the console.

@@ -51,7 +51,11 @@ pub fn ignition_config(b: Builtin) -> Option<serde_json::Value> {
                 "contents": {"source": format!("data:,{}", FIRSTBOOT_CONTENT.replace(' ', "%20"))}
             }]}
         })),
-        Builtin::Basic | Builtin::Reboot | Builtin::KernelOverride | Builtin::OstreeStatus => None,
+        Builtin::Basic
+        | Builtin::Reboot
+        | Builtin::KernelOverride
+        | Builtin::OstreeStatus
+        | Builtin::Upgrade => None,
     }
 }
 
@@ -84,6 +88,10 @@ pub async fn run(
         Builtin::Reboot => reboot(m, dir, timeout).await,
         Builtin::KernelOverride => kernel_override(m, facts, timeout).await,
         Builtin::OstreeStatus => ostree_status(m, facts, timeout).await,
+        // It boots another build's image: `kola run` runs it beside the VM plans.
+        Builtin::Upgrade => {
+            anyhow::bail!("the upgrade test does not run in a test VM of the build")
+        }
     }
 }
 
@@ -105,6 +113,9 @@ pub(crate) fn booted_deployment(status: &str) -> Option<(String, Option<String>)
     Some((checksum, version))
 }
 
+/// What ostree says of an unsigned commit on a remote with gpg-verify=true.
+pub(crate) const UNSIGNED: &str = "GPG verification enabled, but no signatures found";
+
 async fn ostree_status(
     m: &mut Machine,
     facts: &BuildFacts,
@@ -112,14 +123,17 @@ async fn ostree_status(
 ) -> Result<BodyResult> {
     let (ok, text) = sh(
         m,
-        "command -v ostree >/dev/null || { echo 'no ostree CLI'; exit 3; }; ostree admin status",
+        "command -v ostree >/dev/null || { echo 'no ostree CLI'; exit 3; }; ostree admin status 2>&1",
         timeout,
     )
     .await?;
     if !ok && text.starts_with("no ostree CLI") {
         return Ok(BodyResult::Skip("the guest has no ostree CLI".into()));
     }
-    if !ok {
+    // ostree 2022.7 lists every deployment and then fails when the remote has
+    // gpg-verify=true and a deployed commit is unsigned (a build not yet signed);
+    // that is a fact about the build, not a broken status.
+    if !ok && !text.contains(UNSIGNED) {
         return Ok(BodyResult::Fail(format!(
             "ostree admin status failed:\n{text}"
         )));

@@ -18,7 +18,8 @@ use crate::kola::qemu::{self, Accel};
 use crate::kola::report;
 use crate::kola::scheduler::{self, Ledger};
 use crate::kola::select::Selected;
-use crate::kola::test::{KolaTest, TestBody};
+use crate::kola::test::{Builtin, KolaTest, TestBody};
+use crate::kola::upgrade;
 use crate::logging::Progress;
 
 /// How long the KVM probe may take to reach the guest agent.
@@ -102,11 +103,6 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Runs the selected tests of a build in QEMU and writes the reports.
 pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
     let b = BuildUnderTest::open(workdir, o.select.build.as_deref())?;
-    let image = match &o.qemu_image {
-        Some(p) if p.is_file() => fs::canonicalize(p)?,
-        Some(p) => bail!("--qemu-image {}: no such file", p.display()),
-        None => b.qemu_image()?,
-    };
     qemu::check_host(b.arch, o.firmware)?;
     let (selected, sel) = b.select_tests(&o.select)?;
     let out = o
@@ -119,6 +115,27 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
     let parallel = scheduler::parallelism(&o.parallel, budget, o.memory_mib)?;
     let facts = b.facts();
     let (to_run, mut skipped) = partition_runnable(&selected, &facts, &out)?;
+    // The upgrade test boots the previous build's image, beside the VM plans.
+    let (upgrades, to_run): (Vec<KolaTest>, Vec<KolaTest>) = to_run
+        .into_iter()
+        .partition(|t| t.body == TestBody::Builtin(Builtin::Upgrade));
+    let upgrade_from = match upgrades.first() {
+        None => None,
+        Some(t) => match upgrade::upgrade_source(&b) {
+            Ok(from) => Some(from),
+            Err(why) => {
+                skipped.push(skip_run(&t.name, &why, &out));
+                None
+            }
+        },
+    };
+    let image = match (&o.qemu_image, &upgrade_from) {
+        (Some(p), _) if p.is_file() => fs::canonicalize(p)?,
+        (Some(p), _) => bail!("--qemu-image {}: no such file", p.display()),
+        // Only the upgrade test runs: the build under test needs no image of its own.
+        (None, Some(from)) if to_run.is_empty() => from.qemu_image()?,
+        (None, _) => b.qemu_image()?,
+    };
     let transport = Transport::make(b.transport(o.transport)?, &out.join("ssh"))?;
 
     let started = chrono::Utc::now();
@@ -143,10 +160,11 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
     } else {
         None
     };
-    let progress = Progress::new(to_run.len(), "tests", o.quiet);
+    let n_upgrade = usize::from(upgrade_from.is_some());
+    let progress = Progress::new(to_run.len() + n_upgrade, "tests", o.quiet);
     progress.line(&format!(
         "kola: {} test(s) to run, {} skipped; build {}, {} firmware, accel {}, transport {}, -j {parallel}, output {}",
-        to_run.len(),
+        to_run.len() + n_upgrade,
         skipped.len(),
         b.id,
         o.firmware.as_str(),
@@ -169,10 +187,31 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
         progress,
     });
     let ledger = Ledger::new(parallel, budget);
-    let by_name: BTreeMap<String, KolaTest> =
-        to_run.iter().map(|t| (t.name.clone(), t.clone())).collect();
+    let by_name: BTreeMap<String, KolaTest> = to_run
+        .iter()
+        .chain(upgrades.iter().filter(|_| upgrade_from.is_some()))
+        .map(|t| (t.name.clone(), t.clone()))
+        .collect();
     let plans = scheduler::plan(to_run, o.memory_mib, 1)?;
-    let (mut runs, interrupted) = rt.block_on(run_collect(h.clone(), ledger.clone(), plans));
+    let upgrade_case = upgrade_from.as_ref().map(|from| upgrade::Case {
+        from,
+        to: &b,
+        key: None,
+        firmware: o.firmware,
+        accel,
+        memory_mib: o.memory_mib,
+        boot_timeout: o.boot_timeout,
+        transport: transport.clone(),
+        dir: out.join(upgrade::TEST_NAME),
+    });
+    let (mut runs, interrupted) = rt.block_on(async {
+        let upgrade = run_upgrade_case(&h, &ledger, upgrade_case.as_ref());
+        let (collected, upgraded) =
+            tokio::join!(run_collect(h.clone(), ledger.clone(), plans), upgrade);
+        let (mut runs, interrupted) = collected;
+        runs.extend(upgraded);
+        (runs, interrupted)
+    });
     if o.rerun && !interrupted {
         let more = rt.block_on(rerun_failed(&h, ledger, &runs, &selected, &by_name))?;
         runs.extend(more);
@@ -214,6 +253,51 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
         warn_only,
         interrupted,
     })
+}
+
+/// The upgrade test, with a VM's share of the ledger, until done or Ctrl-C.
+async fn run_upgrade_case(
+    h: &Harness,
+    ledger: &Ledger,
+    case: Option<&upgrade::Case<'_>>,
+) -> Option<TestRun> {
+    let case = case?;
+    let test = async {
+        let _lease = match ledger.acquire(case.memory_mib).await {
+            Ok(l) => l,
+            Err(e) => {
+                let mut r = skip_run(upgrade::TEST_NAME, "", &case.dir);
+                r.verdict = Verdict::Fail;
+                r.output = format!("{e:#}");
+                return r;
+            }
+        };
+        h.progress.line(&format!(
+            "kola: {}: build {} → build {}",
+            upgrade::TEST_NAME,
+            case.from.id,
+            case.to.id
+        ));
+        let r = upgrade::run_case(case).await;
+        h.progress.inc();
+        TestRun {
+            name: r.name,
+            verdict: match r.outcome {
+                report::Outcome::Pass => Verdict::Pass,
+                report::Outcome::Skip => Verdict::Skip,
+                _ => Verdict::Fail,
+            },
+            duration: r.duration,
+            output: r.output,
+            attempt: r.attempt,
+            vm: r.vm.unwrap_or_default(),
+            console_log: r.console_log.unwrap_or_else(|| case.dir.join("none")),
+        }
+    };
+    tokio::select! {
+        r = test => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    }
 }
 
 /// Splits the selection into the tests this host can run and skip records
@@ -259,9 +343,11 @@ async fn rerun_failed(
         "kola: re-running {} failed test(s) in fresh VMs",
         failed.len()
     ));
+    // The upgrade test is not re-run: it boots another build's image, outside the plans.
     let tests: Vec<KolaTest> = failed
         .iter()
         .filter_map(|n| by_name.get(n).cloned())
+        .filter(|t| t.body != TestBody::Builtin(Builtin::Upgrade))
         .collect();
     let plans = harness::rerun_plans(tests, h.default_memory_mib)?;
     Ok(run_collect(h.clone(), ledger, plans).await.0)

@@ -68,15 +68,18 @@ pub enum Builtin {
     KernelOverride,
     /// The booted deployment is the build's commit and version.
     OstreeStatus,
+    /// The previous build's image upgrades to this build, keeps /etc, rolls back.
+    Upgrade,
 }
 
 impl Builtin {
-    pub const ALL: [Builtin; 5] = [
+    pub const ALL: [Builtin; 6] = [
         Builtin::Basic,
         Builtin::Firstboot,
         Builtin::Reboot,
         Builtin::KernelOverride,
         Builtin::OstreeStatus,
+        Builtin::Upgrade,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +89,7 @@ impl Builtin {
             Builtin::Reboot => "reboot",
             Builtin::KernelOverride => "kernel-override",
             Builtin::OstreeStatus => "ostree-status",
+            Builtin::Upgrade => crate::kola::upgrade::TEST_NAME,
         }
     }
 
@@ -98,6 +102,10 @@ impl Builtin {
             Builtin::OstreeStatus => {
                 "The booted deployment is the build's commit and version (ostree admin status)."
             }
+            Builtin::Upgrade => {
+                "The previous build's image upgrades to this build over HTTP (its remote's \
+                 signature policy), keeps an /etc change, and rolls back."
+            }
         }
     }
 
@@ -108,6 +116,7 @@ impl Builtin {
             Builtin::Reboot => &["basic", "reboot"],
             Builtin::KernelOverride => &["kernel"],
             Builtin::OstreeStatus => &["basic", "ostree"],
+            Builtin::Upgrade => &["upgrade", "ostree"],
         }
     }
 }
@@ -361,7 +370,8 @@ mod tests {
                 "firstboot",
                 "reboot",
                 "kernel-override",
-                "ostree-status"
+                "ostree-status",
+                "ostree.upgrade"
             ]
         );
         for t in builtin_tests() {

@@ -13,8 +13,11 @@
 //! deployment is still there as the rollback; deploying it again and rebooting
 //! boots the old commit (Debian 12's ostree 2022.7 has no `set-default`).
 //!
-//! With `--gpg-key`, the remote has `gpg-verify=true` and that public key: a
-//! commit without a good signature by it is refused by the pull.
+//! An image whose stream configures the remote (`/etc/ostree/remotes.d`, as the
+//! systemd variant does with `gpg-verify=true` and the stream's key) keeps that
+//! configuration: only its URL is pointed at the host, so the test proves what a
+//! machine in the field would accept. With `--gpg-key`, the remote trusts that
+//! public key instead; a commit without a good signature by it is refused by the pull.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -129,14 +132,32 @@ fn export_repo(src: &Path, commit: &str, refs: &[&str], dir: &Path) -> Result<()
     Ok(())
 }
 
-/// Boot `from`, upgrade to `to`, reboot, check, roll back; write the reports.
-pub fn run_upgrade(workdir: &Path, o: &UpgradeOptions) -> Result<UpgradeOutcome> {
-    let to = BuildUnderTest::open(workdir, o.to.as_deref())?;
-    let from_id = match &o.from {
-        Some(f) => f.clone(),
-        None => previous_build(&to.wd, &to.id)?,
-    };
-    let from = BuildUnderTest::open(workdir, Some(&from_id))?;
+/// The build before `to` in builds.json that an upgrade test starts from, and why
+/// there is none.
+pub(crate) fn upgrade_source(to: &BuildUnderTest) -> std::result::Result<BuildUnderTest, String> {
+    let id = previous_build(&to.wd, &to.id).map_err(|e| format!("{e:#}"))?;
+    let from = BuildUnderTest::open(to.wd.root(), Some(&id)).map_err(|e| format!("{e:#}"))?;
+    check_case(&from, to).map_err(|e| format!("{e:#}"))?;
+    Ok(from)
+}
+
+/// One upgrade test: everything it needs besides the two builds.
+pub(crate) struct Case<'a> {
+    pub from: &'a BuildUnderTest,
+    pub to: &'a BuildUnderTest,
+    /// The public key the guest's remote trusts instead of the image's config.
+    pub key: Option<Vec<u8>>,
+    pub firmware: Firmware,
+    pub accel: Accel,
+    pub memory_mib: u64,
+    pub boot_timeout: Duration,
+    pub transport: Transport,
+    /// The test's own directory (the served repo, the VM's files).
+    pub dir: PathBuf,
+}
+
+/// Check what a case needs of the two builds before any VM starts.
+pub(crate) fn check_case(from: &BuildUnderTest, to: &BuildUnderTest) -> Result<()> {
     if from.meta.ostree_commit == to.meta.ostree_commit {
         bail!(
             "builds {} and {} have the same commit {}: nothing to upgrade",
@@ -148,16 +169,105 @@ pub fn run_upgrade(workdir: &Path, o: &UpgradeOptions) -> Result<UpgradeOutcome>
     if from.transport(None)? != TransportKind::Ssh {
         bail!(
             "build {}'s guest is reached through the demo agent and has no ostree CLI: \
-             run-upgrade needs a stream whose guests run ostree and sshd (the systemd variant)",
+             an upgrade test needs a stream whose guests run ostree and sshd (the systemd variant)",
             from.id
         );
     }
+    to.meta
+        .ostree_ref
+        .as_ref()
+        .with_context(|| format!("build {} records no ostree ref", to.id))?;
+    from.qemu_image()?;
+    Ok(())
+}
+
+/// Serve `to`'s commit, boot `from`'s image, upgrade, reboot, check, roll back. The
+/// result names both builds; a failure quotes the console's tail.
+pub(crate) async fn run_case(c: &Case<'_>) -> TestResult {
+    let started = Instant::now();
+    let vm = "upgrade".to_string();
+    let console_log = c.dir.join(&vm).join("console.txt");
+    let header = format!(
+        "upgrade from build {} (commit {}) to build {} (commit {})",
+        c.from.id, c.from.meta.ostree_commit, c.to.id, c.to.meta.ostree_commit
+    );
+    let (outcome, output) = match run_case_inner(c, &vm).await {
+        Ok(Ok(log)) => (Outcome::Pass, format!("{header}\n{log}")),
+        Ok(Err(why)) => (Outcome::Fail, format!("{header}: {why}")),
+        Err(e) => (Outcome::Fail, format!("{header}: {e:#}")),
+    };
+    TestResult {
+        name: TEST_NAME.to_string(),
+        outcome,
+        duration: started.elapsed(),
+        output,
+        attempt: 1,
+        vm: Some(vm),
+        console_log: console_log.is_file().then_some(console_log),
+    }
+}
+
+/// `Err`: the test could not be set up; `Ok(Err)`: the guest's part failed (with
+/// the console tail).
+async fn run_case_inner(c: &Case<'_>, vm: &str) -> Result<std::result::Result<String, String>> {
+    let (from, to) = (c.from, c.to);
     let to_ref = to
         .meta
         .ostree_ref
         .clone()
         .with_context(|| format!("build {} records no ostree ref", to.id))?;
-    let image = from.qemu_image()?;
+    let from_ref = from
+        .meta
+        .ostree_ref
+        .clone()
+        .unwrap_or_else(|| to_ref.clone());
+    let www = c.dir.join("www");
+    fs::create_dir_all(&www)?;
+    export_repo(
+        &to.wd.repo_path(),
+        &to.meta.ostree_commit,
+        &[to_ref.as_str(), from_ref.as_str()],
+        &www.join("repo"),
+    )?;
+    let httpd = Httpd::serve(&www)?;
+    let spec = MachineSpec::new(
+        from.arch,
+        vm.to_string(),
+        c.dir.join(vm),
+        from.qemu_image()?,
+        c.accel,
+    )
+    .firmware(c.firmware)
+    .memory(c.memory_mib)
+    .transport(c.transport.clone())
+    .forwards(vec![httpd.port]);
+    let plan = Plan {
+        from,
+        to,
+        port: httpd.port,
+        key: c.key.as_deref(),
+        boot_timeout: c.boot_timeout,
+    };
+    let mut m = Machine::start(spec).await?;
+    let r = match plan.run(&mut m).await {
+        Ok(log) => Ok(log),
+        Err(e) => Err(format!("{e:#}; console tail:\n{}", m.console_tail())),
+    };
+    let _ = m.shutdown(Duration::from_secs(20)).await;
+    m.remove_scratch();
+    drop(httpd);
+    Ok(r)
+}
+
+/// Boot `from`, upgrade to `to`, reboot, check, roll back; write the reports.
+pub fn run_upgrade(workdir: &Path, o: &UpgradeOptions) -> Result<UpgradeOutcome> {
+    let to = BuildUnderTest::open(workdir, o.to.as_deref())?;
+    let from_id = match &o.from {
+        Some(f) => f.clone(),
+        None => previous_build(&to.wd, &to.id)?,
+    };
+    let from = BuildUnderTest::open(workdir, Some(&from_id))?;
+    check_case(&from, &to)?;
     qemu::check_host(from.arch, o.firmware)?;
     let key = match &o.gpg_key {
         Some(p) => {
@@ -171,27 +281,13 @@ pub fn run_upgrade(workdir: &Path, o: &UpgradeOptions) -> Result<UpgradeOutcome>
         .unwrap_or_else(|| to.wd.tmp_dir().join("kola-upgrade"));
     prepare_out_dir(&out)?;
     let out = fs::canonicalize(&out)?;
-    let www = out.join("www");
-    fs::create_dir_all(&www)?;
-    let from_ref = from
-        .meta
-        .ostree_ref
-        .clone()
-        .unwrap_or_else(|| to_ref.clone());
-    export_repo(
-        &to.wd.repo_path(),
-        &to.meta.ostree_commit,
-        &[to_ref.as_str(), from_ref.as_str()],
-        &www.join("repo"),
-    )?;
-    let httpd = Httpd::serve(&www)?;
     let transport = Transport::make(TransportKind::Ssh, &out.join("ssh"))?;
     let rt = runtime()?;
     let accel = match o.accel {
         Some(a) => a,
         None => rt.block_on(harness::probe_kvm(
             from.arch,
-            &image,
+            &from.qemu_image()?,
             o.firmware,
             &transport,
             &out.join("kvm-probe"),
@@ -208,53 +304,20 @@ pub fn run_upgrade(workdir: &Path, o: &UpgradeOptions) -> Result<UpgradeOutcome>
         accel.as_str(),
         out.display()
     );
-    let vm = "upgrade".to_string();
-    let spec = MachineSpec::new(from.arch, vm.clone(), out.join(&vm), image, accel)
-        .firmware(o.firmware)
-        .memory(o.memory_mib)
-        .transport(transport.clone())
-        .forwards(vec![httpd.port]);
-    let console_log = spec.dir.join("console.txt");
     let started_at = chrono::Utc::now();
-    let started = Instant::now();
-    let plan = Plan {
+    let case = Case {
         from: &from,
         to: &to,
-        port: httpd.port,
-        key: key.as_deref(),
+        key,
+        firmware: o.firmware,
+        accel,
+        memory_mib: o.memory_mib,
         boot_timeout: o.boot_timeout,
+        transport: transport.clone(),
+        dir: out.clone(),
     };
-    let steps = rt.block_on(async {
-        let mut m = Machine::start(spec).await?;
-        let r = plan.run(&mut m).await;
-        let r = match r {
-            Ok(log) => Ok(log),
-            Err(e) => Err(format!("{e:#}; console tail:\n{}", m.console_tail())),
-        };
-        let _ = m.shutdown(Duration::from_secs(20)).await;
-        m.remove_scratch();
-        Ok::<_, anyhow::Error>(r)
-    });
+    let result = rt.block_on(run_case(&case));
     drop(rt);
-    drop(httpd);
-    let header = format!(
-        "upgrade from build {} (commit {}) to build {} (commit {})",
-        from.id, from.meta.ostree_commit, to.id, to.meta.ostree_commit
-    );
-    let (outcome, output) = match steps {
-        Ok(Ok(log)) => (Outcome::Pass, format!("{header}\n{log}")),
-        Ok(Err(why)) => (Outcome::Fail, format!("{header}: {why}")),
-        Err(e) => (Outcome::Fail, format!("{header}: {e:#}")),
-    };
-    let result = TestResult {
-        name: TEST_NAME.to_string(),
-        outcome,
-        duration: started.elapsed(),
-        output,
-        attempt: 1,
-        vm: Some(vm),
-        console_log: console_log.is_file().then_some(console_log),
-    };
     let ctx = report::RunContext {
         platform: "qemu".into(),
         version: to.id.clone(),
@@ -266,14 +329,44 @@ pub fn run_upgrade(workdir: &Path, o: &UpgradeOptions) -> Result<UpgradeOutcome>
     let results = vec![result];
     report::write_reports(&out.join("reports"), &ctx, &results)?;
     Ok(UpgradeOutcome {
-        from: from.id,
-        to: to.id,
+        from: from.id.clone(),
+        to: to.id.clone(),
         accel,
         firmware: o.firmware,
         output_dir: out,
         exit_code: report::exit_code(&results),
         result: results.into_iter().next().expect("one result"),
     })
+}
+
+/// Each phase's wall time, for the log's `timings:` line (bench/release reads it).
+struct Clock {
+    last: Instant,
+    laps: Vec<(&'static str, Duration)>,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            last: Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, what: &'static str) {
+        let now = Instant::now();
+        self.laps.push((what, now - self.last));
+        self.last = now;
+    }
+
+    fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .laps
+            .iter()
+            .map(|(w, d)| format!("{w} {:.1} s", d.as_secs_f64()))
+            .collect();
+        format!("timings: {}", parts.join(", "))
+    }
 }
 
 fn short(commit: &str) -> &str {
@@ -315,9 +408,11 @@ impl Plan<'_> {
     async fn run(&self, m: &mut Machine) -> Result<String> {
         let (from, to) = (&self.from.meta, &self.to.meta);
         let mut log = Vec::new();
+        let mut clock = Clock::new();
         m.wait_ready(self.boot_timeout, None)
             .await
             .with_context(|| format!("booting build {}", self.from.id))?;
+        clock.lap("boot");
         let (booted, _) = self.booted(m).await?;
         if booted != from.ostree_commit {
             bail!(
@@ -351,24 +446,53 @@ impl Plan<'_> {
                 )
             })?;
         let url = format!("http://{}:{}/repo", qemu::HOST_FORWARD_ADDR, self.port);
-        let verify = match self.key {
-            Some(key) => format!(
-                "--set=gpg-verify=true {remote} {url} && \
-                 printf %s {} | base64 -d >/run/cosa-upgrade-key && \
-                 ostree remote gpg-import -k /run/cosa-upgrade-key {remote}",
-                base64::engine::general_purpose::STANDARD.encode(key)
+        // The image's own remote config (the stream's key and gpg-verify) is kept
+        // and only its URL pointed at the host; --gpg-key replaces the trust with
+        // that key; an image without a config for the remote gets one without
+        // verification.
+        let conf = format!("/etc/ostree/remotes.d/{remote}.conf");
+        let (script, keys) = match self.key {
+            Some(key) => (
+                format!(
+                    "ostree remote delete --if-exists {remote} && \
+                     ostree remote add --set=gpg-verify=true {remote} {url} && \
+                     printf %s {} | base64 -d >/run/cosa-upgrade-key && \
+                     ostree remote gpg-import -k /run/cosa-upgrade-key {remote} >/dev/null",
+                    base64::engine::general_purpose::STANDARD.encode(key)
+                ),
+                "the key given with --gpg-key".to_string(),
             ),
-            None => format!("--no-gpg-verify {remote} {url}"),
+            None => (
+                format!(
+                    "if [ -f {conf} ]; then sed -i 's|^url=.*|url={url}|' {conf} && cat {conf}; \
+                     else ostree remote add --no-gpg-verify {remote} {url}; fi"
+                ),
+                String::new(),
+            ),
         };
-        self.step(
-            m,
-            "configuring the remote",
-            &format!("ostree remote delete --if-exists {remote} && ostree remote add {verify}"),
-        )
-        .await?;
+        let text = self
+            .step(
+                m,
+                "configuring the remote",
+                &format!("{script} && ostree remote show-url {remote} >/dev/null"),
+            )
+            .await?;
+        let setting = |k: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(k)?.strip_prefix('='))
+                .map(|v| v.trim().to_string())
+        };
+        let (verify, keys) = if self.key.is_some() {
+            (true, keys)
+        } else if text.contains("[remote") {
+            let keys = setting("gpgkeypath")
+                .map_or("the image's keyring".into(), |p| format!("the image's {p}"));
+            (setting("gpg-verify").as_deref() == Some("true"), keys)
+        } else {
+            (false, "none".into())
+        };
         log.push(format!(
-            "remote {remote} → {url} (gpg-verify {})",
-            self.key.is_some()
+            "remote {remote} → {url} (gpg-verify {verify}, keys: {keys})"
         ));
         self.step(
             m,
@@ -377,21 +501,35 @@ impl Plan<'_> {
         )
         .await?;
 
+        clock.lap("configure");
+        // Pull and deploy as two steps, so the pull's share of the time is known.
         let out = self
             .step(
                 m,
-                &format!("ostree admin upgrade to build {}", self.to.id),
-                "ostree admin upgrade 2>&1",
+                &format!("ostree admin upgrade (pull) to build {}", self.to.id),
+                "ostree admin upgrade --pull-only 2>&1",
             )
             .await?;
+        clock.lap("pull");
+        let deployed = self
+            .step(
+                m,
+                &format!("ostree admin upgrade (deploy) of build {}", self.to.id),
+                "ostree admin upgrade --deploy-only 2>&1",
+            )
+            .await?;
+        clock.lap("deploy");
         log.push(format!(
             "ostree admin upgrade: {}",
-            out.trim().replace('\n', "; ")
+            format!("{}\n{}", out.trim(), deployed.trim())
+                .trim()
+                .replace('\n', "; ")
         ));
         let boot = m
             .reboot(self.boot_timeout)
             .await
             .with_context(|| format!("rebooting into build {}", self.to.id))?;
+        clock.lap("reboot");
         let (booted, version) = self.booted(m).await?;
         if booted != to.ostree_commit {
             bail!(
@@ -432,6 +570,7 @@ impl Plan<'_> {
         .await
         .context("the /etc change made before the upgrade did not survive the merge")?;
         log.push("the previous deployment is kept; /etc change kept".into());
+        clock.lap("checks");
         if !boot.failed_units.is_empty() {
             bail!(
                 "build {} booted with failed units: {:?}",
@@ -458,7 +597,9 @@ impl Plan<'_> {
                 from.ostree_commit
             );
         }
+        clock.lap("rollback");
         log.push(format!("rolled back: booted build {} again", self.from.id));
+        log.push(clock.summary());
         Ok(log.join("\n"))
     }
 }

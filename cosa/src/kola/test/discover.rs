@@ -323,7 +323,8 @@ mod tests {
                 "firstboot",
                 "reboot",
                 "kernel-override",
-                "ostree-status"
+                "ostree-status",
+                "ostree.upgrade"
             ]
         );
     }
