@@ -181,6 +181,12 @@ fn promote_runs_the_pipelines_steps(f: &Fixture, id: &str, home: &str, uid: &str
             .unwrap()
     };
     let tags = |f: &Fixture| f.builds_json()["tags"].clone();
+    // The stream pointed at the first build until now: the release summary compares.
+    let previous = f.builds_json()["builds"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    f.cosa(&["tag", "add", "stable", &previous]).ok();
     let before = tags(f);
     let out = promote(&[]);
     assert!(!out.status.success());
@@ -217,6 +223,24 @@ fn promote_runs_the_pipelines_steps(f: &Fixture, id: &str, home: &str, uid: &str
     let release =
         std::fs::read_to_string(f.workdir().join(format!("builds/{id}/release.json"))).unwrap();
     assert!(release.contains(id), "{release}");
+    // The release summary: `cosa diff` from the stream's previous build.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("release summary: {previous} -> {id}"))
+            && stdout.contains("files: 0 added, 0 removed"),
+        "{stdout}"
+    );
+    let diff: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(f.workdir().join(format!("builds/{id}/release-diff.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(diff["from"], previous.as_str(), "{diff:#}");
+    assert_eq!(diff["to"], id, "{diff:#}");
+    let modified = diff["ostree"]["modified"].as_array().unwrap();
+    assert!(
+        modified.contains(&serde_json::json!("/usr/lib/test-overlay")),
+        "{diff:#}"
+    );
 }
 
 /// A pull from the workdir's repo through a remote with `gpg-verify=true` and the
