@@ -109,6 +109,22 @@ pub struct Reader<R: Read> {
 }
 
 /// A crate error, saying "truncated" where the stream ended early.
+/// Skip the zero padding between archives concatenated in one stream (an
+/// initramfs's members); false at the end of the stream.
+pub fn skip_padding<R: io::BufRead>(r: &mut R) -> io::Result<bool> {
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(false);
+        }
+        let zeros = buf.iter().take_while(|b| **b == 0).count();
+        if zeros == 0 {
+            return Ok(true);
+        }
+        r.consume(zeros);
+    }
+}
+
 fn io_error(e: io::Error, what: &str) -> anyhow::Error {
     if e.kind() == io::ErrorKind::UnexpectedEof {
         anyhow!("truncated cpio archive ({what})")

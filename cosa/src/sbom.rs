@@ -22,7 +22,7 @@
 //! document made from its rpmdb.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use cmdext::CommandRunExt;
@@ -381,20 +381,29 @@ pub fn for_commit(
     Ok(Some(document(s, &pkgs)?))
 }
 
-/// The SBOM of the tree at `root` from its rpmdb (copied to `scratch` first: its files
-/// may be hardlinks into a repo); `None` when the tree has no rpmdb.
-pub fn for_tree(root: &Path, s: &Subject, scratch: &Path) -> Result<Option<Value>> {
+/// A copy at `dest` of the rpmdb of the tree at `root`, for rpm to read: the tree's
+/// files may be hardlinks into a repo, and rpm may write beside them. `None` when
+/// the tree has no rpmdb.
+pub fn copy_tree_rpmdb(root: &Path, dest: &Path) -> Result<Option<PathBuf>> {
     let Some(db) = RPMDB_DIRS.iter().map(|d| root.join(d)).find(|d| d.is_dir()) else {
         return Ok(None);
     };
-    let copy = scratch.join("sbom-rpmdb");
-    fs_err::create_dir_all(&copy)?;
+    fs_err::create_dir_all(dest)?;
     for e in fs_err::read_dir(&db)? {
         let e = e?;
         if e.file_type()?.is_file() {
-            fs_err::copy(e.path(), copy.join(e.file_name()))?;
+            fs_err::copy(e.path(), dest.join(e.file_name()))?;
         }
     }
+    Ok(Some(dest.to_path_buf()))
+}
+
+/// The SBOM of the tree at `root` from its rpmdb (copied under `scratch` meanwhile);
+/// `None` when the tree has no rpmdb.
+pub fn for_tree(root: &Path, s: &Subject, scratch: &Path) -> Result<Option<Value>> {
+    let Some(copy) = copy_tree_rpmdb(root, &scratch.join("sbom-rpmdb"))? else {
+        return Ok(None);
+    };
     let pkgs = query_rpmdb(&copy)?;
     fs_err::remove_dir_all(&copy)?;
     Ok(Some(document(s, &pkgs)?))

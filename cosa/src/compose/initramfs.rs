@@ -494,16 +494,8 @@ fn members(image: &Path) -> Result<Vec<String>> {
 /// until its end or something that is not an archive.
 fn archives<R: BufRead>(r: &mut R, names: &mut Vec<String>) -> Result<()> {
     loop {
-        loop {
-            let buf = r.fill_buf()?;
-            if buf.is_empty() {
-                return Ok(());
-            }
-            let zeros = buf.iter().take_while(|b| **b == 0).count();
-            if zeros == 0 {
-                break;
-            }
-            r.consume(zeros);
+        if !cpio::skip_padding(r)? {
+            return Ok(());
         }
         if !r.fill_buf()?.starts_with(b"0707") {
             return Ok(());

@@ -551,8 +551,11 @@ fn temp_beside(output: &Path) -> Result<tempfile::NamedTempFile> {
         .with_context(|| format!("creating a temporary file in {}", dir.display()))
 }
 
-/// Where each file of an ISO is: path (Rock Ridge name) to (byte offset, size).
+/// Where each file of an ISO is: path (Rock Ridge name) to (byte offset, size). A
+/// missing file, or one that is not an ISO 9660 image, is an error (xorriso itself
+/// reports either as an empty image).
 pub fn file_table(iso: &Path) -> Result<HashMap<String, (u64, u64)>> {
+    fs::File::open(iso)?;
     let out = cmdext::command("xorriso")
         .args(["-report_about", "SORRY", "-indev"])
         .arg(iso)
@@ -572,6 +575,12 @@ pub fn file_table(iso: &Path) -> Result<HashMap<String, (u64, u64)>> {
             let path = f[4].trim_matches('\'').trim_start_matches('/').to_string();
             t.insert(path, (lba * 2048, size));
         }
+    }
+    if t.is_empty() {
+        bail!(
+            "xorriso lists no files in {}: not an ISO 9660 image",
+            iso.display()
+        );
     }
     Ok(t)
 }

@@ -3,7 +3,7 @@
 //! xz, zero padding between them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -155,20 +155,10 @@ impl Read for XzSegment<'_> {
 /// The cpio archives of a decompressed stream, until its end.
 fn archives(r: impl Read, out: &mut BTreeMap<String, InitrdEntry>) -> Result<()> {
     let mut r = BufReader::new(r);
-    loop {
-        loop {
-            let buf = r.fill_buf()?;
-            if buf.is_empty() {
-                return Ok(());
-            }
-            let zeros = buf.iter().take_while(|b| **b == 0).count();
-            if zeros == 0 {
-                break;
-            }
-            r.consume(zeros);
-        }
+    while cpio::skip_padding(&mut r)? {
         archive(&mut r, out)?;
     }
+    Ok(())
 }
 
 /// One cpio archive, up to its trailer.

@@ -287,22 +287,9 @@ fn commit_root(
 
 /// The package list of the tree's rpmdb, as `rpmostree.rpmdb.pkglist` holds it.
 fn rpmdb_pkglist(root: &Path, scratch: &Path) -> Result<Option<glib::Variant>> {
-    let Some(db) = ["usr/lib/sysimage/rpm", "usr/share/rpm"]
-        .iter()
-        .map(|d| root.join(d))
-        .find(|d| d.is_dir())
-    else {
+    let Some(copy) = crate::sbom::copy_tree_rpmdb(root, &scratch.join("rpmdb"))? else {
         return Ok(None);
     };
-    // A copy: the files may be hardlinks into the repo, and rpm may write beside them.
-    let copy = scratch.join("rpmdb");
-    fs::create_dir_all(&copy)?;
-    for e in fs::read_dir(&db)? {
-        let e = e?;
-        if e.file_type()?.is_file() {
-            fs::copy(e.path(), copy.join(e.file_name()))?;
-        }
-    }
     let out = cmdext::command("rpm")
         .arg("--dbpath")
         .arg(&copy)
