@@ -197,7 +197,7 @@ fn write_sbom(rootfs: &Path, req: &ComposeRequest, hdrs: &[rpmhdr::RpmHeader]) -
         .as_deref()
         .and_then(|r| r.split('/').next())
         .unwrap_or("cosa");
-    let mut pkgs: Vec<_> = hdrs.iter().map(|h| h.sbom.clone()).collect();
+    let mut pkgs: Vec<_> = hdrs.iter().map(rpmhdr::RpmHeader::sbom_package).collect();
     crate::sbom::sort_packages(&mut pkgs);
     let subject = crate::sbom::Subject {
         name,

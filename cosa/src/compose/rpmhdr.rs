@@ -48,11 +48,22 @@ pub struct RpmHeader {
     pub files: Vec<RpmFile>,
     /// The package's identity in an rpmdb: NEVRA and header digest.
     pub dbkey: String,
-    /// What the SBOM says of the package (version, vendor, license, …).
+    /// What the SBOM says of the package besides its dependencies and files
+    /// (version, vendor, license, …); see [`RpmHeader::sbom_package`].
     pub sbom: crate::sbom::RpmPackage,
 }
 
 impl RpmHeader {
+    /// The package as the SBOM describes it, with the header's dependencies and files.
+    pub fn sbom_package(&self) -> crate::sbom::RpmPackage {
+        crate::sbom::RpmPackage {
+            provides: self.provides.clone(),
+            requires: self.requires.clone(),
+            files: self.files.iter().map(|f| f.path.clone()).collect(),
+            ..self.sbom.clone()
+        }
+    }
+
     /// Files not owned by root:root (their ownership is set after assembly, from the tree's passwd).
     pub fn nonroot_files(&self) -> impl Iterator<Item = &RpmFile> {
         self.files
@@ -136,7 +147,7 @@ fn parse_one(path: &Path, rec: &str) -> Result<RpmHeader> {
     let groups = array(f[12]);
     // FILECAPS has one (possibly empty) entry per file: split without dropping empties.
     let caps: Vec<&str> = f[13].split(AS).collect();
-    let files: Vec<RpmFile> = names
+    let files = names
         .into_iter()
         .enumerate()
         .map(|(i, path)| RpmFile {
@@ -162,9 +173,7 @@ fn parse_one(path: &Path, rec: &str) -> Result<RpmHeader> {
         url: none(f[21]),
         sourcerpm: none(f[22]),
         license: none(f[23]),
-        provides: array(f[2]),
-        requires: array(f[1]),
-        files: files.iter().map(|f: &RpmFile| f.path.clone()).collect(),
+        ..Default::default()
     };
     Ok(RpmHeader {
         path: path.to_path_buf(),
@@ -332,11 +341,12 @@ mod tests {
         assert_eq!(h.files[1].caps, "cap_net_raw=ep");
         assert_eq!(h.dbkey, "p-1-1.noarch abc");
         // What the SBOM says of it.
-        assert_eq!(h.sbom.evr(), "1-1");
-        assert_eq!(h.sbom.vendor.as_deref(), Some("Debian"));
-        assert_eq!(h.sbom.url, None);
-        assert_eq!(h.sbom.license.as_deref(), Some("MIT"));
-        assert_eq!(h.sbom.files, ["/a", "/b"]);
-        assert_eq!(h.sbom.requires, ["q"]);
+        let p = h.sbom_package();
+        assert_eq!(p.evr(), "1-1");
+        assert_eq!(p.vendor.as_deref(), Some("Debian"));
+        assert_eq!(p.url, None);
+        assert_eq!(p.license.as_deref(), Some("MIT"));
+        assert_eq!(p.files, ["/a", "/b"]);
+        assert_eq!(p.requires, ["q"]);
     }
 }
