@@ -82,7 +82,7 @@ pub struct Subject<'a> {
 pub const TREE_PATH: &str = "usr/share/buildinfo/sbom.spdx.json";
 
 /// rpm's `(none)` for an absent tag, as `None`.
-fn tag(s: &str) -> Option<String> {
+pub(crate) fn tag(s: &str) -> Option<String> {
     (s != "(none)" && !s.is_empty()).then(|| s.to_string())
 }
 

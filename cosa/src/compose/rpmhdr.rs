@@ -161,7 +161,7 @@ fn parse_one(path: &Path, rec: &str) -> Result<RpmHeader> {
             caps: caps.get(i).unwrap_or(&"").to_string(),
         })
         .collect();
-    let none = |x: &str| (x != "(none)" && !x.is_empty()).then(|| x.to_string());
+    let none = crate::sbom::tag;
     let sbom = crate::sbom::RpmPackage {
         name: name.clone(),
         epoch: none(f[15]).and_then(|e| e.parse().ok()),
