@@ -3,11 +3,15 @@
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
+    use std::io::IsTerminal;
+    // Colours only on a terminal: CI logs and `podman run` without -t get plain text.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(ansi)
         .without_time()
         .try_init();
 }

@@ -39,6 +39,17 @@ impl ProtectedTree {
             .arg(&mountpoint)
             .run()
             .with_context(|| format!("mounting {} through rofiles-fuse", tree.display()))?;
+        // rofiles-fuse daemonizes before FUSE is opened, so a missing /dev/fuse
+        // (a container run without `--device /dev/fuse`) still exits 0 and leaves
+        // an empty directory: check that a filesystem is mounted there.
+        if !is_mountpoint(&mountpoint)? {
+            anyhow::bail!(
+                "mounting {} through rofiles-fuse: nothing is mounted at {} \
+                 (is /dev/fuse available? in a container, pass --device /dev/fuse)",
+                tree.display(),
+                mountpoint.display()
+            );
+        }
         Ok(ProtectedTree {
             mountpoint,
             _dir: dir,
@@ -53,6 +64,21 @@ impl ProtectedTree {
     pub fn run(&self, argv: &[String], binds: &[Bind], env: &[(&str, &str)]) -> Result<()> {
         bwrap(Bind::Rw(&self.mountpoint, "/"), argv, binds, env)
     }
+}
+
+/// Whether `path` is the root of a filesystem other than its parent's.
+fn is_mountpoint(path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let parent = path.parent().unwrap_or(path);
+    let dev = |p: &Path| -> Result<u64> { Ok(fs_err::metadata(p)?.dev()) };
+    // The daemon may still be setting up the mount when the parent returns.
+    for _ in 0..50 {
+        if dev(path)? != dev(parent)? {
+            return Ok(true);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(false)
 }
 
 /// Run `argv` in the same sandbox as [`ProtectedTree::run`], but with `tree` bound
