@@ -299,6 +299,15 @@ fn coreos_installer_interop(b: &DemoBuild, t: &Path) {
         "cosa.test=live",
     ])
     .ok();
+    // An ordinary file, as coreos-installer leaves one: the umask's mode, not 0600.
+    let mode = std::os::unix::fs::PermissionsExt::mode(&cosa_iso.metadata().unwrap().permissions());
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let umask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .map(|m| u32::from_str_radix(m.trim(), 8).unwrap())
+        .unwrap();
+    assert_eq!(mode & 0o777, 0o666 & !umask, "{}", cosa_iso.display());
     let live: serde_json::Value =
         serde_json::from_str(&ci_ok(&["iso", "ignition", "show", s(&cosa_iso)])).unwrap();
     let paths: Vec<&str> = live["storage"]["files"]

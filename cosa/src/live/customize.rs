@@ -545,8 +545,11 @@ fn temp_beside(output: &Path) -> Result<tempfile::NamedTempFile> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    // The output is an ordinary file: 0666 less the umask, as coreos-installer
+    // leaves it, not the 0600 of a temporary file.
     tempfile::Builder::new()
         .prefix(".cosa-customize-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))
 }
