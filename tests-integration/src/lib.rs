@@ -53,6 +53,20 @@ pub fn require_root() {
     );
 }
 
+/// `podman run` as these machines allow it: runc (crun is not installed), and
+/// ulimits at or below the sandbox's hard limits (podman's default nofile of
+/// 1048576 is above them, and runc then fails with "error setting rlimits").
+pub const PODMAN_RUN: &[&str] = &[
+    "run",
+    "--rm",
+    "--runtime",
+    "runc",
+    "--ulimit",
+    "nofile=1000:1000",
+    "--ulimit",
+    "nproc=1000:1000",
+];
+
 pub const KVER: &str = "6.0.0-test";
 
 /// Busybox applets the test scripts use.

@@ -6,20 +6,8 @@ use tests_integration as common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{path_exists, Fixture, KVER};
+use common::{path_exists, Fixture, KVER, PODMAN_RUN};
 use sha2::{Digest, Sha256};
-
-/// podman on these machines: runc, and ulimits the sandbox allows.
-const PODMAN_RUN: &[&str] = &[
-    "run",
-    "--rm",
-    "--runtime",
-    "runc",
-    "--ulimit",
-    "nofile=1000:1000",
-    "--ulimit",
-    "nproc=1000:1000",
-];
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
