@@ -83,6 +83,26 @@ fn failure(shown: &str, status: ExitStatus, stderr: &[u8]) -> anyhow::Error {
     }
 }
 
+/// The error for a command that did not start. A bare program name found nowhere in
+/// `PATH` is a tool that is not installed: say so, and what installs cosa's tools.
+fn start_error(cmd: &Command, shown: &str, e: std::io::Error) -> anyhow::Error {
+    let program = cmd.get_program();
+    let bare = !program.as_encoded_bytes().contains(&b'/');
+    if e.kind() == std::io::ErrorKind::NotFound && bare && !in_path(program) {
+        return anyhow::anyhow!(
+            "starting `{shown}`: `{}` is not installed (not found in PATH); \
+             ci/install-deps.sh --runtime installs every tool cosa runs",
+            program.to_string_lossy()
+        );
+    }
+    anyhow::Error::new(e).context(format!("starting `{shown}`"))
+}
+
+fn in_path(program: &OsStr) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
 fn log_output(shown: &str, out: &Output) {
     for (what, b) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
         if !b.is_empty() {
@@ -140,7 +160,7 @@ impl CommandRunExt for Command {
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .status()
-            .with_context(|| format!("starting `{shown}`"))?;
+            .map_err(|e| start_error(self, &shown, e))?;
         if !status.success() {
             bail!("`{shown}` failed: {status}");
         }
@@ -174,7 +194,7 @@ impl CommandRunExt for Command {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output()
-            .with_context(|| format!("starting `{shown}`"))?;
+            .map_err(|e| start_error(self, &shown, e))?;
         log_output(&shown, &out);
         Ok(out)
     }
@@ -233,7 +253,7 @@ impl CommandRunExt for Command {
     fn spawn_logged(&mut self) -> Result<Child> {
         let shown = display(self);
         tracing::debug!("spawning {shown}");
-        self.spawn().with_context(|| format!("starting `{shown}`"))
+        self.spawn().map_err(|e| start_error(self, &shown, e))
     }
 }
 
@@ -263,7 +283,7 @@ impl AsyncCommandRunExt for tokio::process::Command {
             .stderr(Stdio::piped())
             .output()
             .await
-            .with_context(|| format!("starting `{shown}`"))?;
+            .map_err(|e| start_error(self.as_std(), &shown, e))?;
         log_output(&shown, &out);
         if !out.status.success() {
             return Err(failure(&shown, out.status, &out.stderr));
@@ -279,7 +299,7 @@ impl AsyncCommandRunExt for tokio::process::Command {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let out = match tokio::time::timeout(limit, self.output()).await {
-            Ok(out) => out.with_context(|| format!("starting `{shown}`"))?,
+            Ok(out) => out.map_err(|e| start_error(self.as_std(), &shown, e))?,
             Err(_) => bail!("`{shown}` did not finish within {limit:?} and was killed"),
         };
         log_output(&shown, &out);
@@ -313,6 +333,19 @@ mod tests {
             format!("{e:#}").contains("starting `/nonexistent/prog x`"),
             "{e:#}"
         );
+    }
+
+    #[test]
+    fn program_not_installed_says_so() {
+        let e = command("cosa-no-such-tool").arg("x").run().unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("starting `cosa-no-such-tool x`"), "{msg}");
+        assert!(
+            msg.contains("`cosa-no-such-tool` is not installed"),
+            "{msg}"
+        );
+        let e = command("cosa-no-such-tool").spawn_logged().unwrap_err();
+        assert!(format!("{e:#}").contains("is not installed"), "{e:#}");
     }
 
     #[test]
