@@ -440,10 +440,23 @@ pub fn read_from_commit(repo: &ostree::Repo, commit: &str) -> Result<Option<Vec<
     if !f.query_exists(gio::Cancellable::NONE) {
         return Ok(None);
     }
-    let (bytes, _) = f
-        .load_contents(gio::Cancellable::NONE)
-        .with_context(|| format!("reading /{TREE_PATH} of commit {commit}"))?;
-    Ok(Some(bytes.to_vec()))
+    // Through the object, not GFile::load_contents: OstreeRepoFile's read() hands
+    // back a plain GInputStream, on which GIO's load_contents asserts
+    // (GLib-GIO-CRITICAL, ostreedev/ostree#2703).
+    let read = || -> Result<Vec<u8>> {
+        let f = f
+            .downcast::<ostree::RepoFile>()
+            .map_err(|_| anyhow::anyhow!("not a file of the commit"))?;
+        f.ensure_resolved()?;
+        let csum = f.checksum();
+        let (stream, _, _) = repo.load_file(&csum, gio::Cancellable::NONE)?;
+        let stream = stream.context("not a regular file")?;
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut stream.into_read(), &mut data)?;
+        Ok(data)
+    };
+    let bytes = read().with_context(|| format!("reading /{TREE_PATH} of commit {commit}"))?;
+    Ok(Some(bytes))
 }
 
 /// Put the SBOM of the build `meta` describes into its directory `dir` and record it
