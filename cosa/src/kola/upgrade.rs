@@ -102,7 +102,7 @@ fn previous_build(wd: &crate::builds::Workdir, to: &str) -> Result<String> {
         .position(|i| *i == to)
         .with_context(|| format!("build {to} is not in builds.json"))?;
     ids.get(i + 1).map(|s| s.to_string()).ok_or_else(|| {
-        anyhow!("no build older than {to} to upgrade from: build again, or give --from")
+        anyhow!("no build older than {to} to upgrade from: build once more to have two")
     })
 }
 
@@ -264,7 +264,9 @@ pub fn run_upgrade(workdir: &Path, o: &UpgradeOptions) -> Result<UpgradeOutcome>
     let to = BuildUnderTest::open(workdir, o.to.as_deref())?;
     let from_id = match &o.from {
         Some(f) => f.clone(),
-        None => previous_build(&to.wd, &to.id)?,
+        None => {
+            previous_build(&to.wd, &to.id).map_err(|e| anyhow!("{e:#}, or name one with --from"))?
+        }
     };
     let from = BuildUnderTest::open(workdir, Some(&from_id))?;
     check_case(&from, &to)?;
