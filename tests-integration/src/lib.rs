@@ -67,6 +67,18 @@ pub const PODMAN_RUN: &[&str] = &[
     "nproc=1000:1000",
 ];
 
+/// Run `cmd` and return its stdout, or panic quoting the command and its output.
+pub fn run_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub const KVER: &str = "6.0.0-test";
 
 /// Busybox applets the test scripts use.

@@ -7,8 +7,9 @@ use tests_integration as common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::process::Command;
 
-use common::{cosa_bin, cosa_in, demo_repo, repo_root, require_root, PODMAN_RUN};
+use common::{cosa_bin, cosa_in, demo_repo, repo_root, require_root, run_ok, PODMAN_RUN};
 
 /// The image this test builds, removed when the test ends.
 struct Image(String);
@@ -24,33 +25,17 @@ impl Drop for Image {
 /// `podman run` of `image` with the workdir at /srv and the repository mounted
 /// read-only at its own path (so `src/config`, a symlink into it, resolves the
 /// same inside and outside), `extra` podman options, then cosa's `args`.
-fn cosa_in_container(
-    image: &str,
-    workdir: &Path,
-    extra: &[&str],
-    args: &[&str],
-) -> std::process::Output {
+fn cosa_in_container(image: &str, workdir: &Path, extra: &[&str], args: &[&str]) -> Command {
     let root = repo_root();
     let root = root.to_str().unwrap();
-    cmdext::command("podman")
-        .args(PODMAN_RUN)
+    let mut cmd = cmdext::command("podman");
+    cmd.args(PODMAN_RUN)
         .args(["-v", &format!("{}:/srv", workdir.display())])
         .args(["-v", &format!("{root}:{root}:ro")])
         .args(extra)
         .arg(image)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: std::process::Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} in the container failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
+        .args(args);
+    cmd
 }
 
 /// Every file below `dir`, `dir` included.
@@ -68,35 +53,25 @@ fn demo_stream_builds_in_the_toolkit_image() {
     require_root();
     demo_repo();
     let image = Image(format!("localhost/cosa-test:{}", std::process::id()));
-    let out = cmdext::command(repo_root().join("container/build"))
-        .args(["--tag", &image.0, "--cosa"])
-        .arg(cosa_bin())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "container/build: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
+    run_ok(
+        cmdext::command(repo_root().join("container/build"))
+            .args(["--tag", &image.0, "--cosa"])
+            .arg(cosa_bin()),
     );
 
     // One source of truth: every runtime package of ci/install-deps.sh is in
     // the image, and the cosa in it is the one under test.
-    let list = cmdext::command(repo_root().join("ci/install-deps.sh"))
-        .args(["--list", "runtime"])
-        .output()
-        .unwrap();
-    let list = String::from_utf8(list.stdout).unwrap();
+    let list =
+        run_ok(cmdext::command(repo_root().join("ci/install-deps.sh")).args(["--list", "runtime"]));
     let packages: Vec<&str> = list.split_whitespace().collect();
     assert!(packages.len() > 20, "runtime list: {list}");
-    let dpkg = cmdext::command("podman")
-        .args(PODMAN_RUN)
-        .args(["--entrypoint", "dpkg-query", &image.0])
-        .args(["-W", "-f", "${Package} ${db:Status-Status}\\n"])
-        .args(&packages)
-        .output()
-        .unwrap();
-    let dpkg = ok(dpkg, "dpkg-query");
+    let dpkg = run_ok(
+        cmdext::command("podman")
+            .args(PODMAN_RUN)
+            .args(["--entrypoint", "dpkg-query", &image.0])
+            .args(["-W", "-f", "${Package} ${db:Status-Status}\\n"])
+            .args(&packages),
+    );
     for p in &packages {
         assert!(
             dpkg.lines().any(|l| l == format!("{p} installed")),
@@ -104,10 +79,12 @@ fn demo_stream_builds_in_the_toolkit_image() {
         );
     }
     let dir = tempfile::tempdir().unwrap();
-    let version = ok(
-        cosa_in_container(&image.0, dir.path(), &[], &["--version"]),
-        "cosa --version",
-    );
+    let version = run_ok(&mut cosa_in_container(
+        &image.0,
+        dir.path(),
+        &[],
+        &["--version"],
+    ));
     let host_version = cosa_in(dir.path(), &["--version"]).ok();
     assert_eq!(version, host_version);
 
@@ -115,15 +92,14 @@ fn demo_stream_builds_in_the_toolkit_image() {
     let w = dir.path().join("work");
     std::fs::create_dir(&w).unwrap();
     let config = repo_root().join("stream");
-    let init = ok(
-        cosa_in_container(&image.0, &w, &[], &["init", config.to_str().unwrap()]),
-        "cosa init",
-    );
+    let init = run_ok(&mut cosa_in_container(
+        &image.0,
+        &w,
+        &[],
+        &["init", config.to_str().unwrap()],
+    ));
     assert!(init.contains("Initialized workdir /srv"), "{init}");
-    ok(
-        cosa_in_container(&image.0, &w, &[], &["fetch"]),
-        "cosa fetch",
-    );
+    run_ok(&mut cosa_in_container(&image.0, &w, &[], &["fetch"]));
 
     // The compose runs scriptlets under bwrap through a rofiles-fuse view: without
     // /dev/fuse it fails, saying so, and leaves no build behind.
@@ -132,7 +108,9 @@ fn demo_stream_builds_in_the_toolkit_image() {
         &w,
         &["--cap-add", "SYS_ADMIN,NET_ADMIN"],
         &["build"],
-    );
+    )
+    .output()
+    .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "build without /dev/fuse: {err}");
     assert!(err.contains("is /dev/fuse available"), "{err}");
@@ -140,21 +118,20 @@ fn demo_stream_builds_in_the_toolkit_image() {
     assert!(!w.join("builds/latest").exists());
 
     // With what the README names for it (no --privileged), the build lands.
-    let built = ok(
-        cosa_in_container(
-            &image.0,
-            &w,
-            &["--cap-add", "SYS_ADMIN,NET_ADMIN", "--device", "/dev/fuse"],
-            &["build"],
-        ),
-        "cosa build",
-    );
+    let built = run_ok(&mut cosa_in_container(
+        &image.0,
+        &w,
+        &["--cap-add", "SYS_ADMIN,NET_ADMIN", "--device", "/dev/fuse"],
+        &["build"],
+    ));
     assert!(built.contains("Built "), "{built}");
     // Disk images need no extra privilege at all.
-    let images = ok(
-        cosa_in_container(&image.0, &w, &[], &["osbuild", "qemu"]),
-        "cosa osbuild qemu",
-    );
+    let images = run_ok(&mut cosa_in_container(
+        &image.0,
+        &w,
+        &[],
+        &["osbuild", "qemu"],
+    ));
     assert!(images.contains("qemu"), "{images}");
 
     // On the host: the build is there, the host's cosa reads it, the qcow2 is
@@ -170,26 +147,15 @@ fn demo_stream_builds_in_the_toolkit_image() {
     let qcow2 = w
         .join("builds/latest/x86_64")
         .join(qcow2.trim().trim_matches('"'));
-    let check = cmdext::command("qemu-img")
-        .args(["check", "-q"])
-        .arg(&qcow2)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "qemu-img check {}: {}",
-        qcow2.display(),
-        String::from_utf8_lossy(&check.stderr)
+    run_ok(
+        cmdext::command("qemu-img")
+            .args(["check", "-q"])
+            .arg(&qcow2),
     );
-    let fsck = cmdext::command("ostree")
-        .arg(format!("--repo={}", w.join("cache/repo").display()))
-        .arg("fsck")
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "ostree fsck: {}",
-        String::from_utf8_lossy(&fsck.stderr)
+    run_ok(
+        cmdext::command("ostree")
+            .arg(format!("--repo={}", w.join("cache/repo").display()))
+            .arg("fsck"),
     );
     let me = rustix::process::geteuid().as_raw();
     let mut files = Vec::new();

@@ -4,21 +4,9 @@
 use tests_integration as common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{path_exists, Fixture, KVER, PODMAN_RUN};
+use common::{path_exists, run_ok as run, Fixture, KVER, PODMAN_RUN};
 use sha2::{Digest, Sha256};
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn sha256_file(p: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
