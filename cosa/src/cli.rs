@@ -84,6 +84,26 @@ pub enum Cmd {
     BuildextendAzure(ImageOpts),
     /// Make the GCP image (disk.raw in a gzipped tarball).
     BuildextendGcp(ImageOpts),
+    /// Make the OpenStack image (qcow2).
+    BuildextendOpenstack(ImageOpts),
+    /// Make the IBM Cloud image (qcow2).
+    BuildextendIbmcloud(ImageOpts),
+    /// Make the Nutanix image (qcow2).
+    BuildextendNutanix(ImageOpts),
+    /// Make the Proxmox VE image (qcow2).
+    BuildextendProxmoxve(ImageOpts),
+    /// Make the Exoscale image (qcow2).
+    BuildextendExoscale(ImageOpts),
+    /// Make the Oracle Cloud image (qcow2).
+    BuildextendOraclecloud(ImageOpts),
+    /// Make the DigitalOcean image (qcow2).
+    BuildextendDigitalocean(ImageOpts),
+    /// Make the Hetzner image (raw).
+    BuildextendHetzner(ImageOpts),
+    /// Make the Apple Hypervisor image (raw).
+    BuildextendApplehv(ImageOpts),
+    /// Make the Hyper-V image (dynamic VHDX).
+    BuildextendHyperv(ImageOpts),
     /// Make several platforms' images in one run (the base disk is made once).
     Osbuild(OsbuildOpts),
     /// Compress a build's images in place (meta.json keeps the uncompressed digests).
@@ -387,7 +407,8 @@ pub struct ImageOpts {
 
 #[derive(Debug, Args)]
 pub struct OsbuildOpts {
-    /// Platforms: qemu, metal, metal4k, aws, azure, gcp.
+    /// Platforms: qemu, metal, metal4k, aws, azure, gcp, openstack, ibmcloud, nutanix,
+    /// proxmoxve, exoscale, oraclecloud, digitalocean, hetzner, applehv, hyperv.
     #[arg(required = true)]
     pub platforms: Vec<crate::platform::Platform>,
     #[command(flatten)]

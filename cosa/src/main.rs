@@ -41,6 +41,36 @@ fn main() {
         Cmd::BuildextendGcp(opts) => {
             cosa::cmd::images::buildextend(&cli.global, Platform::Gcp, &opts)
         }
+        Cmd::BuildextendOpenstack(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Openstack, &opts)
+        }
+        Cmd::BuildextendIbmcloud(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Ibmcloud, &opts)
+        }
+        Cmd::BuildextendNutanix(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Nutanix, &opts)
+        }
+        Cmd::BuildextendProxmoxve(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Proxmoxve, &opts)
+        }
+        Cmd::BuildextendExoscale(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Exoscale, &opts)
+        }
+        Cmd::BuildextendOraclecloud(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Oraclecloud, &opts)
+        }
+        Cmd::BuildextendDigitalocean(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Digitalocean, &opts)
+        }
+        Cmd::BuildextendHetzner(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Hetzner, &opts)
+        }
+        Cmd::BuildextendApplehv(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Applehv, &opts)
+        }
+        Cmd::BuildextendHyperv(opts) => {
+            cosa::cmd::images::buildextend(&cli.global, Platform::Hyperv, &opts)
+        }
         Cmd::Osbuild(opts) => cosa::cmd::images::osbuild(&cli.global, &opts),
         Cmd::Compress(opts) => cosa::cmd::images::compress(&cli.global, &opts),
         Cmd::Decompress(opts) => cosa::cmd::images::decompress(&cli.global, &opts),

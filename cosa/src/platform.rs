@@ -16,6 +16,16 @@ pub enum Platform {
     Aws,
     Azure,
     Gcp,
+    Openstack,
+    Ibmcloud,
+    Nutanix,
+    Proxmoxve,
+    Exoscale,
+    Oraclecloud,
+    Digitalocean,
+    Hetzner,
+    Applehv,
+    Hyperv,
 }
 
 /// How a platform's raw disk becomes its published artifact.
@@ -33,13 +43,23 @@ pub enum Conversion {
 }
 
 impl Platform {
-    pub const ALL: [Platform; 6] = [
+    pub const ALL: [Platform; 16] = [
         Platform::Qemu,
         Platform::Metal,
         Platform::Metal4k,
         Platform::Aws,
         Platform::Azure,
         Platform::Gcp,
+        Platform::Openstack,
+        Platform::Ibmcloud,
+        Platform::Nutanix,
+        Platform::Proxmoxve,
+        Platform::Exoscale,
+        Platform::Oraclecloud,
+        Platform::Digitalocean,
+        Platform::Hetzner,
+        Platform::Applehv,
+        Platform::Hyperv,
     ];
 
     /// The name on the command line, in meta.json's `images` and in artifact names.
@@ -51,17 +71,26 @@ impl Platform {
             Platform::Aws => "aws",
             Platform::Azure => "azure",
             Platform::Gcp => "gcp",
+            Platform::Openstack => "openstack",
+            Platform::Ibmcloud => "ibmcloud",
+            Platform::Nutanix => "nutanix",
+            Platform::Proxmoxve => "proxmoxve",
+            Platform::Exoscale => "exoscale",
+            Platform::Oraclecloud => "oraclecloud",
+            Platform::Digitalocean => "digitalocean",
+            Platform::Hetzner => "hetzner",
+            Platform::Applehv => "applehv",
+            Platform::Hyperv => "hyperv",
         }
     }
 
     /// The artifact's file extension.
     pub fn extension(self) -> &'static str {
-        match self {
-            Platform::Qemu => "qcow2",
-            Platform::Metal | Platform::Metal4k => "raw",
-            Platform::Aws => "vmdk",
-            Platform::Azure => "vhd",
-            Platform::Gcp => "tar.gz",
+        match self.conversion() {
+            Conversion::Raw => "raw",
+            Conversion::QemuImg { format: "vpc", .. } => "vhd",
+            Conversion::QemuImg { format, .. } => format,
+            Conversion::GzipTarDiskRaw => "tar.gz",
         }
     }
 
@@ -81,13 +110,30 @@ impl Platform {
         }
     }
 
+    /// The formats are the ones each cloud's import takes, as Fedora CoreOS
+    /// publishes them (before `cosa compress`, which gzips or xzs them for upload).
     pub fn conversion(self) -> Conversion {
+        const QCOW2: Conversion = Conversion::QemuImg {
+            format: "qcow2",
+            options: "compat=1.1",
+        };
         match self {
-            Platform::Qemu => Conversion::QemuImg {
-                format: "qcow2",
-                options: "compat=1.1",
+            Platform::Qemu
+            | Platform::Openstack
+            | Platform::Ibmcloud
+            | Platform::Nutanix
+            | Platform::Proxmoxve
+            | Platform::Exoscale
+            | Platform::Oraclecloud
+            | Platform::Digitalocean => QCOW2,
+            Platform::Metal | Platform::Metal4k | Platform::Hetzner | Platform::Applehv => {
+                Conversion::Raw
+            }
+            // Dynamic VHDX, what Hyper-V's own tools make.
+            Platform::Hyperv => Conversion::QemuImg {
+                format: "vhdx",
+                options: "subformat=dynamic",
             },
-            Platform::Metal | Platform::Metal4k => Conversion::Raw,
             Platform::Aws => Conversion::QemuImg {
                 format: "vmdk",
                 options: "adapter_type=lsilogic,subformat=streamOptimized,compat6",
@@ -110,10 +156,12 @@ impl Platform {
     /// Relative cost of the platform's own work (its conversion, and the sha256 of what
     /// it publishes: a raw disk is hashed whole), for scheduling longest first.
     pub fn cost(self) -> u32 {
-        match self {
-            Platform::Gcp | Platform::Aws => 3, // compression of the disk's data
-            Platform::Azure | Platform::Metal | Platform::Metal4k => 2, // sha256 of the whole virtual size
-            Platform::Qemu => 1,
+        match self.conversion() {
+            Conversion::GzipTarDiskRaw => 3, // compression of the disk's data
+            Conversion::QemuImg { format: "vmdk", .. } => 3,
+            // sha256 of the whole virtual size
+            Conversion::Raw | Conversion::QemuImg { format: "vpc", .. } => 2,
+            Conversion::QemuImg { .. } => 1,
         }
     }
 
@@ -159,8 +207,26 @@ mod tests {
         let e = "vmware".parse::<Platform>().unwrap_err().to_string();
         assert_eq!(
             e,
-            "unknown platform vmware (known: qemu, metal, metal4k, aws, azure, gcp)"
+            "unknown platform vmware (known: qemu, metal, metal4k, aws, azure, gcp, openstack, \
+             ibmcloud, nutanix, proxmoxve, exoscale, oraclecloud, digitalocean, hetzner, \
+             applehv, hyperv)"
         );
+    }
+
+    #[test]
+    fn the_table_gives_each_cloud_its_import_format() {
+        let ext = |p: Platform| p.extension();
+        assert_eq!(ext(Platform::Qemu), "qcow2");
+        assert_eq!(ext(Platform::Aws), "vmdk");
+        assert_eq!(ext(Platform::Azure), "vhd");
+        assert_eq!(ext(Platform::Gcp), "tar.gz");
+        assert_eq!(ext(Platform::Openstack), "qcow2");
+        assert_eq!(ext(Platform::Digitalocean), "qcow2");
+        assert_eq!(ext(Platform::Hetzner), "raw");
+        assert_eq!(ext(Platform::Applehv), "raw");
+        assert_eq!(ext(Platform::Hyperv), "vhdx");
+        assert_eq!(Platform::Oraclecloud.ignition_id(), "oraclecloud");
+        assert_eq!(Platform::Hyperv.ignition_id(), "hyperv");
     }
 
     #[test]

@@ -40,8 +40,8 @@ pub fn placement(key: &str, path: &str, arch: &str) -> Option<(String, String, S
             .map(|(_, e)| e.to_string())
     };
     let (platform, format, kind) = match key {
-        "qemu" | "metal" | "aws" | "azure" | "gcp" => (key, ext()?, "disk"),
         "metal4k" => ("metal", format!("4k.{}", ext()?), "disk"),
+        k if k.parse::<crate::platform::Platform>().is_ok() => (key, ext()?, "disk"),
         "live-iso" => ("metal", ext()?, "disk"),
         "live-kernel" => ("metal", "pxe".into(), "kernel"),
         "live-initramfs" => ("metal", "pxe".into(), "initramfs"),
