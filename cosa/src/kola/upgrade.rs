@@ -505,13 +505,24 @@ impl Plan<'_> {
 
         clock.lap("configure");
         // Pull and deploy as two steps, so the pull's share of the time is known.
-        let out = self
-            .step(
-                m,
-                &format!("ostree admin upgrade (pull) to build {}", self.to.id),
-                "ostree admin upgrade --pull-only 2>&1",
-            )
-            .await?;
+        let what = format!("ostree admin upgrade (pull) to build {}", self.to.id);
+        const PULL: &str = "ostree admin upgrade --pull-only 2>&1";
+        let out = match self.step(m, &what, PULL).await {
+            Ok(out) => out,
+            // A fetch cut by the guestfwd relay ("While fetching …: Failed sending
+            // data to the peer") is retried once; the pull resumes with what it
+            // has, and the log says so. Anything else (a refused signature) fails.
+            Err(e) if format!("{e:#}").contains("While fetching") => {
+                let why = format!("{e:#}");
+                let line = why
+                    .lines()
+                    .find(|l| l.contains("While fetching"))
+                    .unwrap_or_default();
+                log.push(format!("pull retried once after a transport error: {line}"));
+                self.step(m, &what, PULL).await?
+            }
+            Err(e) => return Err(e),
+        };
         clock.lap("pull");
         let deployed = self
             .step(
