@@ -19,8 +19,32 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kola/config")
 }
 
+/// The names, without the install-media scenarios (built-in, the same for every
+/// config: `testiso_scenarios_are_listed` checks them).
 fn names(tests: &[KolaTest]) -> Vec<&str> {
-    tests.iter().map(|t| t.name.as_str()).collect()
+    tests
+        .iter()
+        .filter(|t| !t.meta.explicit_only)
+        .map(|t| t.name.as_str())
+        .collect()
+}
+
+#[test]
+fn testiso_scenarios_are_listed() {
+    let tests = all_tests(&distribution(), &[]).unwrap();
+    let iso: Vec<&str> = tests
+        .iter()
+        .filter(|t| t.meta.explicit_only)
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(iso.len(), 12, "{iso:?}");
+    for want in [
+        "iso-live-login.uefi",
+        "iso-offline-install.4k.uefi",
+        "pxe-offline-install.4k.uefi",
+    ] {
+        assert!(iso.contains(&want), "{iso:?}");
+    }
 }
 
 fn qemu() -> Selection {

@@ -52,6 +52,9 @@ pub fn pxe(_g: &GlobalOpts, o: &LiveMediaOpts) -> Result<()> {
     let c = customize_opts(o);
     let custom = Customization::from_inputs(&inputs(c))?;
     customize::pxe(&c.input, &c.output, c.force, &custom)?;
+    if custom.live_config.is_some() {
+        eprintln!("The PXE configuration must give the kernel arguments: ignition.firstboot ignition.platform.id=metal");
+    }
     println!(
         "Wrote {} (boot it with the build's kernel and live rootfs)",
         c.output.display()

@@ -79,21 +79,22 @@ impl BuildUnderTest {
 
     /// The build's qemu image; a clear error when it was never made.
     pub(crate) fn qemu_image(&self) -> Result<PathBuf> {
-        let p = self
-            .meta
-            .images
-            .get("qemu")
-            .map(|a| &a.path)
-            .ok_or_else(|| {
-                anyhow!(
-                    "build {} has no qemu image: run `cosa buildextend-qemu` (or `cosa osbuild qemu`) first",
-                    self.id
-                )
-            })?;
+        self.image("qemu", "`cosa buildextend-qemu` (or `cosa osbuild qemu`)")
+    }
+
+    /// The build's artifact `name` (meta.json `images`); a clear error naming
+    /// `makes_it` when it was never made.
+    pub(crate) fn image(&self, name: &str, makes_it: &str) -> Result<PathBuf> {
+        let p = self.meta.images.get(name).map(|a| &a.path).ok_or_else(|| {
+            anyhow!(
+                "build {} has no {name} image: run {makes_it} first",
+                self.id
+            )
+        })?;
         let p = self.dir.join(p);
         if !p.is_file() {
             bail!(
-                "{} is listed in meta.json but missing (compressed? run `cosa decompress`, or `cosa buildextend-qemu` again)",
+                "{} is listed in meta.json but missing (compressed? run `cosa decompress`, or {makes_it} again)",
                 p.display()
             );
         }
@@ -187,5 +188,18 @@ impl BuildUnderTest {
 /// `kola list`: the tests a run with `o` would run, and those it would skip.
 pub fn list(workdir: &Path, o: &SelectOptions) -> Result<Selected> {
     let b = BuildUnderTest::open_for_list(workdir, o.build.as_deref())?;
-    Ok(b.select_tests(o)?.0)
+    let mut selected = b.select_tests(o)?.0;
+    // A bare `kola list` shows every test, the ones a bare `kola run` leaves out
+    // (the install-media scenarios) too.
+    if o.patterns.is_empty() && o.tags.is_empty() {
+        let explicit = SelectOptions {
+            tags: vec![crate::kola::testiso::TAG.to_string()],
+            ..o.clone()
+        };
+        let more = b.select_tests(&explicit)?.0;
+        selected.run.extend(more.run);
+        selected.skipped.extend(more.skipped);
+        selected.warn_only.extend(more.warn_only);
+    }
+    Ok(selected)
 }

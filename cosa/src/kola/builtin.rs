@@ -55,7 +55,8 @@ pub fn ignition_config(b: Builtin) -> Option<serde_json::Value> {
         | Builtin::Reboot
         | Builtin::KernelOverride
         | Builtin::OstreeStatus
-        | Builtin::Upgrade => None,
+        | Builtin::Upgrade
+        | Builtin::Testiso(_) => None,
     }
 }
 
@@ -91,6 +92,13 @@ pub async fn run(
         // It boots another build's image: `kola run` runs it beside the VM plans.
         Builtin::Upgrade => {
             anyhow::bail!("the upgrade test does not run in a test VM of the build")
+        }
+        // They boot the live media: `kola run` runs them beside the VM plans.
+        Builtin::Testiso(s) => {
+            anyhow::bail!(
+                "{} boots the live media, not a test VM of the build",
+                s.name
+            )
         }
     }
 }

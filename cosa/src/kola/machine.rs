@@ -31,7 +31,7 @@ use crate::kola::ssh;
 use launch::{describe_exit, launch, log_line, Link};
 
 /// The firmware a VM boots with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Firmware {
     Bios,
@@ -144,6 +144,42 @@ pub struct MachineSpec {
     pub transport: Transport,
     /// Host loopback ports the guest reaches at `qemu::HOST_FORWARD_ADDR`.
     pub forwards: Vec<u16>,
+    /// Boot install media instead of `image` (which is then unused).
+    pub live: Option<LiveBoot>,
+}
+
+/// A VM that boots live media and may install to a blank disk, as kola's
+/// `testiso` scenarios do. The media carry their own Ignition configs, so such a
+/// VM has no fw_cfg config.
+#[derive(Debug, Clone)]
+pub struct LiveBoot {
+    pub source: LiveSource,
+    /// A blank disk the live system installs to (`target.raw`, first in the
+    /// boot order: empty, the firmware passes it by; installed, it boots).
+    pub target: Option<TargetDisk>,
+}
+
+#[derive(Debug, Clone)]
+pub enum LiveSource {
+    /// The ISO as a CD-ROM.
+    Cdrom(PathBuf),
+    /// The ISO as a read-only disk, like a USB stick.
+    IsoAsDisk(PathBuf),
+    /// PXE: the live kernel and initramfs (rootfs appended) by `-kernel`/`-initrd`.
+    /// QEMU boots them on every reset, so the guest's reboot ends the process and
+    /// the harness starts the next boot from the target disk.
+    Pxe(qemu::DirectBoot),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TargetDisk {
+    pub size_gib: u64,
+    /// 4096-byte logical and physical sectors (a 4Kn disk).
+    pub sector_4k: bool,
+}
+
+impl LiveBoot {
+    pub const TARGET_FILE: &'static str = "target.raw";
 }
 
 impl MachineSpec {
@@ -167,6 +203,16 @@ impl MachineSpec {
             console: ConsoleMode::Logged,
             transport: Transport::Agent,
             forwards: Vec::new(),
+            live: None,
+        }
+    }
+
+    /// Boot `live` instead of the image.
+    pub fn live(self, live: LiveBoot) -> Self {
+        MachineSpec {
+            live: Some(live),
+            ignition: None,
+            ..self
         }
     }
 
@@ -296,8 +342,21 @@ impl Machine {
     pub async fn start(spec: MachineSpec) -> Result<Machine> {
         let dir = &spec.dir;
         fs::create_dir_all(dir)?;
-        let disk = dir.join("disk.qcow2");
-        qemu::create_overlay(&spec.image, "qcow2", &disk, spec.min_disk_gib)?;
+        match &spec.live {
+            None => {
+                let disk = dir.join("disk.qcow2");
+                qemu::create_overlay(&spec.image, "qcow2", &disk, spec.min_disk_gib)?;
+            }
+            Some(LiveBoot {
+                target: Some(t), ..
+            }) => {
+                let target = dir.join(LiveBoot::TARGET_FILE);
+                let f = fs::File::create(&target)?;
+                f.set_len(t.size_gib << 30)
+                    .with_context(|| format!("sizing the install target {}", target.display()))?;
+            }
+            Some(_) => {}
+        }
         for (i, size) in spec.additional_disks.iter().enumerate() {
             qemu::create_blank_disk(&dir.join(format!("disk{}.qcow2", i + 1)), size)?;
         }
@@ -312,7 +371,7 @@ impl Machine {
             }
             let p = dir.join("config.ign");
             fs::write(&p, serde_json::to_vec_pretty(&cfg)?)?;
-        } else if matches!(spec.transport, Transport::Ssh(_)) {
+        } else if matches!(spec.transport, Transport::Ssh(_)) && spec.live.is_none() {
             return Err(anyhow!(
                 "{}: the SSH transport needs an Ignition config to authorize its key",
                 spec.name
@@ -590,6 +649,27 @@ impl Machine {
         .await
     }
 
+    /// A PXE-booted live system ends QEMU when it reboots after installing:
+    /// wait for that (within `within`), then boot the target disk.
+    pub async fn boot_target_after_exit(&mut self, within: Duration) -> Result<()> {
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(s) => self.note(&format!(
+                "QEMU {} (the live system rebooted)",
+                describe_exit(s)
+            )),
+            Err(_) => {
+                return Err(anyhow!(
+                    "{}: the live system did not reboot within {} s; console tail:\n{}",
+                    self.spec.name,
+                    within.as_secs(),
+                    self.console_tail()
+                ))
+            }
+        }
+        self.note("starting the next boot from the target disk");
+        self.relaunch().await
+    }
+
     /// Starts QEMU again after the guest ended it with a reboot (direct
     /// kernel boot), without the first-boot arguments.
     async fn relaunch(&mut self) -> Result<()> {
@@ -627,7 +707,13 @@ impl Machine {
     /// Removes what only a running VM needs (overlay, firmware variables,
     /// sockets), keeping the logs and the config.
     pub fn remove_scratch(&self) {
-        for f in ["disk.qcow2", "OVMF_VARS.fd", "qmp.sock", "agent.sock"] {
+        for f in [
+            "disk.qcow2",
+            LiveBoot::TARGET_FILE,
+            "OVMF_VARS.fd",
+            "qmp.sock",
+            "agent.sock",
+        ] {
             let _ = fs::remove_file(self.spec.dir.join(f));
         }
         for i in 1..=self.spec.additional_disks.len() {

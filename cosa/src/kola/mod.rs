@@ -18,6 +18,7 @@ pub mod scheduler;
 pub mod select;
 mod ssh;
 pub mod test;
+pub mod testiso;
 mod upgrade;
 
 pub use build::{list, SelectOptions};

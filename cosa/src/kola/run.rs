@@ -19,6 +19,7 @@ use crate::kola::report;
 use crate::kola::scheduler::{self, Ledger};
 use crate::kola::select::Selected;
 use crate::kola::test::{Builtin, KolaTest, TestBody};
+use crate::kola::testiso;
 use crate::kola::upgrade;
 use crate::logging::Progress;
 
@@ -119,6 +120,29 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
     let (upgrades, to_run): (Vec<KolaTest>, Vec<KolaTest>) = to_run
         .into_iter()
         .partition(|t| t.body == TestBody::Builtin(Builtin::Upgrade));
+    // The install-media scenarios boot the live media, each in a VM of its own.
+    let (isos, to_run): (Vec<KolaTest>, Vec<KolaTest>) = to_run
+        .into_iter()
+        .partition(|t| matches!(t.body, TestBody::Builtin(Builtin::Testiso(_))));
+    let scenarios: Vec<testiso::Scenario> = isos
+        .iter()
+        .filter_map(|t| match t.body {
+            TestBody::Builtin(Builtin::Testiso(s)) => Some(s),
+            _ => None,
+        })
+        .collect();
+    if scenarios.iter().any(|s| s.firmware == Firmware::Uefi) {
+        qemu::check_host(b.arch, Firmware::Uefi)?;
+    }
+    let media = if scenarios.is_empty() {
+        None
+    } else {
+        Some(Arc::new(testiso::Media::prepare(
+            &b,
+            &scenarios,
+            &out.join("testiso"),
+        )?))
+    };
     let upgrade_from = match upgrades.first() {
         None => None,
         Some(t) => match upgrade::upgrade_source(&b) {
@@ -160,11 +184,11 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
     } else {
         None
     };
-    let n_upgrade = usize::from(upgrade_from.is_some());
-    let progress = Progress::new(to_run.len() + n_upgrade, "tests", o.quiet);
+    let n_extra = usize::from(upgrade_from.is_some()) + scenarios.len();
+    let progress = Progress::new(to_run.len() + n_extra, "tests", o.quiet);
     progress.line(&format!(
         "kola: {} test(s) to run, {} skipped; build {}, {} firmware, accel {}, transport {}, -j {parallel}, output {}",
-        to_run.len() + n_upgrade,
+        to_run.len() + n_extra,
         skipped.len(),
         b.id,
         o.firmware.as_str(),
@@ -190,6 +214,7 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
     let by_name: BTreeMap<String, KolaTest> = to_run
         .iter()
         .chain(upgrades.iter().filter(|_| upgrade_from.is_some()))
+        .chain(isos.iter())
         .map(|t| (t.name.clone(), t.clone()))
         .collect();
     let plans = scheduler::plan(to_run, o.memory_mib, 1)?;
@@ -204,12 +229,33 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
         transport: transport.clone(),
         dir: out.join(upgrade::TEST_NAME),
     });
+    let iso_cases = match &media {
+        Some(media) => {
+            let memory_mib = testiso::memory_mib(media, o.memory_mib)?;
+            scenarios
+                .iter()
+                .map(|&scenario| testiso::Case {
+                    scenario,
+                    media: media.clone(),
+                    arch: b.arch,
+                    accel,
+                    transport: transport.clone(),
+                    memory_mib,
+                    boot_timeout: o.boot_timeout,
+                    dir: out.join(scenario.name),
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
     let (mut runs, interrupted) = rt.block_on(async {
         let upgrade = run_upgrade_case(&h, &ledger, upgrade_case.as_ref());
-        let (collected, upgraded) =
-            tokio::join!(run_collect(h.clone(), ledger.clone(), plans), upgrade);
+        let isos = run_testiso_cases(&h, &ledger, iso_cases);
+        let (collected, upgraded, isos) =
+            tokio::join!(run_collect(h.clone(), ledger.clone(), plans), upgrade, isos);
         let (mut runs, interrupted) = collected;
         runs.extend(upgraded);
+        runs.extend(isos);
         (runs, interrupted)
     });
     if o.rerun && !interrupted {
@@ -300,6 +346,64 @@ async fn run_upgrade_case(
     }
 }
 
+/// The install-media scenarios, each in its own VM with its share of the
+/// ledger, until done or Ctrl-C (which kills their VMs).
+async fn run_testiso_cases(
+    h: &Arc<Harness>,
+    ledger: &Ledger,
+    cases: Vec<testiso::Case>,
+) -> Vec<TestRun> {
+    let mut set = tokio::task::JoinSet::new();
+    for c in cases {
+        let (h, ledger) = (h.clone(), ledger.clone());
+        set.spawn(async move {
+            let name = c.scenario.name;
+            let mut started = std::time::Instant::now();
+            let r = match ledger.acquire(c.memory_mib).await {
+                Ok(_lease) => {
+                    started = std::time::Instant::now();
+                    h.progress.line(&format!(
+                        "kola: {name}: {} firmware, {} MiB",
+                        c.scenario.firmware.as_str(),
+                        c.memory_mib
+                    ));
+                    testiso::run(&c).await
+                }
+                Err(e) => Err(e),
+            };
+            h.progress.inc();
+            let (verdict, output) = match r {
+                Ok(Ok(log)) => (Verdict::Pass, log),
+                Ok(Err(why)) => (Verdict::Fail, why),
+                Err(e) => (Verdict::Fail, format!("{e:#}")),
+            };
+            TestRun {
+                name: name.to_string(),
+                verdict,
+                duration: started.elapsed(),
+                output,
+                attempt: 1,
+                vm: name.to_string(),
+                console_log: c.console_log(),
+            }
+        });
+    }
+    let mut runs = Vec::new();
+    let collect = async {
+        while let Some(r) = set.join_next().await {
+            if let Ok(r) = r {
+                runs.push(r);
+            }
+        }
+    };
+    tokio::select! {
+        _ = collect => {}
+        // The set is dropped with this function: its tasks, and their VMs, end.
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    runs
+}
+
 /// Splits the selection into the tests this host can run and skip records
 /// for the rest (the selection's own skips included).
 fn partition_runnable(
@@ -343,11 +447,17 @@ async fn rerun_failed(
         "kola: re-running {} failed test(s) in fresh VMs",
         failed.len()
     ));
-    // The upgrade test is not re-run: it boots another build's image, outside the plans.
+    // The upgrade test and the install-media scenarios are not re-run: they
+    // boot other images than the build's, outside the plans.
     let tests: Vec<KolaTest> = failed
         .iter()
         .filter_map(|n| by_name.get(n).cloned())
-        .filter(|t| t.body != TestBody::Builtin(Builtin::Upgrade))
+        .filter(|t| {
+            !matches!(
+                t.body,
+                TestBody::Builtin(Builtin::Upgrade | Builtin::Testiso(_))
+            )
+        })
         .collect();
     let plans = harness::rerun_plans(tests, h.default_memory_mib)?;
     Ok(run_collect(h.clone(), ledger, plans).await.0)

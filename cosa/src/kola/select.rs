@@ -157,9 +157,10 @@ pub fn select(tests: Vec<KolaTest>, sel: &Selection, today: NaiveDate) -> Result
                 continue;
             }
         }
-        // With patterns, a test is picked by name or tag; without, by tag if any.
+        // With patterns, a test is picked by name or tag; without, by tag if any
+        // (all tests but the explicit-only ones when there is no tag either).
         let picked = if patterns.is_empty() {
-            include.is_empty() || tag_match
+            (include.is_empty() && !t.meta.explicit_only) || tag_match
         } else {
             name_match || tag_match
         };

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 
+use super::testiso::{self, Scenario};
+
 pub use discover::{all_tests, discover, discover_dir};
 pub use meta::parse_metadata;
 
@@ -70,6 +72,9 @@ pub enum Builtin {
     OstreeStatus,
     /// The previous build's image upgrades to this build, keeps /etc, rolls back.
     Upgrade,
+    /// An install-media scenario (kola's `testiso`): the build's live media boot
+    /// or install in a VM of their own.
+    Testiso(Scenario),
 }
 
 impl Builtin {
@@ -82,8 +87,16 @@ impl Builtin {
         Builtin::Upgrade,
     ];
 
+    /// Every built-in test: the VM tests, the upgrade, the install-media scenarios.
+    pub fn all() -> impl Iterator<Item = Builtin> {
+        Builtin::ALL
+            .into_iter()
+            .chain(testiso::ALL.into_iter().map(Builtin::Testiso))
+    }
+
     pub fn name(self) -> &'static str {
         match self {
+            Builtin::Testiso(s) => s.name,
             Builtin::Basic => "basic",
             Builtin::Firstboot => "firstboot",
             Builtin::Reboot => "reboot",
@@ -95,6 +108,7 @@ impl Builtin {
 
     fn description(self) -> &'static str {
         match self {
+            Builtin::Testiso(s) => s.description(),
             Builtin::Basic => "Boots and is ready (agent or SSH), no failed units, clean console.",
             Builtin::Firstboot => "The first-boot config is applied on the first boot only.",
             Builtin::Reboot => "A reboot keeps /etc and /var and comes back clean.",
@@ -111,6 +125,7 @@ impl Builtin {
 
     fn tags(self) -> &'static [&'static str] {
         match self {
+            Builtin::Testiso(s) => s.tags(),
             Builtin::Basic => &["basic"],
             Builtin::Firstboot => &["basic", "ignition"],
             Builtin::Reboot => &["basic", "reboot"],
@@ -139,6 +154,9 @@ pub struct TestMeta {
     pub tags: Vec<String>,
     /// The test runs only when this tag is explicitly selected.
     pub required_tag: Option<String>,
+    /// Selected only by a name pattern or a tag, never by a bare `kola run`
+    /// (the install-media scenarios, as upstream keeps them to `kola testiso`).
+    pub explicit_only: bool,
     /// `timeoutMin` (default 10 minutes).
     pub timeout: Duration,
     /// Needs a VM of its own; non-exclusive tests may share one (kola's default: true).
@@ -192,6 +210,7 @@ impl Default for TestMeta {
             exclude_distros: Vec::new(),
             tags: Vec::new(),
             required_tag: None,
+            explicit_only: false,
             timeout: DEFAULT_TIMEOUT,
             exclusive: true,
             conflicts: Vec::new(),
@@ -340,9 +359,8 @@ impl KolaTest {
 
 /// The harness's own tests.
 pub fn builtin_tests() -> Vec<KolaTest> {
-    Builtin::ALL
-        .iter()
-        .map(|&b| KolaTest {
+    Builtin::all()
+        .map(|b| KolaTest {
             name: b.name().to_string(),
             body: TestBody::Builtin(b),
             meta: TestMeta {
@@ -350,6 +368,11 @@ pub fn builtin_tests() -> Vec<KolaTest> {
                 platforms: vec!["qemu".into()],
                 tags: b.tags().iter().map(|t| t.to_string()).collect(),
                 description: Some(b.description().to_string()),
+                explicit_only: matches!(b, Builtin::Testiso(_)),
+                timeout: match b {
+                    Builtin::Testiso(s) => s.timeout(),
+                    _ => DEFAULT_TIMEOUT,
+                },
                 ..TestMeta::default()
             },
         })
@@ -364,7 +387,7 @@ mod tests {
     fn builtin_names() {
         let names: Vec<String> = builtin_tests().into_iter().map(|t| t.name).collect();
         assert_eq!(
-            names,
+            names[..6],
             [
                 "basic",
                 "firstboot",
@@ -374,10 +397,14 @@ mod tests {
                 "ostree.upgrade"
             ]
         );
+        assert_eq!(names.len(), 6 + testiso::ALL.len());
         for t in builtin_tests() {
             assert!(t.meta.exclusive);
-            assert_eq!(t.meta.timeout, DEFAULT_TIMEOUT);
             assert!(!t.is_external());
+            let testiso = t.has_tag(testiso::TAG);
+            assert_eq!(t.meta.explicit_only, testiso, "{}", t.name);
+            let installs = testiso::Scenario::by_name(&t.name).is_some_and(|s| s.installs());
+            assert_eq!(t.meta.timeout == DEFAULT_TIMEOUT, !installs, "{}", t.name);
         }
     }
 

@@ -805,9 +805,6 @@ pub fn pxe(initramfs: &Path, output: &Path, force: bool, c: &Customization) -> R
     tmp.as_file().sync_all()?;
     tmp.persist(output)
         .with_context(|| format!("writing {}", output.display()))?;
-    if c.live_config.is_some() {
-        eprintln!("The PXE configuration must give the kernel arguments: ignition.firstboot ignition.platform.id=metal");
-    }
     Ok(())
 }
 

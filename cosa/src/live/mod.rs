@@ -2,8 +2,10 @@
 //! holding a squashfs or erofs image of the deployed sysroot, appendable as a second
 //! initrd), and a hybrid ISO booting that image with `coreos.liveiso=<label>`.
 //!
-//! The build's metal image rides inside the live image at `/cosa/metal.*` (the live
-//! system sees it as `/sysroot/cosa/metal.*`), so ISO and PXE both install offline.
+//! The build's metal images ride inside the live image at `/cosa/metal.*` and
+//! `/cosa/metal4k.*` (the live system sees them under `/sysroot/cosa/`), so ISO and
+//! PXE both install offline, to 512-byte and to 4K-sector disks (the installer
+//! picks by the target's logical sector size, as coreos-installer picks its osmet).
 //! The media follow Fedora CoreOS's layout and contracts (see [`iso`]), so
 //! coreos-installer customizes them; Day-0 customization by cosa is in [`customize`].
 
@@ -115,9 +117,9 @@ struct LiveInputs {
     commit: String,
     /// `REMOTE:REF` the deployment's origin names.
     refspec: String,
-    /// The build's metal image and its compression suffix (`""`, `.gz`, `.xz`).
-    metal: PathBuf,
-    metal_ext: String,
+    /// The build's metal images (512-byte and 4K sectors): each file and the
+    /// name it has in the live tree (`metal.raw`, `metal4k.raw.xz`, …).
+    metal: Vec<(PathBuf, String)>,
     img: ImageConfig,
     metal_cfg: PlatformConfig,
 }
@@ -176,17 +178,28 @@ pub fn build_live(wd: &Workdir, build: Option<&str>, force: bool) -> Result<Vec<
     Ok(results)
 }
 
-/// The live media carry the metal image (it is what installs): make it when missing.
+/// The metal images the live media carry (what installs, one per sector size).
+const METAL_PLATFORMS: [Platform; 2] = [Platform::Metal, Platform::Metal4k];
+
+/// The live media carry the metal images: make those missing.
 fn ensure_metal(wd: &Workdir, id: &str, arch: Arch, meta: &Meta) -> Result<()> {
-    if meta.images.contains_key("metal") {
+    let missing: Vec<Platform> = METAL_PLATFORMS
+        .into_iter()
+        .filter(|p| !meta.images.contains_key(p.name()))
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    tracing::info!("{id} has no metal image: making it first (it is what installs)");
+    let names: Vec<&str> = missing.iter().map(|p| p.name()).collect();
+    tracing::info!(
+        "{id} has no {} image: making it first (it is what installs)",
+        names.join(" or ")
+    );
     crate::image::build_images(
         wd,
         &ImageOptions {
             build: Some(id),
-            platforms: &[Platform::Metal],
+            platforms: &missing,
             force: false,
             arch,
         },
@@ -196,17 +209,24 @@ fn ensure_metal(wd: &Workdir, id: &str, arch: Arch, meta: &Meta) -> Result<()> {
 
 impl LiveInputs {
     fn read(wd: &Workdir, meta: &Meta, build_dir: &Path, id: &str, arch: Arch) -> Result<Self> {
-        let metal: Artifact = meta
-            .images
-            .get("metal")
-            .with_context(|| format!("{}: meta.json has no images.metal", build_dir.display()))?
-            .clone();
-        let metal_ext = metal.path.rsplit_once(".raw").map_or("", |(_, e)| e);
-        if !matches!(metal_ext, "" | ".gz" | ".xz") {
-            bail!(
-                "the metal image {} is compressed in a way the live installer cannot read (raw, .gz or .xz); run `cosa decompress` first",
-                metal.path
-            );
+        let mut metal = Vec::new();
+        for p in METAL_PLATFORMS {
+            let a: &Artifact = meta.images.get(p.name()).with_context(|| {
+                format!(
+                    "{}: meta.json has no images.{}",
+                    build_dir.display(),
+                    p.name()
+                )
+            })?;
+            let ext = a.path.rsplit_once(".raw").map_or("", |(_, e)| e);
+            if !matches!(ext, "" | ".gz" | ".xz") {
+                bail!(
+                    "the {} image {} is compressed in a way the live installer cannot read (raw, .gz or .xz); run `cosa decompress` first",
+                    p.name(),
+                    a.path
+                );
+            }
+            metal.push((build_dir.join(&a.path), format!("{}.raw{ext}", p.name())));
         }
         let config_dir = wd.config_dir();
         let img = ImageConfig::load(&wd.config_file("image", "yaml")?)?;
@@ -224,8 +244,7 @@ impl LiveInputs {
             name,
             commit: meta.ostree_commit.clone(),
             refspec,
-            metal: build_dir.join(&metal.path),
-            metal_ext: metal_ext.to_string(),
+            metal,
             img,
             metal_cfg,
         })
@@ -315,15 +334,14 @@ fn make_live(wd: &Workdir, inputs: &LiveInputs, scratch: &Path) -> Result<LiveFi
     })
 }
 
-/// The metal image rides in the live tree at `/cosa/metal.raw[.gz|.xz]`.
+/// The metal images ride in the live tree at `/cosa/metal.raw[.gz|.xz]` and
+/// `/cosa/metal4k.raw[.gz|.xz]`.
 fn embed_metal(inputs: &LiveInputs, tree: &Path) -> Result<()> {
     fs::create_dir_all(tree.join(METAL_DIR))?;
-    link_or_copy(
-        &inputs.metal,
-        &tree
-            .join(METAL_DIR)
-            .join(format!("metal.raw{}", inputs.metal_ext)),
-    )
+    for (file, name) in &inputs.metal {
+        link_or_copy(file, &tree.join(METAL_DIR).join(name))?;
+    }
+    Ok(())
 }
 
 /// The PXE rootfs (also the ISO's `images/pxeboot/rootfs.img`): a cpio whose first

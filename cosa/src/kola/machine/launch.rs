@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::io::Write as _;
+use std::path::Path;
 use std::process::{ExitStatus as ProcStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::sshlink::SshLink;
-use super::{ConsoleMode, MachineSpec, Transport};
+use super::{ConsoleMode, LiveBoot, LiveSource, MachineSpec, Transport};
 use crate::kola::machine::Firmware;
 use crate::kola::protocol::{GuestMessage, Stream};
 use crate::kola::qemu::{self, Console, DirectBoot, Drive, QemuSpec, Qmp, UserNet};
@@ -43,7 +44,70 @@ impl Drop for AgentSession {
     }
 }
 
+/// The drives (and PXE kernel) of a VM that boots live media.
+fn live_drives(dir: &Path, live: &LiveBoot, first_boot: bool) -> (Vec<Drive>, Option<DirectBoot>) {
+    let mut drives = Vec::new();
+    if let Some(t) = &live.target {
+        let d = Drive::disk(dir.join(LiveBoot::TARGET_FILE), "raw")
+            .bootindex(1)
+            .scratch();
+        drives.push(if t.sector_4k { d.sector_4k() } else { d });
+    }
+    let index = drives.len() as u32 + 1;
+    let pxe = match &live.source {
+        LiveSource::Cdrom(iso) => {
+            drives.push(Drive::cdrom(iso).bootindex(index));
+            None
+        }
+        LiveSource::IsoAsDisk(iso) => {
+            drives.push(Drive::disk(iso, "raw").bootindex(index).readonly());
+            None
+        }
+        // After the live system's reboot, the target disk boots.
+        LiveSource::Pxe(k) => first_boot.then(|| k.clone()),
+    };
+    (drives, pxe)
+}
+
 fn qemu_spec(spec: &MachineSpec, first_boot: bool) -> QemuSpec {
+    let dir = &spec.dir;
+    let (drives, direct_boot, ignition) = match &spec.live {
+        Some(live) => {
+            let (drives, pxe) = live_drives(dir, live, first_boot);
+            (drives, pxe, None)
+        }
+        None => (
+            image_drives(spec),
+            image_kernel_boot(spec, first_boot),
+            spec.ignition.as_ref().map(|_| dir.join("config.ign")),
+        ),
+    };
+    let console = match spec.console {
+        ConsoleMode::Logged => Console::File(dir.join("console.txt")),
+        ConsoleMode::Terminal => Console::Stdio,
+    };
+    QemuSpec {
+        firmware: spec.firmware,
+        uefi_vars: (spec.firmware == Firmware::Uefi).then(|| dir.join("OVMF_VARS.fd")),
+        memory_mib: spec.memory_mib,
+        drives,
+        ignition,
+        // The command line is fixed for the process: a guest reboot ends
+        // it, and the harness starts the next boot with its own cmdline.
+        exit_on_reboot: direct_boot.is_some(),
+        direct_boot,
+        network: Some(UserNet {
+            ssh: matches!(spec.transport, Transport::Ssh(_)),
+            forwards: spec.forwards.clone(),
+        }),
+        qmp_socket: Some(dir.join("qmp.sock")),
+        agent_socket: dir.join("agent.sock"),
+        ..QemuSpec::new(spec.arch, spec.name.clone(), spec.accel, console)
+    }
+}
+
+/// The image's overlay as the boot disk, then the test's extra disks.
+fn image_drives(spec: &MachineSpec) -> Vec<Drive> {
     let dir = &spec.dir;
     let boot_disk = Drive::disk(dir.join("disk.qcow2"), "qcow2")
         .bootindex(1)
@@ -53,7 +117,12 @@ fn qemu_spec(spec: &MachineSpec, first_boot: bool) -> QemuSpec {
             .serial(format!("disk{i}"))
             .scratch()
     });
-    let direct_boot = spec.kernel_boot.as_ref().map(|k| {
+    std::iter::once(boot_disk).chain(extra_disks).collect()
+}
+
+/// The image's kernel with the test's arguments, when the test needs them.
+fn image_kernel_boot(spec: &MachineSpec, first_boot: bool) -> Option<DirectBoot> {
+    spec.kernel_boot.as_ref().map(|k| {
         let mut cmdline = k.options.clone();
         let mut add = |a: &str| {
             cmdline.push(' ');
@@ -72,29 +141,7 @@ fn qemu_spec(spec: &MachineSpec, first_boot: bool) -> QemuSpec {
             initrd: Some(k.initrd.clone()),
             cmdline,
         }
-    });
-    let console = match spec.console {
-        ConsoleMode::Logged => Console::File(dir.join("console.txt")),
-        ConsoleMode::Terminal => Console::Stdio,
-    };
-    QemuSpec {
-        firmware: spec.firmware,
-        uefi_vars: (spec.firmware == Firmware::Uefi).then(|| dir.join("OVMF_VARS.fd")),
-        memory_mib: spec.memory_mib,
-        drives: std::iter::once(boot_disk).chain(extra_disks).collect(),
-        ignition: spec.ignition.as_ref().map(|_| dir.join("config.ign")),
-        // The command line is fixed for the process: a guest reboot ends
-        // it, and the harness starts the next boot with its own cmdline.
-        exit_on_reboot: direct_boot.is_some(),
-        direct_boot,
-        network: Some(UserNet {
-            ssh: matches!(spec.transport, Transport::Ssh(_)),
-            forwards: spec.forwards.clone(),
-        }),
-        qmp_socket: Some(dir.join("qmp.sock")),
-        agent_socket: dir.join("agent.sock"),
-        ..QemuSpec::new(spec.arch, spec.name.clone(), spec.accel, console)
-    }
+    })
 }
 
 pub(super) fn describe_exit(s: std::io::Result<ProcStatus>) -> String {

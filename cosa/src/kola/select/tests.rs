@@ -318,3 +318,31 @@ fn console_warnings_flag() {
     select(sample(), &s, today()).unwrap();
     assert!(!sel().skip_console_warnings());
 }
+
+#[test]
+fn explicit_only_tests_need_a_name_or_a_tag() {
+    let tests = || {
+        let mut v = sample();
+        v.push(test("iso-live-login.bios", |m| {
+            m.tags = strs(&["testiso", "iso"]);
+            m.explicit_only = true;
+        }));
+        v
+    };
+    // A bare run leaves it out, and says nothing of it.
+    let s = sel();
+    assert!(!run(tests(), &s).contains(&"iso-live-login.bios".to_string()));
+    assert!(!skipped(tests(), &s)
+        .iter()
+        .any(|(n, _)| n == "iso-live-login.bios"));
+    // A pattern or a tag picks it.
+    let mut s = sel();
+    s.patterns = strs(&["iso-*"]);
+    assert_eq!(run(tests(), &s), ["iso-live-login.bios"]);
+    let mut s = sel();
+    s.tags = vec![TagFilter::Include("testiso".into())];
+    assert_eq!(run(tests(), &s), ["iso-live-login.bios"]);
+    // Another tag does not.
+    s.tags = vec![TagFilter::Include("basic".into())];
+    assert_eq!(run(tests(), &s), ["basic", "reboot"]);
+}

@@ -317,7 +317,7 @@ mod tests {
         fs::create_dir_all(&cfg).unwrap();
         let tests = all_tests(&cfg, &[]).unwrap();
         assert_eq!(
-            names(&tests),
+            names(&tests)[..6],
             [
                 "basic",
                 "firstboot",
@@ -327,6 +327,9 @@ mod tests {
                 "ostree.upgrade"
             ]
         );
+        // Then the install-media scenarios.
+        assert_eq!(tests.len(), 6 + crate::kola::testiso::ALL.len());
+        assert_eq!(tests[6].name, crate::kola::testiso::ALL[0].name);
     }
 
     #[test]
