@@ -615,6 +615,11 @@ pub fn coreos_installer() -> PathBuf {
     )
 }
 
+/// `./ci/test --long`: the longest suites run too.
+pub fn long() -> bool {
+    std::env::var_os("COSA_TEST_LONG").is_some_and(|v| v == "1")
+}
+
 /// Run coreos-installer with `args`: (success, stdout, stderr).
 pub fn run_coreos_installer(args: &[&str]) -> (bool, String, String) {
     let out = cmdext::command(coreos_installer())

@@ -2,7 +2,9 @@
 //! repackaged by packages/debrepo, composed like any stream; checked with rpm,
 //! ostree and the initramfs's own cpio listing; then booted and tested by
 //! `cosa kola run` over SSH; then its live media, customized with Ignition
-//! configs, boot live with dracut from the ISO and by PXE and install; its
+//! configs, boot live with dracut from the ISO and by PXE and install, and
+//! kola's install-media scenarios run over SSH (the whole matrix with
+//! `./ci/test --long`); its
 //! OCI image and other platforms are read by skopeo, qemu-img and tar; then a
 //! second, signed build is reached by `cosa kola run-upgrade` from the first.
 
@@ -335,6 +337,38 @@ fn live_media(wd: &Path, t: &Path) {
     });
 }
 
+/// The install-media scenarios `./ci/test` runs on the variant (the rest with
+/// `--long`): a live boot, and installs from the ISO and by PXE.
+const TESTISO_SHORT: &[&str] = &[
+    "iso-live-login.uefi",
+    "iso-offline-install.4k.uefi",
+    "pxe-offline-install.bios",
+];
+
+/// kola's install-media scenarios on the variant's media, over SSH: each VM's
+/// media carry the run's key in their Ignition config.
+fn kola_testiso(wd: &Path) {
+    let mut args = vec!["kola", "run", "--parallel", "2", "--json"];
+    if common::long() {
+        args.extend(["--tag", "testiso"]);
+    } else {
+        args.extend(TESTISO_SHORT);
+    }
+    let out = cosa_in(wd, &args).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["transport"], "ssh", "{v}");
+    let tests = v["tests"].as_array().unwrap();
+    let want = if common::long() {
+        12
+    } else {
+        TESTISO_SHORT.len()
+    };
+    assert_eq!(tests.len(), want, "{v}");
+    for t in tests {
+        assert_eq!(t["result"], "PASS", "{t}");
+    }
+}
+
 /// The customized ISO installs to the first disk and reboots into the
 /// installed system, its hooks on either side of the install.
 fn iso_install(t: &Path, iso: &Path) {
@@ -512,6 +546,7 @@ fn the_variant_composes_with_dracut_ignition_and_ostree() {
 
     kola_over_ssh(&wd, t.path());
     live_media(&wd, t.path());
+    kola_testiso(&wd);
     other_artifacts(&wd);
     upgrade(&wd, t.path());
 }

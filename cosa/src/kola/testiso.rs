@@ -312,11 +312,12 @@ impl Case {
 }
 
 /// The memory a live VM needs: at least `default`, and room for the live root
-/// image twice over (PXE holds it in the initramfs; the ISO's is read into the
-/// page cache), rounded up to 256 MiB.
+/// image three times over (a PXE boot holds the initrd while the kernel unpacks
+/// it into the initramfs, and the root image stays there; an ISO's is read into
+/// the page cache), rounded up to 256 MiB.
 pub(crate) fn memory_mib(media: &Media, default: u64) -> Result<u64> {
     let rootfs_mib = fs::metadata(&media.rootfs)?.len().div_ceil(1 << 20);
-    let want = (1024 + 2 * rootfs_mib).div_ceil(256) * 256;
+    let want = (1024 + 3 * rootfs_mib).div_ceil(256) * 256;
     Ok(want.max(default).max(1536))
 }
 
