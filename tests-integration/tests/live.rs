@@ -542,6 +542,8 @@ fn live_media_are_recorded_and_customize_refuses_bad_input() {
 /// run and pass (`cosa kola run --tag testiso`).
 fn kola_testiso(b: &DemoBuild) {
     let out = b
+        // The imported build has no qemu image to probe KVM with, and no
+        // lockfile saying the demo agent is in the image.
         .cosa(&[
             "kola",
             "run",
@@ -549,10 +551,15 @@ fn kola_testiso(b: &DemoBuild) {
             "testiso",
             "--parallel",
             "2",
+            "--qemu-accel",
+            "tcg",
+            "--transport",
+            "agent",
             "--json",
         ])
         .ok();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["transport"], "agent", "{v}");
     let tests = v["tests"].as_array().unwrap();
     let names: Vec<&str> = tests.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names.len(), 12, "{names:?}");

@@ -153,28 +153,37 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
             }
         },
     };
+    // `None`: only the install-media scenarios run (they boot the live media),
+    // on a build without a qemu image (one made by `cosa import`, say).
     let image = match (&o.qemu_image, &upgrade_from) {
-        (Some(p), _) if p.is_file() => fs::canonicalize(p)?,
+        (Some(p), _) if p.is_file() => Some(fs::canonicalize(p)?),
         (Some(p), _) => bail!("--qemu-image {}: no such file", p.display()),
         // Only the upgrade test runs: the build under test needs no image of its own.
-        (None, Some(from)) if to_run.is_empty() => from.qemu_image()?,
-        (None, _) => b.qemu_image()?,
+        (None, Some(from)) if to_run.is_empty() => Some(from.qemu_image()?),
+        (None, None) if to_run.is_empty() && !scenarios.is_empty() => b.qemu_image().ok(),
+        (None, _) => Some(b.qemu_image()?),
     };
     let transport = Transport::make(b.transport(o.transport)?, &out.join("ssh"))?;
 
     let started = chrono::Utc::now();
     let rt = runtime()?;
-    let accel = match o.accel {
-        Some(a) => a,
-        None => rt.block_on(harness::probe_kvm(
+    let accel = match (o.accel, &image) {
+        (Some(a), _) => a,
+        (None, Some(image)) => rt.block_on(harness::probe_kvm(
             b.arch,
-            &image,
+            image,
             o.firmware,
             &transport,
             &out.join("kvm-probe"),
             KVM_PROBE_TIMEOUT,
         )),
+        (None, None) if !std::path::Path::new("/dev/kvm").exists() => Accel::Tcg,
+        (None, None) => bail!(
+            "build {} has no qemu image to probe KVM with: choose --qemu-accel kvm or tcg",
+            b.id
+        ),
     };
+    let image = image.unwrap_or_default();
     let kernel_boot = if to_run.iter().any(KolaTest::needs_kernel_args) {
         Some(
             kernelboot::extract(&image, &out.join("kernel-boot")).context(
