@@ -250,7 +250,6 @@ pub fn run(workdir: &Path, o: &RunOptions) -> Result<RunOutcome> {
                     accel,
                     transport: transport.clone(),
                     memory_mib,
-                    boot_timeout: o.boot_timeout,
                     dir: out.join(scenario.name),
                 })
                 .collect()
