@@ -473,7 +473,7 @@ pub struct ImportOpts {
 
 #[derive(Debug, Args)]
 pub struct InitOpts {
-    /// Stream config: a directory or a git URL (default: this project's demo stream).
+    /// Stream config: a directory or a git URL (default: this project's root, the demo stream's config).
     pub config: Option<String>,
     /// Directory to initialize.
     #[arg(long, short = 'C', default_value = ".", env = "COSA_DIR")]

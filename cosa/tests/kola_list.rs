@@ -62,19 +62,24 @@ fn today() -> NaiveDate {
 
 #[test]
 fn demo_stream_tests() {
-    let tests = discover(&repo().join("stream"), &[]).unwrap();
+    // As a workdir sees the config, through its `src/config` link: kola's
+    // `ext.config.*` names, whatever the checkout's directory is called.
+    let wd = tempfile::tempdir().unwrap();
+    std::fs::create_dir(wd.path().join("src")).unwrap();
+    std::os::unix::fs::symlink(repo(), wd.path().join("src/config")).unwrap();
+    let tests = discover(&wd.path().join("src/config"), &[]).unwrap();
     assert_eq!(
         names(&tests),
         [
-            "ext.stream.basic",
-            "ext.stream.files",
-            "ext.stream.kernel",
-            "ext.stream.reboot",
-            "ext.stream.systemd.ignition",
-            "ext.stream.systemd.running"
+            "ext.config.basic",
+            "ext.config.files",
+            "ext.config.kernel",
+            "ext.config.reboot",
+            "ext.config.systemd.ignition",
+            "ext.config.systemd.running"
         ]
     );
-    let files = tests.iter().find(|t| t.name == "ext.stream.files").unwrap();
+    let files = tests.iter().find(|t| t.name == "ext.config.files").unwrap();
     let TestBody::External { config, .. } = &files.body else {
         panic!("external test");
     };
@@ -85,15 +90,12 @@ fn demo_stream_tests() {
     assert_eq!(files.meta.tags, ["external", "basic", "ignition"]);
     let reboot = tests
         .iter()
-        .find(|t| t.name == "ext.stream.reboot")
+        .find(|t| t.name == "ext.config.reboot")
         .unwrap();
     assert_eq!(reboot.meta.platforms, ["qemu"]);
     assert_eq!(reboot.meta.timeout.as_secs(), 5 * 60);
 
-    // In a workdir the config is `src/config`: kola's `ext.config.*` names.
-    let wd = tempfile::tempdir().unwrap();
-    std::fs::create_dir(wd.path().join("src")).unwrap();
-    std::os::unix::fs::symlink(repo().join("stream"), wd.path().join("src/config")).unwrap();
+    // With the built-in tests.
     let tests = all_tests(&wd.path().join("src/config"), &[]).unwrap();
     assert_eq!(
         names(&tests),
@@ -114,13 +116,13 @@ fn demo_stream_tests() {
     );
     // The stream's own denylist applies cleanly: the variant's tests are skipped.
     let sel = Selection {
-        denylist: Some(Denylist::load(&repo().join("stream/kola-denylist.yaml")).unwrap()),
+        denylist: Some(Denylist::load(&repo().join("kola-denylist.yaml")).unwrap()),
         ..qemu()
     };
     assert_eq!(select(tests.clone(), &sel, today()).unwrap().run.len(), 10);
     // The systemd variant's skips the demo OS's own tests.
     let sel = Selection {
-        denylist: Some(Denylist::load(&repo().join("stream/kola-denylist-systemd.yaml")).unwrap()),
+        denylist: Some(Denylist::load(&repo().join("kola-denylist-systemd.yaml")).unwrap()),
         ..qemu()
     };
     let selected = select(tests, &sel, today()).unwrap();

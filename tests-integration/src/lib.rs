@@ -344,7 +344,7 @@ pub fn built_repo(rel: &str, what: &str, how: &str) -> PathBuf {
     repo
 }
 
-/// A workdir for the repo's demo stream (`stream/`), with one build.
+/// A workdir for the repo's demo stream (the repository's root), with one build.
 pub struct DemoBuild {
     pub dir: tempfile::TempDir,
 }
@@ -356,14 +356,10 @@ impl DemoBuild {
         demo_repo();
         let dir = tempfile::tempdir().unwrap();
         let b = DemoBuild { dir };
-        let config = repo_root().join("stream");
-        b.cosa(&[
-            "init",
-            config.to_str().unwrap(),
-            "-C",
-            b.workdir().to_str().unwrap(),
-        ])
-        .ok();
+        // With no config argument, `cosa init` links this repository's root.
+        b.cosa(&["init", "-C", b.workdir().to_str().unwrap()]).ok();
+        let linked = std::fs::read_link(b.workdir().join("src/config")).unwrap();
+        assert_eq!(linked, repo_root().canonicalize().unwrap());
         b.cosa(&["build"]).ok();
         b
     }

@@ -91,7 +91,7 @@ fn demo_stream_builds_in_the_toolkit_image() {
     // The workdir is a host directory mounted at /srv.
     let w = dir.path().join("work");
     std::fs::create_dir(&w).unwrap();
-    let config = repo_root().join("stream");
+    let config = repo_root();
     let init = run_ok(&mut cosa_in_container(
         &image.0,
         &w,

@@ -26,7 +26,7 @@ fn workdir() -> &'static Path {
         );
         let wd = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kola-workdir");
         let _ = std::fs::remove_dir_all(&wd);
-        let stream = tests_integration::repo_root().join("stream");
+        let stream = tests_integration::repo_root();
         ok(cosa(
             &wd,
             &["init", stream.to_str().unwrap(), "-C", wd.to_str().unwrap()],
@@ -388,7 +388,7 @@ fn never_booting_vm_and_failing_test_are_reported() {
 fn missing_image_says_what_to_run() {
     let wd = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kola-noimage");
     let _ = std::fs::remove_dir_all(&wd);
-    let stream = tests_integration::repo_root().join("stream");
+    let stream = tests_integration::repo_root();
     ok(cosa(
         &wd,
         &["init", stream.to_str().unwrap(), "-C", wd.to_str().unwrap()],
@@ -412,7 +412,7 @@ fn missing_image_says_what_to_run() {
 fn kernel_override_is_the_kernel_booted() {
     let wd = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kola-override");
     let _ = std::fs::remove_dir_all(&wd);
-    let stream = tests_integration::repo_root().join("stream");
+    let stream = tests_integration::repo_root();
     workdir(); // the repo check, and one build at a time
     ok(cosa(
         &wd,

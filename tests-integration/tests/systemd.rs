@@ -438,7 +438,7 @@ fn the_variant_composes_with_dracut_ignition_and_ostree() {
     systemd_repo();
     let t = tempfile::tempdir().unwrap();
     let wd = t.path().join("work");
-    let config = repo_root().join("stream");
+    let config = repo_root();
     let out = cosa_in(
         &wd,
         &[

@@ -7,11 +7,16 @@ use anyhow::Result;
 use crate::builds::init::{init, InitOptions, Initialized};
 use crate::cli::InitOpts;
 
-/// This project's demo stream, the config used when none is given.
+/// The config used when none is given: this repository's root, which is the demo
+/// stream's config in fedora-coreos-config's layout (`manifest.yaml`, `manifests/`,
+/// `overlays/`, …), or `COSA_DEFAULT_CONFIG` when set.
 pub fn default_config() -> PathBuf {
     match std::env::var_os("COSA_DEFAULT_CONFIG") {
         Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../stream"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("the cosa crate lives in the workspace")
+            .to_path_buf(),
     }
 }
 
