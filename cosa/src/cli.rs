@@ -72,38 +72,9 @@ pub enum Cmd {
     PushContainer(PushContainerOpts),
     /// Turn a derived container image (FROM a build's image) into a new build.
     Import(ImportOpts),
-    /// Make the QEMU image (qcow2).
-    BuildextendQemu(ImageOpts),
-    /// Make the bare-metal raw image.
-    BuildextendMetal(ImageOpts),
-    /// Make the bare-metal raw image for disks with 4096-byte sectors.
-    BuildextendMetal4k(ImageOpts),
-    /// Make the AWS image (streamOptimized vmdk).
-    BuildextendAws(ImageOpts),
-    /// Make the Azure image (fixed VHD).
-    BuildextendAzure(ImageOpts),
-    /// Make the GCP image (disk.raw in a gzipped tarball).
-    BuildextendGcp(ImageOpts),
-    /// Make the OpenStack image (qcow2).
-    BuildextendOpenstack(ImageOpts),
-    /// Make the IBM Cloud image (qcow2).
-    BuildextendIbmcloud(ImageOpts),
-    /// Make the Nutanix image (qcow2).
-    BuildextendNutanix(ImageOpts),
-    /// Make the Proxmox VE image (qcow2).
-    BuildextendProxmoxve(ImageOpts),
-    /// Make the Exoscale image (qcow2).
-    BuildextendExoscale(ImageOpts),
-    /// Make the Oracle Cloud image (qcow2).
-    BuildextendOraclecloud(ImageOpts),
-    /// Make the DigitalOcean image (qcow2).
-    BuildextendDigitalocean(ImageOpts),
-    /// Make the Hetzner image (raw).
-    BuildextendHetzner(ImageOpts),
-    /// Make the Apple Hypervisor image (raw).
-    BuildextendApplehv(ImageOpts),
-    /// Make the Hyper-V image (dynamic VHDX).
-    BuildextendHyperv(ImageOpts),
+    /// `buildextend-<platform>`: one per platform of the table.
+    #[command(flatten)]
+    PlatformImage(PlatformImageCmd),
     /// Make several platforms' images in one run (the base disk is made once).
     Osbuild(OsbuildOpts),
     /// Compress a build's images in place (meta.json keeps the uncompressed digests).
@@ -405,11 +376,81 @@ pub struct ImageOpts {
     pub json: bool,
 }
 
+/// The `buildextend-<platform>` commands, one per [`Platform`](crate::platform::Platform).
+#[derive(Debug, Subcommand)]
+pub enum PlatformImageCmd {
+    /// Make the QEMU image (qcow2).
+    BuildextendQemu(ImageOpts),
+    /// Make the bare-metal raw image.
+    BuildextendMetal(ImageOpts),
+    /// Make the bare-metal raw image for disks with 4096-byte sectors.
+    BuildextendMetal4k(ImageOpts),
+    /// Make the AWS image (streamOptimized vmdk).
+    BuildextendAws(ImageOpts),
+    /// Make the Azure image (fixed VHD).
+    BuildextendAzure(ImageOpts),
+    /// Make the GCP image (disk.raw in a gzipped tarball).
+    BuildextendGcp(ImageOpts),
+    /// Make the OpenStack image (qcow2).
+    BuildextendOpenstack(ImageOpts),
+    /// Make the IBM Cloud image (qcow2).
+    BuildextendIbmcloud(ImageOpts),
+    /// Make the Nutanix image (qcow2).
+    BuildextendNutanix(ImageOpts),
+    /// Make the Proxmox VE image (qcow2).
+    BuildextendProxmoxve(ImageOpts),
+    /// Make the Exoscale image (qcow2).
+    BuildextendExoscale(ImageOpts),
+    /// Make the Oracle Cloud image (qcow2).
+    BuildextendOraclecloud(ImageOpts),
+    /// Make the DigitalOcean image (qcow2).
+    BuildextendDigitalocean(ImageOpts),
+    /// Make the Hetzner image (raw).
+    BuildextendHetzner(ImageOpts),
+    /// Make the Apple Hypervisor image (raw).
+    BuildextendApplehv(ImageOpts),
+    /// Make the Hyper-V image (dynamic VHDX).
+    BuildextendHyperv(ImageOpts),
+    /// Make the VMware image (OVA: the OVF descriptor and a streamOptimized VMDK).
+    BuildextendVmware(ImageOpts),
+    /// Make the VirtualBox image (OVA: the OVF descriptor and a streamOptimized VMDK).
+    BuildextendVirtualbox(ImageOpts),
+    /// Make the KubeVirt image (a containerDisk: an OCI archive holding the qcow2).
+    BuildextendKubevirt(ImageOpts),
+}
+
+impl PlatformImageCmd {
+    /// The platform the command makes, and its options.
+    pub fn platform(&self) -> (crate::platform::Platform, &ImageOpts) {
+        use crate::platform::Platform;
+        match self {
+            Self::BuildextendQemu(o) => (Platform::Qemu, o),
+            Self::BuildextendMetal(o) => (Platform::Metal, o),
+            Self::BuildextendMetal4k(o) => (Platform::Metal4k, o),
+            Self::BuildextendAws(o) => (Platform::Aws, o),
+            Self::BuildextendAzure(o) => (Platform::Azure, o),
+            Self::BuildextendGcp(o) => (Platform::Gcp, o),
+            Self::BuildextendOpenstack(o) => (Platform::Openstack, o),
+            Self::BuildextendIbmcloud(o) => (Platform::Ibmcloud, o),
+            Self::BuildextendNutanix(o) => (Platform::Nutanix, o),
+            Self::BuildextendProxmoxve(o) => (Platform::Proxmoxve, o),
+            Self::BuildextendExoscale(o) => (Platform::Exoscale, o),
+            Self::BuildextendOraclecloud(o) => (Platform::Oraclecloud, o),
+            Self::BuildextendDigitalocean(o) => (Platform::Digitalocean, o),
+            Self::BuildextendHetzner(o) => (Platform::Hetzner, o),
+            Self::BuildextendApplehv(o) => (Platform::Applehv, o),
+            Self::BuildextendHyperv(o) => (Platform::Hyperv, o),
+            Self::BuildextendVmware(o) => (Platform::Vmware, o),
+            Self::BuildextendVirtualbox(o) => (Platform::Virtualbox, o),
+            Self::BuildextendKubevirt(o) => (Platform::Kubevirt, o),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct OsbuildOpts {
-    /// Platforms: qemu, metal, metal4k, aws, azure, gcp, openstack, ibmcloud, nutanix,
-    /// proxmoxve, exoscale, oraclecloud, digitalocean, hetzner, applehv, hyperv.
-    #[arg(required = true)]
+    /// The platforms to make images for.
+    #[arg(required = true, value_enum)]
     pub platforms: Vec<crate::platform::Platform>,
     #[command(flatten)]
     pub image: ImageOpts,

@@ -2,7 +2,6 @@
 
 use clap::Parser;
 use cosa::cli::{Cli, Cmd};
-use cosa::platform::Platform;
 
 fn main() {
     let cli = Cli::parse();
@@ -23,53 +22,9 @@ fn main() {
         Cmd::BuildContainer(opts) => cosa::cmd::container::build(&cli.global, &opts),
         Cmd::PushContainer(opts) => cosa::cmd::container::push(&cli.global, &opts),
         Cmd::Import(opts) => cosa::cmd::container::import(&cli.global, &opts),
-        Cmd::BuildextendQemu(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Qemu, &opts)
-        }
-        Cmd::BuildextendMetal(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Metal, &opts)
-        }
-        Cmd::BuildextendMetal4k(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Metal4k, &opts)
-        }
-        Cmd::BuildextendAws(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Aws, &opts)
-        }
-        Cmd::BuildextendAzure(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Azure, &opts)
-        }
-        Cmd::BuildextendGcp(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Gcp, &opts)
-        }
-        Cmd::BuildextendOpenstack(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Openstack, &opts)
-        }
-        Cmd::BuildextendIbmcloud(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Ibmcloud, &opts)
-        }
-        Cmd::BuildextendNutanix(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Nutanix, &opts)
-        }
-        Cmd::BuildextendProxmoxve(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Proxmoxve, &opts)
-        }
-        Cmd::BuildextendExoscale(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Exoscale, &opts)
-        }
-        Cmd::BuildextendOraclecloud(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Oraclecloud, &opts)
-        }
-        Cmd::BuildextendDigitalocean(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Digitalocean, &opts)
-        }
-        Cmd::BuildextendHetzner(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Hetzner, &opts)
-        }
-        Cmd::BuildextendApplehv(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Applehv, &opts)
-        }
-        Cmd::BuildextendHyperv(opts) => {
-            cosa::cmd::images::buildextend(&cli.global, Platform::Hyperv, &opts)
+        Cmd::PlatformImage(c) => {
+            let (platform, opts) = c.platform();
+            cosa::cmd::images::buildextend(&cli.global, platform, opts)
         }
         Cmd::Osbuild(opts) => cosa::cmd::images::osbuild(&cli.global, &opts),
         Cmd::Compress(opts) => cosa::cmd::images::compress(&cli.global, &opts),

@@ -8,7 +8,9 @@ use anyhow::{bail, Result};
 
 use crate::arch::Arch;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The names are the lowercase variants (`clap::ValueEnum` derives them, and
+/// [`Platform::name`] is checked against them in the tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Platform {
     Qemu,
     Metal,
@@ -26,6 +28,16 @@ pub enum Platform {
     Hetzner,
     Applehv,
     Hyperv,
+    Vmware,
+    Virtualbox,
+    Kubevirt,
+}
+
+/// Which hypervisor an OVA's descriptor is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OvaFlavor {
+    Vmware,
+    Virtualbox,
 }
 
 /// How a platform's raw disk becomes its published artifact.
@@ -40,10 +52,15 @@ pub enum Conversion {
     },
     /// `disk.raw` in an oldgnu-format sparse tar, gzipped (what GCP imports).
     GzipTarDiskRaw,
+    /// An OVA: a tar of the OVF descriptor, a streamOptimized VMDK and a manifest.
+    Ova(OvaFlavor),
+    /// A KubeVirt containerDisk: an OCI archive whose one layer holds the qcow2 in
+    /// `/disk/`, owned by the qemu user KubeVirt runs as (107).
+    ContainerDisk,
 }
 
 impl Platform {
-    pub const ALL: [Platform; 16] = [
+    pub const ALL: [Platform; 19] = [
         Platform::Qemu,
         Platform::Metal,
         Platform::Metal4k,
@@ -60,6 +77,9 @@ impl Platform {
         Platform::Hetzner,
         Platform::Applehv,
         Platform::Hyperv,
+        Platform::Vmware,
+        Platform::Virtualbox,
+        Platform::Kubevirt,
     ];
 
     /// The name on the command line, in meta.json's `images` and in artifact names.
@@ -81,6 +101,9 @@ impl Platform {
             Platform::Hetzner => "hetzner",
             Platform::Applehv => "applehv",
             Platform::Hyperv => "hyperv",
+            Platform::Vmware => "vmware",
+            Platform::Virtualbox => "virtualbox",
+            Platform::Kubevirt => "kubevirt",
         }
     }
 
@@ -91,6 +114,8 @@ impl Platform {
             Conversion::QemuImg { format: "vpc", .. } => "vhd",
             Conversion::QemuImg { format, .. } => format,
             Conversion::GzipTarDiskRaw => "tar.gz",
+            Conversion::Ova(_) => "ova",
+            Conversion::ContainerDisk => "ociarchive",
         }
     }
 
@@ -144,21 +169,34 @@ impl Platform {
                 options: "subformat=fixed,force_size=on",
             },
             Platform::Gcp => Conversion::GzipTarDiskRaw,
+            Platform::Vmware => Conversion::Ova(OvaFlavor::Vmware),
+            Platform::Virtualbox => Conversion::Ova(OvaFlavor::Virtualbox),
+            Platform::Kubevirt => Conversion::ContainerDisk,
         }
     }
 
     /// Whether `cosa compress` leaves the artifact as it is: already compressed
-    /// (gcp's tarball, aws's streamOptimized vmdk).
+    /// (gcp's tarball, aws's streamOptimized vmdk, the OVAs' vmdk, the containerDisk's
+    /// gzipped layer), and imported as it is.
     pub fn skips_compress(self) -> bool {
-        matches!(self, Platform::Aws | Platform::Gcp)
+        matches!(
+            self.conversion(),
+            Conversion::GzipTarDiskRaw
+                | Conversion::QemuImg { format: "vmdk", .. }
+                | Conversion::Ova(_)
+                | Conversion::ContainerDisk
+        )
     }
 
     /// Relative cost of the platform's own work (its conversion, and the sha256 of what
     /// it publishes: a raw disk is hashed whole), for scheduling longest first.
     pub fn cost(self) -> u32 {
         match self.conversion() {
-            Conversion::GzipTarDiskRaw => 3, // compression of the disk's data
-            Conversion::QemuImg { format: "vmdk", .. } => 3,
+            // compression of the disk's data
+            Conversion::GzipTarDiskRaw
+            | Conversion::QemuImg { format: "vmdk", .. }
+            | Conversion::Ova(_)
+            | Conversion::ContainerDisk => 3,
             // sha256 of the whole virtual size
             Conversion::Raw | Conversion::QemuImg { format: "vpc", .. } => 2,
             Conversion::QemuImg { .. } => 1,
@@ -204,13 +242,19 @@ mod tests {
         for p in Platform::ALL {
             assert_eq!(p.name().parse::<Platform>().unwrap(), p);
         }
-        let e = "vmware".parse::<Platform>().unwrap_err().to_string();
+        let e = "vsphere".parse::<Platform>().unwrap_err().to_string();
         assert_eq!(
             e,
-            "unknown platform vmware (known: qemu, metal, metal4k, aws, azure, gcp, openstack, \
+            "unknown platform vsphere (known: qemu, metal, metal4k, aws, azure, gcp, openstack, \
              ibmcloud, nutanix, proxmoxve, exoscale, oraclecloud, digitalocean, hetzner, \
-             applehv, hyperv)"
+             applehv, hyperv, vmware, virtualbox, kubevirt)"
         );
+        // The command line's names (clap) are the same.
+        use clap::ValueEnum;
+        for p in Platform::ALL {
+            assert_eq!(p.to_possible_value().unwrap().get_name(), p.name());
+        }
+        assert_eq!(Platform::value_variants(), Platform::ALL);
     }
 
     #[test]
@@ -225,6 +269,11 @@ mod tests {
         assert_eq!(ext(Platform::Hetzner), "raw");
         assert_eq!(ext(Platform::Applehv), "raw");
         assert_eq!(ext(Platform::Hyperv), "vhdx");
+        assert_eq!(ext(Platform::Vmware), "ova");
+        assert_eq!(ext(Platform::Virtualbox), "ova");
+        assert_eq!(ext(Platform::Kubevirt), "ociarchive");
+        assert!(Platform::Vmware.skips_compress() && Platform::Kubevirt.skips_compress());
+        assert!(!Platform::Qemu.skips_compress());
         assert_eq!(Platform::Oraclecloud.ignition_id(), "oraclecloud");
         assert_eq!(Platform::Hyperv.ignition_id(), "hyperv");
     }

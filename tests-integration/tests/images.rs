@@ -4,7 +4,7 @@
 
 use tests_integration as common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cmdext::CommandRunExt;
@@ -204,6 +204,105 @@ fn all_platforms_from_one_run_are_valid_and_boot() {
     }
 }
 
+/// The disk of an OVA, extracted into `dir`: the members in OVF's order (descriptor,
+/// manifest, disk), the manifest's digests right, the descriptor naming the disk
+/// and its size, the disk a streamOptimized VMDK.
+fn ova_disk(ova: &Path, dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let list = cmdext::command("tar").arg("-tf").arg(ova).output().unwrap();
+    assert!(list.status.success());
+    let members: Vec<String> = String::from_utf8(list.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        members,
+        ["demo.ovf", "demo.mf", "disk.vmdk"],
+        "{}",
+        ova.display()
+    );
+    let st = cmdext::command("tar")
+        .arg("-xf")
+        .arg(ova)
+        .arg("-C")
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The manifest: `SHA256(FILE)= DIGEST` per file, as ovftool writes and checks it.
+    let mf = std::fs::read_to_string(dir.join("demo.mf")).unwrap();
+    for name in ["demo.ovf", "disk.vmdk"] {
+        let (sha, _) = cosa::builds::artifact::sha256_file(&dir.join(name)).unwrap();
+        assert!(mf.contains(&format!("SHA256({name})= {sha}\n")), "{mf}");
+    }
+    let ovf = std::fs::read_to_string(dir.join("demo.ovf")).unwrap();
+    let vmdk = dir.join("disk.vmdk");
+    let size = std::fs::metadata(&vmdk).unwrap().len();
+    assert!(
+        ovf.contains(&format!(r#"ovf:href="disk.vmdk" ovf:size="{size}""#)),
+        "{ovf}"
+    );
+    let info = qemu_img_info(&vmdk, None);
+    assert_eq!(
+        info["format-specific"]["data"]["create-type"],
+        "streamOptimized"
+    );
+    assert!(
+        ovf.contains(&format!(r#"ovf:capacity="{}""#, info["virtual-size"])),
+        "{ovf}"
+    );
+    vmdk
+}
+
+/// The disk of a KubeVirt containerDisk, as skopeo reads the archive: one layer
+/// holding one qcow2 in `/disk/`, owned by 107:107.
+fn containerdisk_disk(archive: &Path, dir: &Path) -> PathBuf {
+    let src = format!("oci-archive:{}", archive.display());
+    let out = cmdext::command("skopeo")
+        .args(["inspect", &src])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo inspect: {out:?}");
+    let inspect: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(inspect["Architecture"], "amd64");
+    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 1, "{inspect}");
+    let copied = dir.join("image");
+    std::fs::create_dir_all(&copied).unwrap();
+    let out = cmdext::command("skopeo")
+        .args(["copy", "--quiet", &src])
+        .arg(format!("dir:{}", copied.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo copy: {out:?}");
+    let layer = inspect["Layers"][0].as_str().unwrap();
+    let blob = copied.join(layer.trim_start_matches("sha256:"));
+    let list = cmdext::command("tar")
+        .args(["--numeric-owner", "-tvzf"])
+        .arg(&blob)
+        .output()
+        .unwrap();
+    assert!(list.status.success());
+    let list = String::from_utf8(list.stdout).unwrap();
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert!(lines.iter().all(|l| l.contains(" 107/107 ")), "{list}");
+    let file = lines[1].split_whitespace().last().unwrap();
+    assert!(
+        file.starts_with("disk/") && file.ends_with(".qcow2"),
+        "{list}"
+    );
+    let st = cmdext::command("tar")
+        .arg("-xzf")
+        .arg(&blob)
+        .arg("-C")
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    dir.join(file)
+}
+
 /// The platforms that differ from the others only in format and kernel arguments,
 /// from one run of the table: each in its cloud's import format as qemu-img reads
 /// it, its partition table sound, and its boot entries carrying its Ignition
@@ -223,6 +322,9 @@ fn cloud_platforms_from_the_table() {
         ("hetzner", "raw"),
         ("applehv", "raw"),
         ("hyperv", "vhdx"),
+        ("vmware", "ova"),
+        ("virtualbox", "ova"),
+        ("kubevirt", "ociarchive"),
     ];
     let mut args = vec!["osbuild"];
     args.extend(platforms.iter().map(|(p, _)| *p));
@@ -243,7 +345,18 @@ fn cloud_platforms_from_the_table() {
             path.file_name().unwrap().to_str().unwrap(),
             format!("demo-{id}-{p}.x86_64.{format}")
         );
-        assert_eq!(qemu_img_info(&path, None)["format"], format, "{p}");
+        // The disk inside a package, read by the package format's own reader.
+        let path = match format {
+            "ova" => ova_disk(&path, &scratch.path().join(format!("{p}-ova"))),
+            "ociarchive" => containerdisk_disk(&path, &scratch.path().join(format!("{p}-oci"))),
+            _ => path,
+        };
+        let disk_format = match format {
+            "ova" => "vmdk",
+            "ociarchive" => "qcow2",
+            f => f,
+        };
+        assert_eq!(qemu_img_info(&path, None)["format"], disk_format, "{p}");
         if format == "raw" {
             sgdisk_ok(&path);
         } else {

@@ -57,12 +57,16 @@ pub struct ImageConfig {
     pub compressor: Compressor,
     /// The ostree remote the deployment's origin names.
     pub ostree_remote: Option<String>,
+    /// The vmware OVA's guest OS type (`vmw:osType`; default `other5xLinux64Guest`).
+    pub vmware_os_type: Option<String>,
+    /// The vmware OVA's virtual hardware version (`vmx-N`; default 13).
+    pub vmware_hw_version: Option<u32>,
+    /// Whether the vmware OVA asks for UEFI Secure Boot (default false: it needs a
+    /// signed boot chain, which the demo stream does not have).
+    pub vmware_secure_boot: Option<bool>,
     // Known to coreos-assembler, not acted on here.
     pub bootfs: Option<serde_yaml::Value>,
     pub grub_script: Option<serde_yaml::Value>,
-    pub vmware_os_type: Option<serde_yaml::Value>,
-    pub vmware_hw_version: Option<serde_yaml::Value>,
-    pub vmware_secure_boot: Option<serde_yaml::Value>,
     pub deploy_via_container: Option<serde_yaml::Value>,
     pub container_imgref: Option<serde_yaml::Value>,
     pub ignition_network_kcmdline: Option<serde_yaml::Value>,
@@ -84,9 +88,6 @@ impl ImageConfig {
         [
             ("bootfs", self.bootfs.is_some()),
             ("grub-script", self.grub_script.is_some()),
-            ("vmware-os-type", self.vmware_os_type.is_some()),
-            ("vmware-hw-version", self.vmware_hw_version.is_some()),
-            ("vmware-secure-boot", self.vmware_secure_boot.is_some()),
             ("deploy-via-container", self.deploy_via_container.is_some()),
             ("container-imgref", self.container_imgref.is_some()),
             (

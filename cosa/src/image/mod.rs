@@ -6,6 +6,7 @@ pub mod compress;
 pub mod disk;
 pub mod gpt;
 pub mod grub;
+pub mod ova;
 pub mod platform;
 pub mod sysroot;
 
@@ -299,7 +300,15 @@ impl Job<'_> {
         let out =
             self.scratch
                 .join(p.artifact_name(&self.meta.name, &self.meta.buildid, self.arch));
-        platform::convert(p, &raw, &out)?;
+        let packaging = platform::Packaging {
+            name: &self.meta.name,
+            version: &self.meta.buildid,
+            commit: &self.meta.ostree_commit,
+            arch: self.arch,
+            image: self.img,
+            timestamp: &self.meta.ostree_timestamp,
+        };
+        platform::convert(p, &raw, &out, &packaging)?;
         let _ = fs::remove_file(&raw);
         let t2 = Instant::now();
         let image = Artifact::of(&out)?;

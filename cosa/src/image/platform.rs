@@ -9,8 +9,10 @@ use fs_err as fs;
 
 use super::disk::{self, DiskSpec};
 use super::grub;
+use super::ova;
 use super::sysroot::BlsEntry;
-use crate::config::image::PlatformConfig;
+use crate::arch::Arch;
+use crate::config::image::{ImageConfig, PlatformConfig};
 use crate::platform::{Conversion, Platform};
 
 /// Kernel arguments a platform's image boots with, after the image-wide ones.
@@ -95,8 +97,20 @@ pub fn platform_raw(
     Ok(raw)
 }
 
+/// The build an artifact belongs to, for the formats that describe it (OVA,
+/// containerDisk).
+pub struct Packaging<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub commit: &'a str,
+    pub arch: Arch,
+    pub image: &'a ImageConfig,
+    /// The commit's time, RFC 3339.
+    pub timestamp: &'a str,
+}
+
 /// Convert a platform's raw disk into its published format at `out`.
-pub fn convert(platform: Platform, raw: &Path, out: &Path) -> Result<()> {
+pub fn convert(platform: Platform, raw: &Path, out: &Path, b: &Packaging) -> Result<()> {
     match platform.conversion() {
         Conversion::Raw => fs::rename(raw, out)?,
         Conversion::QemuImg { format, options } => command("qemu-img")
@@ -106,8 +120,53 @@ pub fn convert(platform: Platform, raw: &Path, out: &Path) -> Result<()> {
             .run()
             .with_context(|| format!("converting the {platform} image to {format}"))?,
         Conversion::GzipTarDiskRaw => gzip_tar_disk_raw(raw, out)?,
+        Conversion::Ova(flavor) => {
+            let mtime = chrono::DateTime::parse_from_rfc3339(b.timestamp)
+                .map_or(0, |t| t.timestamp() as u64);
+            let ova = ova::OvaBuild {
+                name: b.name,
+                version: b.version,
+                image: b.image,
+                mtime,
+            };
+            ova::write(flavor, &ova, raw, out)
+                .with_context(|| format!("making the {platform} OVA"))?
+        }
+        Conversion::ContainerDisk => containerdisk(raw, out, b)
+            .with_context(|| format!("making the {platform} containerDisk"))?,
     }
     Ok(())
+}
+
+/// The disk as a qcow2 in a KubeVirt containerDisk image (the layer's gzip, made on
+/// all cores, compresses it: qemu-img's own compression runs on one).
+fn containerdisk(raw: &Path, out: &Path, b: &Packaging) -> Result<()> {
+    let qcow2 = out.with_extension("qcow2.tmp");
+    let made = command("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1"])
+        .arg(raw)
+        .arg(&qcow2)
+        .run()
+        .context("converting the disk to qcow2")
+        .and_then(|()| {
+            let c = crate::oci::containerdisk::ContainerDisk {
+                disk: &qcow2,
+                file_name: &format!("{}-{}.qcow2", b.name, b.version),
+                arch: b.arch,
+                created: b.timestamp,
+                annotations: [
+                    ("org.opencontainers.image.title", b.name),
+                    ("org.opencontainers.image.version", b.version),
+                    (crate::oci::labels::COMMIT, b.commit),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            };
+            crate::oci::containerdisk::write(&c, out)
+        });
+    let _ = fs::remove_file(&qcow2);
+    made
 }
 
 /// `raw` as `disk.raw` in a gzipped tar at `out`: oldgnu format, where sparse files

@@ -152,7 +152,7 @@ pub fn encapsulate(
 }
 
 /// The config, manifest and index for `built`, and the archive holding them all.
-fn write_image(
+pub(super) fn write_image(
     dest: &Path,
     built: Vec<compress::Layer>,
     config: &ImageConfiguration,

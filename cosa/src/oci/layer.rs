@@ -92,6 +92,24 @@ impl<W: Write> LayerWriter<W> {
         Ok(())
     }
 
+    /// A regular file read from `src`, streamed.
+    pub fn file(
+        &mut self,
+        path: &str,
+        src: &std::path::Path,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<()> {
+        let f = fs::File::open(src)?;
+        let len = f.metadata()?.len();
+        let mut h = header(tar::EntryType::Regular, mode, uid, gid, len);
+        self.tar
+            .append_data(&mut h, path, BufReader::with_capacity(1 << 20, f))
+            .with_context(|| format!("writing {} into the layer", src.display()))?;
+        Ok(())
+    }
+
     fn data(&mut self, path: &str, data: &[u8]) -> Result<()> {
         let mut h = header(tar::EntryType::Regular, 0o644, 0, 0, data.len() as u64);
         self.tar.append_data(&mut h, path, data)?;

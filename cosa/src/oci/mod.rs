@@ -12,6 +12,7 @@
 pub mod archive;
 mod chunking;
 mod compress;
+pub mod containerdisk;
 pub use compress::Compression;
 pub mod encapsulate;
 pub mod import;
