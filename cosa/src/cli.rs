@@ -321,6 +321,10 @@ pub struct RunOpts {
     /// An extra blank disk of this size (qemu-img syntax: 5G, 512M). Repeatable.
     #[arg(long, value_name = "SIZE")]
     pub add_disk: Vec<String>,
+    /// Mount the host directory SRC read-only at DEST in the guest (9p over
+    /// virtio; e.g. --bind-ro .,/var/mnt/src). Repeatable.
+    #[arg(long, value_name = "SRC,DEST")]
+    pub bind_ro: Vec<String>,
 }
 
 #[derive(Debug, Args)]

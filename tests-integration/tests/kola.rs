@@ -521,17 +521,33 @@ fn cosa_run_logs_in_and_takes_kargs_and_disks() {
     let _vms = VMS.lock().unwrap_or_else(|e| e.into_inner());
     // The motd is what the root shell prints once logged in.
     let motd = "Demo CoreOS: an image-based test OS";
+    // A host directory the guest mounts read-only (9p).
+    let share = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("marker"), "host-file-COSA-BIND\n").unwrap();
+    let bind = format!("{},/var/mnt/host", share.path().display());
     std::thread::scope(|s| {
         let plain = s.spawn(|| run_console(wd, &["--no-autologin"], "login:", None));
         let out = run_console(
             wd,
-            &["--kargs", "cosa.test=run", "--add-disk", "1G"],
+            &["--kargs", "cosa.test=run", "--add-disk", "1G", "--bind-ro", &bind],
             motd,
-            Some("echo COSA-RUN-$((6*7)); cat /proc/cmdline; ls /sys/block; poweroff\n"),
+            Some(
+                "echo COSA-RUN-$((6*7)); cat /proc/cmdline; ls /sys/block; \
+                 cat /var/mnt/host/marker; touch /var/mnt/host/new || echo NOT-WRITABLE; poweroff\n",
+            ),
         );
         assert!(out.contains("COSA-RUN-42"), "no root shell:\n{out}");
         assert!(out.contains("cosa.test=run"), "--kargs not booted:\n{out}");
         assert!(out.contains("vdb"), "--add-disk not attached:\n{out}");
+        assert!(
+            out.contains("host-file-COSA-BIND"),
+            "--bind-ro not mounted:\n{out}"
+        );
+        assert!(
+            out.contains("NOT-WRITABLE"),
+            "--bind-ro is writable:\n{out}"
+        );
+        assert!(!share.path().join("new").exists());
         let plain = plain.join().unwrap();
         assert!(
             !plain.contains(motd),
@@ -542,4 +558,14 @@ fn cosa_run_logs_in_and_takes_kargs_and_disks() {
     let o = cosa(wd, &["run", "--add-disk", "5 G"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--add-disk"));
+    let o = cosa(
+        wd,
+        &["run", "--bind-ro", "/nonexistent-cosa-dir,/var/mnt/x"],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--bind-ro") && err.contains("/nonexistent-cosa-dir"),
+        "{err}"
+    );
 }

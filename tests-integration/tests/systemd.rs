@@ -545,10 +545,50 @@ fn the_variant_composes_with_dracut_ignition_and_ostree() {
     }
 
     kola_over_ssh(&wd, t.path());
+    cosa_run_over_ssh(&wd, t.path());
     live_media(&wd, t.path());
     kola_testiso(&wd);
     other_artifacts(&wd);
     upgrade(&wd, t.path());
+}
+
+/// `cosa run --ssh` hands the terminal (here, a pipe of commands) to an SSH
+/// session with the key injected as kola does; `--bind-ro` is a host directory
+/// systemd mounts read-only (the mount unit the first-boot config enables).
+fn cosa_run_over_ssh(wd: &Path, t: &Path) {
+    use std::io::Write;
+    let share = t.join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("marker"), "host-file-COSA-BIND\n").unwrap();
+    let mut child = cmdext::command(common::cosa_bin())
+        .args(["run", "--ssh", "--bind-ro"])
+        .arg(format!("{},/var/mnt/host", share.display()))
+        .env("COSA_DIR", wd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"id -un; cat /var/mnt/host/marker; systemctl is-active var-mnt-host.mount; \
+              awk '$2 == \"/var/mnt/host\" { split($4, o, \",\"); print $3, o[1] }' /proc/mounts\n",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        ["core", "host-file-COSA-BIND", "active", "9p ro"],
+        "{stderr}"
+    );
+    assert!(stderr.contains("guest powered off"), "{stderr}");
 }
 
 /// A second build (one file added through overrides/rootfs), signed with the

@@ -164,6 +164,11 @@ pub fn run_vm(g: &GlobalOpts, o: &RunOpts) -> Result<()> {
             .map(|k| k.split_whitespace().map(String::from).collect())
             .unwrap_or_default(),
         add_disks: o.add_disk.clone(),
+        bind_ro: o
+            .bind_ro
+            .iter()
+            .map(|b| kola::bindro::BindRo::parse(b))
+            .collect::<Result<_>>()?,
     };
     match kola::run_vm(&g.workdir, &opts)? {
         RunVmOutcome::Ready(ready) => println!("{}", serde_json::to_string_pretty(&ready)?),

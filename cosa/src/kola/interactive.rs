@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use fs_err as fs;
 
+use crate::kola::bindro::{self, BindRo};
 use crate::kola::build::BuildUnderTest;
 use crate::kola::harness;
 use crate::kola::machine::{
@@ -39,13 +40,15 @@ pub struct RunVmOptions {
     pub kargs: Vec<String>,
     /// Blank extra disks, by size.
     pub add_disks: Vec<String>,
+    /// Host directories the guest mounts read-only.
+    pub bind_ro: Vec<BindRo>,
 }
 
 /// What the first-boot config adds for autologin: a root shell on the serial
 /// console and the first VT, for either stream (busybox init reads the demo
 /// flag file; systemd runs the gettys with --autologin, as upstream's
 /// `cosa run` does).
-fn autologin_files() -> serde_json::Value {
+fn autologin_files() -> Vec<serde_json::Value> {
     let dropin = |getty: &str| {
         format!(
             "[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear {getty} $TERM\n"
@@ -59,7 +62,7 @@ fn autologin_files() -> serde_json::Value {
             "contents": {"source": format!("data:,{}", crate::live::customize::percent_encode(text.as_bytes()))},
         })
     };
-    serde_json::json!([
+    vec![
         file("/etc/demo-init/autologin", ""),
         file(
             "/etc/systemd/system/serial-getty@.service.d/10-cosa-autologin.conf",
@@ -69,22 +72,28 @@ fn autologin_files() -> serde_json::Value {
             "/etc/systemd/system/getty@.service.d/10-cosa-autologin.conf",
             &dropin("-"),
         ),
-    ])
+    ]
 }
 
-/// Add `files` to the config's `storage.files`, refusing a path it writes already.
-fn add_files(config: &mut serde_json::Value, files: serde_json::Value) -> Result<()> {
-    let list = &mut config["storage"]["files"];
+/// Add `entries` to the config's `storage.<kind>` (`files`, `links`), refusing a
+/// path it writes already; `option` is the command-line option that adds them.
+fn add_storage(
+    config: &mut serde_json::Value,
+    kind: &str,
+    entries: &[serde_json::Value],
+    option: &str,
+) -> Result<()> {
+    let list = &mut config["storage"][kind];
     if list.is_null() {
         *list = serde_json::json!([]);
     }
     let list = list
         .as_array_mut()
-        .context("the Ignition config's storage.files is not a list")?;
-    for f in files.as_array().into_iter().flatten() {
+        .with_context(|| format!("the Ignition config's storage.{kind} is not a list"))?;
+    for f in entries {
         if list.iter().any(|e| e["path"] == f["path"]) {
             bail!(
-                "the Ignition config writes {} too; give --no-autologin to keep its version",
+                "the Ignition config writes {} too, as {option} does; drop one of them",
                 f["path"]
             );
         }
@@ -127,8 +136,16 @@ pub fn run_vm(workdir: &Path, o: &RunVmOptions) -> Result<RunVmOutcome> {
         None => empty_ignition(),
     };
     if o.autologin {
-        add_files(&mut ignition, autologin_files())?;
+        add_storage(
+            &mut ignition,
+            "files",
+            &autologin_files(),
+            "autologin (--no-autologin keeps the config's)",
+        )?;
     }
+    let (files, links) = bindro::ignition_entries(&o.bind_ro);
+    add_storage(&mut ignition, "files", &files, "--bind-ro")?;
+    add_storage(&mut ignition, "links", &links, "--bind-ro")?;
     for d in &o.add_disks {
         check_disk_size(d)?;
     }
@@ -164,6 +181,7 @@ pub fn run_vm(workdir: &Path, o: &RunVmOptions) -> Result<RunVmOutcome> {
         kernel_boot,
         append_kernel_args: o.kargs.clone(),
         additional_disks: o.add_disks.clone(),
+        shares: bindro::shares(&o.bind_ro),
         ..MachineSpec::new(b.arch, format!("run-{}", b.id), dir.clone(), image, accel)
             .firmware(o.firmware)
             .memory(o.memory_mib)
@@ -218,7 +236,8 @@ mod tests {
     fn autologin_joins_the_users_config_once() {
         let mut c = serde_json::json!({"ignition": {"version": "3.0.0"},
             "storage": {"files": [{"path": "/etc/motd"}]}});
-        add_files(&mut c, autologin_files()).unwrap();
+        let files = autologin_files();
+        add_storage(&mut c, "files", &files, "autologin").unwrap();
         let paths: Vec<&str> = c["storage"]["files"]
             .as_array()
             .unwrap()
@@ -227,8 +246,8 @@ mod tests {
             .collect();
         assert_eq!(paths.len(), 4);
         assert!(paths.contains(&"/etc/demo-init/autologin"));
-        let e = add_files(&mut c, autologin_files()).unwrap_err();
-        assert!(e.to_string().contains("--no-autologin"), "{e}");
+        let e = add_storage(&mut c, "files", &files, "autologin").unwrap_err();
+        assert!(e.to_string().contains("as autologin does"), "{e}");
     }
 
     #[test]

@@ -146,6 +146,8 @@ pub struct MachineSpec {
     pub forwards: Vec<u16>,
     /// Boot install media instead of `image` (which is then unused).
     pub live: Option<LiveBoot>,
+    /// Host directories shared read-only over 9p (`cosa run --bind-ro`).
+    pub shares: Vec<qemu::HostShare>,
 }
 
 /// A VM that boots live media and may install to a blank disk, as kola's
@@ -204,6 +206,7 @@ impl MachineSpec {
             transport: Transport::Agent,
             forwards: Vec::new(),
             live: None,
+            shares: Vec::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! in them, and the reports. [`run`], [`list`] and [`run_vm`] are its entry
 //! points; the command line only converts its options into theirs.
 
+pub mod bindro;
 mod build;
 pub mod builtin;
 pub mod checks;

@@ -280,6 +280,17 @@ pub struct QemuSpec {
     pub console: Console,
     pub qmp_socket: Option<PathBuf>,
     pub agent_socket: PathBuf,
+    /// Host directories the guest mounts read-only over 9p (virtio).
+    pub shares: Vec<HostShare>,
+}
+
+/// A host directory shared read-only with the guest (`-virtfs`), mounted there
+/// by `mount -t 9p -o trans=virtio TAG DEST`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostShare {
+    pub path: PathBuf,
+    /// The 9p mount tag (at most 31 bytes).
+    pub tag: String,
 }
 
 impl QemuSpec {
@@ -301,6 +312,7 @@ impl QemuSpec {
             console,
             qmp_socket: None,
             agent_socket: PathBuf::new(),
+            shares: Vec::new(),
         }
     }
 
@@ -385,6 +397,17 @@ impl QemuSpec {
                 a.push("-serial".into());
                 a.push("mon:stdio".into());
             }
+        }
+        for s in &self.shares {
+            // security_model=none: files read with the host's permissions of QEMU
+            // (root), presented as they are; nothing can be written back.
+            a.push("-virtfs".into());
+            let mut o = pathopt("local,path=", &s.path);
+            o.push(format!(
+                ",mount_tag={},security_model=none,readonly=on",
+                s.tag
+            ));
+            a.push(o);
         }
         if let Some(qmp) = &self.qmp_socket {
             a.push("-qmp".into());

@@ -102,6 +102,7 @@ fn qemu_spec(spec: &MachineSpec, first_boot: bool) -> QemuSpec {
         }),
         qmp_socket: Some(dir.join("qmp.sock")),
         agent_socket: dir.join("agent.sock"),
+        shares: spec.shares.clone(),
         ..QemuSpec::new(spec.arch, spec.name.clone(), spec.accel, console)
     }
 }
