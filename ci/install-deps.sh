@@ -22,6 +22,8 @@ RUNTIME_PACKAGES=(
     skopeo
     # PID 1 of the toolkit's container: forwards signals, reaps children
     tini
+    # the pipeline's scripts that run in the toolkit's image (ci/promote)
+    jq
 )
 
 # What building and testing the project needs on top of that.
