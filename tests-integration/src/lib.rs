@@ -390,15 +390,6 @@ impl DemoBuild {
     }
 }
 
-/// The initrd a PXE server hands out: the live initramfs, padded to 4 bytes,
-/// then the live rootfs (a second cpio holding the root image).
-pub fn pxe_initrd(initramfs: &Path, rootfs: &Path, out: &Path) {
-    let mut b = std::fs::read(initramfs).unwrap();
-    b.resize(b.len().div_ceil(4) * 4, 0);
-    b.extend(std::fs::read(rootfs).unwrap());
-    std::fs::write(out, b).unwrap();
-}
-
 /// Check a meta.json against the project's contract: it deserializes into
 /// `cosa::builds::Meta` with no key the struct does not know (cosa writes only
 /// typed keys), and validates, with Python's jsonschema, against the project's schema

@@ -406,6 +406,18 @@ fn missing_image_says_what_to_run() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("cosa buildextend-qemu"), "{err}");
+    // The install-media scenarios need the live media, not the qemu image.
+    let o = cosa(
+        &wd,
+        &["kola", "run", "--qemu-accel", "tcg", "iso-live-login.bios"],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the install-media tests need the build's live media")
+            && err.contains("cosa buildextend-live"),
+        "{err}"
+    );
 }
 
 #[test]

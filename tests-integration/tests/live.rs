@@ -639,7 +639,7 @@ fn live_media_boot_and_install_under_bios_and_uefi() {
         s(&initramfs),
     ]);
     let ci_live_initrd = t.path().join("ci-live-initrd.img");
-    common::pxe_initrd(&ci_live_initramfs, &rootfs, &ci_live_initrd);
+    cosa::live::pxe_initrd(&ci_live_initramfs, &rootfs, &ci_live_initrd).unwrap();
     let kernel = b.image("live-kernel");
     let vms = t.path().join("vms");
 

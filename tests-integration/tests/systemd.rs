@@ -311,7 +311,7 @@ fn live_media(wd: &Path, t: &Path) {
     )
     .ok();
     let initrd = t.join("pxe-initrd.img");
-    common::pxe_initrd(&pxe, &meta_image(wd, "live-rootfs"), &initrd);
+    cosa::live::pxe_initrd(&pxe, &meta_image(wd, "live-rootfs"), &initrd).unwrap();
     let dir = t.join("vm-pxe");
     let (mut spec, target) = install_vm(&dir, 3072);
     spec.drives = vec![Drive::disk(&target, "raw")];

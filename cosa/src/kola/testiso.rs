@@ -239,7 +239,7 @@ impl Media {
         fs::create_dir_all(dir)?;
         let pxe_initrd = if scenarios.iter().any(|s| s.kind == Kind::PxeOnlineInstall) {
             let p = dir.join("pxe-initrd.img");
-            pxe_initrd(&initramfs, &rootfs, &p)?;
+            crate::live::pxe_initrd(&initramfs, &rootfs, &p)?;
             Some(p)
         } else {
             None
@@ -264,16 +264,6 @@ impl Media {
             www,
         })
     }
-}
-
-/// The PXE initrd: `initramfs`, padded to 4 bytes, then `rootfs` (the kernel
-/// unpacks concatenated cpio archives in order).
-fn pxe_initrd(initramfs: &Path, rootfs: &Path, out: &Path) -> Result<()> {
-    let mut b = fs::read(initramfs)?;
-    b.resize(b.len().div_ceil(4) * 4, 0);
-    b.extend(fs::read(rootfs)?);
-    fs::write(out, b)?;
-    Ok(())
 }
 
 /// `src` gzipped (fast) to `dest`, as the online installs fetch it.
@@ -431,7 +421,7 @@ fn make_boot(
             customize::pxe(&m.initramfs, &custom, false, &c)
                 .with_context(|| format!("{}: customizing the live initramfs", s.name))?;
             let initrd = dir.join("pxe-initrd.img");
-            pxe_initrd(&custom, &m.rootfs, &initrd)?;
+            crate::live::pxe_initrd(&custom, &m.rootfs, &initrd)?;
             fs::remove_file(&custom)?;
             LiveSource::Pxe(DirectBoot {
                 kernel: m.kernel.clone(),

@@ -108,6 +108,19 @@ pub fn write_rootfs_cpio(image: &Path, member: &str, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The initrd a PXE server hands out when it serves the rootfs with the
+/// initramfs (coreos-installer's `--live-initramfs` + `--live-rootfs` in one):
+/// `initramfs`, padded to 4 bytes, then `rootfs` (the kernel unpacks
+/// concatenated cpio archives in order).
+pub fn pxe_initrd(initramfs: &Path, rootfs: &Path, out: &Path) -> Result<()> {
+    let what = || format!("appending {} to {}", rootfs.display(), initramfs.display());
+    let mut b = fs::read(initramfs).with_context(what)?;
+    b.resize(b.len().div_ceil(4) * 4, 0);
+    b.extend(fs::read(rootfs).with_context(what)?);
+    fs::write(out, b).with_context(what)?;
+    Ok(())
+}
+
 /// Everything the live media of one build are made from, read before anything is written.
 struct LiveInputs {
     id: String,
