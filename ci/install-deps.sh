@@ -15,6 +15,8 @@ RUNTIME_PACKAGES=(
     # images and live media
     e2fsprogs xfsprogs dosfstools mtools gdisk fdisk squashfs-tools erofs-utils
     xorriso zstd xz-utils grub-pc-bin grub-efi-amd64-bin grub-common
+    # cosa compress's zip (image.yaml platform-compressor: hyperv) and its way back
+    zip unzip
     # VMs (socat relays each guest connection of a guestfwd to the host's loopback;
     # kola's SSH transport uses the OpenSSH client and ssh-keygen)
     qemu-system-x86 qemu-utils ovmf seabios socat openssh-client

@@ -465,15 +465,10 @@ pub struct CompressOpts {
     /// Build ID (default: latest).
     #[arg(long)]
     pub build: Option<String>,
-    /// Compressor (default: image.yaml `compressor`, else xz).
+    /// Compressor (default: image.yaml `compressor`, else xz). The platforms
+    /// image.yaml's `platform-compressor` names keep theirs.
     #[arg(long, value_enum)]
-    pub compressor: Option<CompressorArg>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum CompressorArg {
-    Xz,
-    Zstd,
+    pub compressor: Option<crate::config::image::Compressor>,
 }
 
 #[derive(Debug, Args)]

@@ -410,20 +410,45 @@ fn cloud_platforms_from_the_table() {
 #[test]
 fn compress_and_decompress_round_trip() {
     let b = DemoBuild::new();
-    b.cosa(&["buildextend-qemu"]).ok();
-    let before = b.meta()["images"]["qemu"].clone();
+    b.cosa(&["osbuild", "qemu", "hyperv", "digitalocean"]).ok();
+    let before = b.meta()["images"].clone();
+    // --compressor for the build; image.yaml's platform-compressor keeps
+    // DigitalOcean's gzip (its import takes no xz) and Hyper-V's zip.
     b.cosa(&["compress", "--compressor", "zstd"]).ok();
-    let c = b.meta()["images"]["qemu"].clone();
-    assert!(c["path"].as_str().unwrap().ends_with(".qcow2.zst"), "{c}");
-    assert_eq!(c["uncompressed-sha256"], before["sha256"]);
-    assert_eq!(c["uncompressed-size"], before["size"]);
-    assert!(!b
+    let after = b.meta()["images"].clone();
+    for (p, ext) in [
+        ("qemu", ".qcow2.zst"),
+        ("hyperv", ".vhdx.zip"),
+        ("digitalocean", ".qcow2.gz"),
+    ] {
+        let c = &after[p];
+        assert!(c["path"].as_str().unwrap().ends_with(ext), "{c}");
+        assert_eq!(c["uncompressed-sha256"], before[p]["sha256"]);
+        assert_eq!(c["uncompressed-size"], before[p]["size"]);
+        assert!(!b
+            .build_dir()
+            .join(before[p]["path"].as_str().unwrap())
+            .exists());
+    }
+    // The zip holds the one disk, by its own name, at the top.
+    let zip = b
         .build_dir()
-        .join(before["path"].as_str().unwrap())
-        .exists());
+        .join(after["hyperv"]["path"].as_str().unwrap());
+    let list = cmdext::command("unzip")
+        .arg("-Z1")
+        .arg(&zip)
+        .run_get_string()
+        .unwrap();
+    assert_eq!(
+        list.trim(),
+        before["hyperv"]["path"].as_str().unwrap(),
+        "{list}"
+    );
     b.cosa(&["decompress"]).ok();
-    assert_eq!(b.meta()["images"]["qemu"], before);
-    assert!(b.image("qemu").exists());
+    assert_eq!(b.meta()["images"], before);
+    for p in ["qemu", "hyperv", "digitalocean"] {
+        assert!(b.image(p).exists(), "{p}");
+    }
 }
 
 #[test]

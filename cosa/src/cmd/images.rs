@@ -5,8 +5,7 @@ use anyhow::Result;
 use crate::arch::Arch;
 use crate::builds::artifact::BuiltImage;
 use crate::builds::Workdir;
-use crate::cli::{CompressOpts, CompressorArg, GlobalOpts, ImageOpts, OsbuildOpts};
-use crate::config::image::Compressor;
+use crate::cli::{CompressOpts, GlobalOpts, ImageOpts, OsbuildOpts};
 use crate::image::compress::CompressOptions;
 use crate::image::{build_images, ImageOptions};
 use crate::platform::Platform;
@@ -56,10 +55,7 @@ pub fn osbuild(g: &GlobalOpts, o: &OsbuildOpts) -> Result<()> {
 fn compress_options<'a>(o: &'a CompressOpts) -> Result<CompressOptions<'a>> {
     Ok(CompressOptions {
         build: o.build.as_deref(),
-        compressor: o.compressor.map(|c| match c {
-            CompressorArg::Xz => Compressor::Xz,
-            CompressorArg::Zstd => Compressor::Zstd,
-        }),
+        compressor: o.compressor,
         arch: Arch::host()?,
     })
 }

@@ -27,13 +27,27 @@ pub enum LiveRootFs {
     Erofs,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Compressor {
     #[default]
     Xz,
     Zstd,
     Gzip,
+    /// A zip archive holding the one file (what Windows opens by itself).
+    Zip,
+}
+
+impl Compressor {
+    /// The name in image.yaml and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compressor::Xz => "xz",
+            Compressor::Zstd => "zstd",
+            Compressor::Gzip => "gzip",
+            Compressor::Zip => "zip",
+        }
+    }
 }
 
 /// `image.yaml`. Keys coreos-assembler knows that cosa does not act on are accepted
@@ -55,6 +69,11 @@ pub struct ImageConfig {
     pub live_rootfs_fstype: LiveRootFs,
     #[serde(default)]
     pub compressor: Compressor,
+    /// Per platform, the compressor `cosa compress` uses instead of `compressor`
+    /// (what the platform's import or its users' tools take: DigitalOcean no xz,
+    /// Hyper-V users zip).
+    #[serde(default)]
+    pub platform_compressor: BTreeMap<String, Compressor>,
     /// The ostree remote the deployment's origin names.
     pub ostree_remote: Option<String>,
     /// The vmware OVA's guest OS type (`vmw:osType`; default `other5xLinux64Guest`).
@@ -161,6 +180,26 @@ mod tests {
                 .unwrap();
         assert_eq!(c.rootfs, RootFs::Xfs);
         assert_eq!(c.unsupported_keys(), ["bootfs"]);
+    }
+
+    #[test]
+    fn platform_compressor_overrides_by_name() {
+        let c: ImageConfig = serde_yaml::from_str(
+            "compressor: zstd\nplatform-compressor:\n  hyperv: zip\n  digitalocean: gzip\n",
+        )
+        .unwrap();
+        assert_eq!(c.compressor, Compressor::Zstd);
+        assert_eq!(c.platform_compressor["hyperv"], Compressor::Zip);
+        assert_eq!(c.platform_compressor["digitalocean"].name(), "gzip");
+        let e = serde_yaml::from_str::<ImageConfig>("platform-compressor: {qemu: lz4}\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("lz4"), "{e}");
+        // The repository's own config parses, with its overrides.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for f in ["image.yaml", "image-systemd.yaml"] {
+            let c = ImageConfig::load(&root.join(f)).unwrap();
+            assert_eq!(c.platform_compressor["digitalocean"], Compressor::Gzip, "{f}");
+        }
     }
 
     #[test]

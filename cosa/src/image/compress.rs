@@ -25,7 +25,9 @@ pub struct CompressOptions<'a> {
 
 /// Images not worth compressing: already compressed, or meant to be used as they are.
 fn skip_compress(name: &str, path: &str) -> bool {
-    let compressed = [".gz", ".xz", ".zst"].iter().any(|ext| path.ends_with(ext));
+    let compressed = [".gz", ".xz", ".zst", ".zip"]
+        .iter()
+        .any(|ext| path.ends_with(ext));
     compressed
         || match name.parse::<Platform>() {
             Ok(p) => p.skips_compress(),
@@ -53,40 +55,85 @@ fn images(meta: &Meta, keep: impl Fn(&str, &Artifact) -> bool) -> Vec<(String, A
 pub fn compress(wd: &Workdir, opts: &CompressOptions) -> Result<Vec<(String, Artifact)>> {
     let dir = build_dir(wd, opts)?;
     let _lock = wd.lock("compress", true)?;
-    let compressor = match opts.compressor {
-        Some(c) => c,
-        None => ImageConfig::load(&wd.config_file("image", "yaml")?)?.compressor,
-    };
-    // Each writes FILE.EXT beside FILE and keeps FILE until meta.json no longer names it.
-    let (prog, ext): (&[&str], &str) = match compressor {
-        Compressor::Xz => (&["xz", "-T1", "-6", "-k", "-f"], "xz"),
-        Compressor::Zstd => (&["zstd", "-q", "-T1", "-10", "-k", "-f"], "zst"),
-        Compressor::Gzip => (&["gzip", "-n", "-6", "-k", "-f"], "gz"),
-    };
+    let img = ImageConfig::load(&wd.config_file("image", "yaml")?)?;
+    let default = opts.compressor.unwrap_or(img.compressor);
+    for name in img.platform_compressor.keys() {
+        name.parse::<Platform>()
+            .with_context(|| format!("image.yaml platform-compressor: {name}"))?;
+    }
     let meta_path = dir.join("meta.json");
     let mut meta = Meta::load(&meta_path)?;
     let todo = images(&meta, |n, a| !skip_compress(n, &a.path));
-    let done: Vec<(String, Artifact)> = todo
+    let results: Vec<Result<(String, Artifact)>> = todo
         .par_iter()
         .map(|(name, a)| {
-            let dest = dir.join(format!("{}.{ext}", a.path));
-            command(prog[0])
-                .args(&prog[1..])
-                .arg(dir.join(&a.path))
-                .run()
-                .with_context(|| format!("compressing {}", a.path))?;
+            let c = img
+                .platform_compressor
+                .get(name)
+                .copied()
+                .unwrap_or(default);
+            let dest = compress_file(c, &dir.join(&a.path))
+                .with_context(|| format!("compressing {} with {}", a.path, c.name()))?;
             let mut c = Artifact::of(&dest)?;
             c.uncompressed_sha256 = Some(a.sha256.clone());
             c.uncompressed_size = Some(a.size);
             Ok((name.clone(), c))
         })
-        .collect::<Result<_>>()?;
+        .collect();
+    if let Some(e) = results.iter().position(Result::is_err) {
+        // meta.json is untouched: drop what the others wrote, and say what failed.
+        for (_, c) in results.iter().flatten() {
+            let _ = fs::remove_file(dir.join(&c.path));
+        }
+        return Err(results
+            .into_iter()
+            .nth(e)
+            .and_then(Result::err)
+            .expect("an error"));
+    }
+    let done: Vec<(String, Artifact)> = results.into_iter().flatten().collect();
     for (name, c) in &done {
         meta.images.insert(name.clone(), c.clone());
     }
     meta.save(&meta_path)?;
     remove_replaced(&dir, &todo)?;
     Ok(done)
+}
+
+/// Compress `src` beside it, keeping it (it goes once meta.json no longer names
+/// it); returns the compressed file.
+fn compress_file(c: Compressor, src: &Path) -> Result<PathBuf> {
+    let ext = match c {
+        Compressor::Xz => "xz",
+        Compressor::Zstd => "zst",
+        Compressor::Gzip => "gz",
+        Compressor::Zip => "zip",
+    };
+    let dest = PathBuf::from(format!("{}.{ext}", src.display()));
+    match c {
+        Compressor::Xz => command("xz")
+            .args(["-T1", "-6", "-k", "-f"])
+            .arg(src)
+            .run()?,
+        Compressor::Zstd => command("zstd")
+            .args(["-q", "-T1", "-10", "-k", "-f"])
+            .arg(src)
+            .run()?,
+        Compressor::Gzip => command("gzip")
+            .args(["-n", "-6", "-k", "-f"])
+            .arg(src)
+            .run()?,
+        // The one member is the file by its own name; -X: no uid/gid extra fields.
+        Compressor::Zip => {
+            let _ = fs::remove_file(&dest);
+            command("zip")
+                .args(["-q", "-j", "-X"])
+                .arg(&dest)
+                .arg(src)
+                .run()?
+        }
+    }
+    Ok(dest)
 }
 
 /// Remove the files that meta.json no longer names, with the signatures `cosa sign`
@@ -119,17 +166,29 @@ pub fn decompress(wd: &Workdir, opts: &CompressOptions) -> Result<usize> {
                 .path
                 .rsplit_once('.')
                 .context("compressed image without extension")?;
-            let prog = match ext {
-                "xz" => "xz",
-                "zst" => "zstd",
-                "gz" => "gzip",
+            let out = dir.join(orig);
+            let src = dir.join(&a.path);
+            let mut cmd = match ext {
+                "xz" => command("xz"),
+                "zst" => command("zstd"),
+                "gz" => command("gzip"),
+                "zip" => command("unzip"),
                 other => bail!("{}: unknown compression .{other}", a.path),
             };
-            let out = dir.join(orig);
-            command(prog)
-                .args(["-d", "-k", "-f", "-q"])
-                .arg(dir.join(&a.path))
-                .run()
+            if ext == "zip" {
+                // The member named like the image, nothing else.
+                let member = Path::new(orig)
+                    .file_name()
+                    .context("compressed image without a file name")?;
+                cmd.args(["-o", "-q"])
+                    .arg(&src)
+                    .arg(member)
+                    .arg("-d")
+                    .arg(&dir);
+            } else {
+                cmd.args(["-d", "-k", "-f", "-q"]).arg(&src);
+            }
+            cmd.run()
                 .with_context(|| format!("decompressing {}", a.path))?;
             let (sha, size) = sha256_file(&out)?;
             if Some(&sha) != a.uncompressed_sha256.as_ref() {
