@@ -60,6 +60,16 @@ fn today() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()
 }
 
+/// The stream's own tests (kola-tests/), as a workdir names them.
+const STREAM_TESTS: [&str; 6] = [
+    "ext.config.basic",
+    "ext.config.files",
+    "ext.config.kernel",
+    "ext.config.reboot",
+    "ext.config.systemd.ignition",
+    "ext.config.systemd.running",
+];
+
 #[test]
 fn demo_stream_tests() {
     // As a workdir sees the config, through its `src/config` link: kola's
@@ -68,17 +78,7 @@ fn demo_stream_tests() {
     std::fs::create_dir(wd.path().join("src")).unwrap();
     std::os::unix::fs::symlink(repo(), wd.path().join("src/config")).unwrap();
     let tests = discover(&wd.path().join("src/config"), &[]).unwrap();
-    assert_eq!(
-        names(&tests),
-        [
-            "ext.config.basic",
-            "ext.config.files",
-            "ext.config.kernel",
-            "ext.config.reboot",
-            "ext.config.systemd.ignition",
-            "ext.config.systemd.running"
-        ]
-    );
+    assert_eq!(names(&tests), STREAM_TESTS);
     let files = tests.iter().find(|t| t.name == "ext.config.files").unwrap();
     let TestBody::External { config, .. } = &files.body else {
         panic!("external test");
@@ -97,23 +97,15 @@ fn demo_stream_tests() {
 
     // With the built-in tests.
     let tests = all_tests(&wd.path().join("src/config"), &[]).unwrap();
-    assert_eq!(
-        names(&tests),
-        [
-            "basic",
-            "firstboot",
-            "reboot",
-            "kernel-override",
-            "ostree-status",
-            "ostree.upgrade",
-            "ext.config.basic",
-            "ext.config.files",
-            "ext.config.kernel",
-            "ext.config.reboot",
-            "ext.config.systemd.ignition",
-            "ext.config.systemd.running"
-        ]
-    );
+    let builtin = [
+        "basic",
+        "firstboot",
+        "reboot",
+        "kernel-override",
+        "ostree-status",
+        "ostree.upgrade",
+    ];
+    assert_eq!(names(&tests), [&builtin[..], &STREAM_TESTS[..]].concat());
     // The stream's own denylist applies cleanly: the variant's tests are skipped.
     let sel = Selection {
         denylist: Some(Denylist::load(&repo().join("kola-denylist.yaml")).unwrap()),

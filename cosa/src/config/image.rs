@@ -191,14 +191,18 @@ mod tests {
         assert_eq!(c.compressor, Compressor::Zstd);
         assert_eq!(c.platform_compressor["hyperv"], Compressor::Zip);
         assert_eq!(c.platform_compressor["digitalocean"].name(), "gzip");
-        let e = serde_yaml::from_str::<ImageConfig>("platform-compressor: {qemu: lz4}\n")
-            .unwrap_err();
+        let e =
+            serde_yaml::from_str::<ImageConfig>("platform-compressor: {qemu: lz4}\n").unwrap_err();
         assert!(e.to_string().contains("lz4"), "{e}");
         // The repository's own config parses, with its overrides.
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         for f in ["image.yaml", "image-systemd.yaml"] {
             let c = ImageConfig::load(&root.join(f)).unwrap();
-            assert_eq!(c.platform_compressor["digitalocean"], Compressor::Gzip, "{f}");
+            assert_eq!(
+                c.platform_compressor["digitalocean"],
+                Compressor::Gzip,
+                "{f}"
+            );
         }
     }
 
