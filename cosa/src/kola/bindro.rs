@@ -117,7 +117,8 @@ pub fn ignition_entries(binds: &[BindRo]) -> (Vec<Value>, Vec<Value>) {
             0o644,
             &format!(
                 "[Unit]\nDescription=cosa run --bind-ro: the host's {src} (read-only)\n\n[Mount]\nWhat={tag}\nWhere={dest}\nType=9p\nOptions={OPTIONS}\n\n[Install]\nWantedBy=multi-user.target\n",
-                src = b.src.display(),
+                // systemd expands %-specifiers in Description=.
+                src = b.src.display().to_string().replace('%', "%%"),
                 tag = tag(i),
                 dest = b.dest,
             ),
