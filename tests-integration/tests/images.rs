@@ -459,9 +459,9 @@ fn bad_input_is_refused_and_builds_stay_clean() {
     assert!(err.contains("no builds yet"), "{err}");
     // Unknown platform: refused before any work.
     f.cosa(&["build"]).ok();
-    let err = f.cosa(&["osbuild", "qemu", "vmware"]).err();
+    let err = f.cosa(&["osbuild", "qemu", "vsphere"]).err();
     assert!(
-        err.contains("unknown platform vmware") && err.contains("metal4k"),
+        err.contains("invalid value 'vsphere'") && err.contains("metal4k, aws"),
         "{err}"
     );
     // A commit without a kernel.
