@@ -63,6 +63,17 @@ impl Workdir {
         let root = fs::canonicalize(path)
             .with_context(|| format!("opening workdir {}", path.display()))?;
         let wd = Workdir { root };
+        let link = wd.config_dir();
+        if wd.builds_dir().is_dir() && !link.exists() {
+            if let Ok(target) = fs::read_link(&link) {
+                bail!(
+                    "{} points at {}, which does not exist (did the config move?); point it at the config: ln -sfn CONFIG {}",
+                    link.display(),
+                    target.display(),
+                    link.display()
+                );
+            }
+        }
         if !wd.is_workdir() {
             bail!(
                 "{} is not a cosa workdir (no builds/ and src/config); run `cosa init` there first",
@@ -258,6 +269,19 @@ mod tests {
         let (_, existed) = Workdir::create(t.path()).unwrap();
         assert!(existed);
         assert!(Workdir::open(t.path()).is_ok());
+    }
+
+    #[test]
+    fn a_dangling_config_link_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        let (wd, _) = Workdir::create(t.path()).unwrap();
+        let gone = t.path().join("checkout/stream");
+        std::os::unix::fs::symlink(&gone, wd.config_dir()).unwrap();
+        let e = Workdir::open(t.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(&gone.display().to_string()) && e.contains("ln -sfn CONFIG"),
+            "{e}"
+        );
     }
 
     #[test]
