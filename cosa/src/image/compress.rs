@@ -74,10 +74,10 @@ pub fn compress(wd: &Workdir, opts: &CompressOptions) -> Result<Vec<(String, Art
                 .unwrap_or(default);
             let dest = compress_file(c, &dir.join(&a.path))
                 .with_context(|| format!("compressing {} with {}", a.path, c.name()))?;
-            let mut c = Artifact::of(&dest)?;
-            c.uncompressed_sha256 = Some(a.sha256.clone());
-            c.uncompressed_size = Some(a.size);
-            Ok((name.clone(), c))
+            let mut compressed = Artifact::of(&dest)?;
+            compressed.uncompressed_sha256 = Some(a.sha256.clone());
+            compressed.uncompressed_size = Some(a.size);
+            Ok((name.clone(), compressed))
         })
         .collect();
     if let Some(e) = results.iter().position(Result::is_err) {

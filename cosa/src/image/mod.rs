@@ -307,6 +307,7 @@ impl Job<'_> {
             arch: self.arch,
             image: self.img,
             timestamp: &self.meta.ostree_timestamp,
+            timestamp_secs: self.meta.ostree_timestamp_secs(),
         };
         platform::convert(p, &raw, &out, &packaging)?;
         let _ = fs::remove_file(&raw);

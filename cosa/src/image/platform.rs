@@ -105,8 +105,9 @@ pub struct Packaging<'a> {
     pub commit: &'a str,
     pub arch: Arch,
     pub image: &'a ImageConfig,
-    /// The commit's time, RFC 3339.
+    /// The commit's time, RFC 3339 and in seconds.
     pub timestamp: &'a str,
+    pub timestamp_secs: u64,
 }
 
 /// Convert a platform's raw disk into its published format at `out`.
@@ -121,13 +122,11 @@ pub fn convert(platform: Platform, raw: &Path, out: &Path, b: &Packaging) -> Res
             .with_context(|| format!("converting the {platform} image to {format}"))?,
         Conversion::GzipTarDiskRaw => gzip_tar_disk_raw(raw, out)?,
         Conversion::Ova(flavor) => {
-            let mtime = chrono::DateTime::parse_from_rfc3339(b.timestamp)
-                .map_or(0, |t| t.timestamp() as u64);
             let ova = ova::OvaBuild {
                 name: b.name,
                 version: b.version,
                 image: b.image,
-                mtime,
+                mtime: b.timestamp_secs,
             };
             ova::write(flavor, &ova, raw, out)
                 .with_context(|| format!("making the {platform} OVA"))?
